@@ -1,0 +1,45 @@
+/**
+ * Shared plumbing for CLI commands: output writers, error rendering and exit statuses.
+ * Commands never call process.exit themselves; they return a status or throw.
+ */
+import { isVmimgError, VmimgError } from '../util/errors.js';
+
+export interface CliIO {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+export const processIO: CliIO = {
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+};
+
+export type OutputFormat = 'human' | 'json';
+
+export function parseOutputFormat(value: string | undefined): OutputFormat {
+  if (value === undefined || value === 'human') return 'human';
+  if (value === 'json') return 'json';
+  throw new VmimgError('USAGE', `--output must be 'human' or 'json', not '${value}'`, { value });
+}
+
+/** Renders an error for stderr: "vmimg: <message> [CODE]". */
+export function renderError(e: unknown): string {
+  if (isVmimgError(e)) return `vmimg: ${e.fullMessage()} [${e.code}]\n`;
+  const err = e as Error;
+  return `vmimg: internal error: ${err?.stack ?? String(e)} [INTERNAL]\n`;
+}
+
+/** Runs a command body; returns its exit status, printing any error (1 unless mapped). */
+export async function runCommand(io: CliIO, body: () => Promise<number>, exitFor: (e: unknown) => number = () => 1): Promise<number> {
+  try {
+    return await body();
+  } catch (e) {
+    io.err(renderError(e));
+    return exitFor(e);
+  }
+}
+
+/** Collects a repeatable option's values (commander argParser). */
+export function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}

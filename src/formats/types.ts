@@ -1,0 +1,77 @@
+/**
+ * The contract between the generic layers and a format driver (DESIGN.md "Format driver").
+ * A driver probes bytes, reads header facts from a Storage it is handed, and plans creation as
+ * a pure function; it never opens files and has no I/O policy of its own.
+ */
+import type { Storage } from '../storage/types.js';
+import type { CreateOptions, OptionSpec } from './options.js';
+
+export const FORMAT_NAMES = ['raw', 'qcow2', 'vmdk', 'vpc', 'vhdx'] as const;
+export type FormatName = (typeof FORMAT_NAMES)[number];
+
+/** Facts read from an existing image's headers: enough to size and link a new image over it. */
+export interface HeaderSummary {
+  format: FormatName;
+  /** Virtual disk size in bytes, derived exactly as qemu-img 7.2 derives it for this format. */
+  virtualSize: bigint;
+  /** vmdk only: the descriptor's CID, recorded as parentCID by a vmdk child. */
+  vmdkCid?: number;
+}
+
+/** Everything a planner needs; it gets no clock, randomness or I/O except through this. */
+export interface CreateContext {
+  /** The new image's file name exactly as given (vmdk writes its basename into the descriptor). */
+  filename: string;
+  /** Requested virtual size in bytes (before any format rounding), 0 ≤ size ≤ INT64_MAX. */
+  size: bigint;
+  /** Validated-by-type options (`-o`, with -b/-F folded in as backing_file/backing_fmt). */
+  options: CreateOptions;
+  /** The backing image's header facts; undefined with no backing file or with -u. */
+  backing?: HeaderSummary;
+  /** True when `size` was taken from the backing image (errors then say BACKING_TOO_LARGE). */
+  sizeFromBacking: boolean;
+  /** Source of random bytes (CIDs, UUIDs, GUIDs). */
+  random(length: number): Uint8Array;
+  /** Wall-clock time in milliseconds since the Unix epoch (VHD timestamps). */
+  now(): number;
+}
+
+/** One write of a creation plan. Plans never overlap writes. */
+export interface PlannedWrite {
+  offset: number;
+  data: Uint8Array;
+}
+
+/** A creation plan: what to write, what to allocate, and how long the file ends up. */
+export interface Layout {
+  /** Final file length in bytes. */
+  length: number;
+  /** Metadata writes, ascending by offset. Anything not written reads as zero (sparse). */
+  writes: PlannedWrite[];
+  /** Byte ranges that must be physically allocated (preallocation=falloc|full). */
+  allocate: Array<{ offset: number; length: number }>;
+  /** Facts for `create --output=json`. */
+  summary: CreatedSummary;
+}
+
+export interface CreatedSummary {
+  virtualSize: bigint;
+  /** qcow2 cluster, vmdk grain, vpc/vhdx block size in bytes; absent for raw and fixed vpc. */
+  clusterSize?: number;
+  subformat?: string;
+}
+
+export interface FormatDriver {
+  readonly name: FormatName;
+  /** Creation options in the order qemu-img prints them on the Formatting line. */
+  readonly createOptions: readonly OptionSpec[];
+  /**
+   * Scores how well the first bytes of a file (at most 2048; fewer if the file is shorter) match
+   * this format, like QEMU's bdrv_probe: 0 = no, 1 = fallback (raw), 100 = certain.
+   */
+  probe(head: Uint8Array): number;
+  /** Reads and validates the header facts of an image in `storage`. */
+  readHeader(storage: Storage): Promise<HeaderSummary>;
+  /** Plans a new image. Pure: no I/O, no clock, no randomness except through `ctx`. */
+  planCreate(ctx: CreateContext): Layout;
+}

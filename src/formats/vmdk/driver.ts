@@ -1,0 +1,15 @@
+/** vmdk driver — skeleton, being written. */
+import { VmimgError } from '../../util/errors.js';
+import type { FormatDriver } from '../types.js';
+
+export const vmdkDriver: FormatDriver = {
+  name: 'vmdk',
+  createOptions: [{ name: 'size', type: 'size', help: 'Virtual disk size' }],
+  probe: () => 0,
+  readHeader: async () => {
+    throw new VmimgError('INTERNAL', 'vmdk: not written yet');
+  },
+  planCreate: () => {
+    throw new VmimgError('INTERNAL', 'vmdk: not written yet');
+  },
+};

@@ -1,0 +1,103 @@
+/** File-backed Storage: positional I/O on one file descriptor. */
+import { open, type FileHandle } from 'node:fs/promises';
+import { fromSystemError, VmimgError } from '../util/errors.js';
+import { checkRange } from './memory.js';
+import type { Storage } from './types.js';
+
+export class FileStorage implements Storage {
+  readonly name: string;
+  readonly writable: boolean;
+  private constructor(private readonly fh: FileHandle, name: string, writable: boolean) {
+    this.name = name;
+    this.writable = writable;
+  }
+
+  /** Opens an existing file read-only (default) or read-write. */
+  static async open(path: string, options: { writable?: boolean } = {}): Promise<FileStorage> {
+    const writable = options.writable ?? false;
+    try {
+      const fh = await open(path, writable ? 'r+' : 'r');
+      const st = await fh.stat();
+      if (st.isDirectory()) {
+        await fh.close();
+        throw new VmimgError('READ_FAILED', `Could not open '${path}': Is a directory`, { path });
+      }
+      return new FileStorage(fh, path, writable);
+    } catch (e) {
+      throw fromSystemError(e, path, 'open');
+    }
+  }
+
+  /** Creates a new file that must not exist yet (O_EXCL), mode 0644 before umask. */
+  static async createExclusive(path: string): Promise<FileStorage> {
+    try {
+      const fh = await open(path, 'wx+', 0o644);
+      return new FileStorage(fh, path, true);
+    } catch (e) {
+      throw fromSystemError(e, path, 'create');
+    }
+  }
+
+  async size(): Promise<number> {
+    return (await this.fh.stat()).size;
+  }
+
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    checkRange(this.name, offset, length);
+    const out = new Uint8Array(length);
+    let done = 0;
+    try {
+      while (done < length) {
+        const { bytesRead } = await this.fh.read(out, done, length - done, offset + done);
+        if (bytesRead === 0) break; // past EOF: the rest stays zero
+        done += bytesRead;
+      }
+    } catch (e) {
+      throw fromSystemError(e, this.name, 'read');
+    }
+    return out;
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    if (!this.writable) throw new VmimgError('WRITE_FAILED', `'${this.name}' is open read-only`, { path: this.name });
+    checkRange(this.name, offset, data.length);
+    let done = 0;
+    try {
+      while (done < data.length) {
+        const { bytesWritten } = await this.fh.write(data, done, data.length - done, offset + done);
+        done += bytesWritten;
+      }
+    } catch (e) {
+      throw fromSystemError(e, this.name, 'write');
+    }
+  }
+
+  async truncate(length: number): Promise<void> {
+    checkRange(this.name, 0, length, Number.MAX_SAFE_INTEGER);
+    try {
+      await this.fh.truncate(length);
+    } catch (e) {
+      const errno = (e as NodeJS.ErrnoException).code;
+      if (errno === 'EFBIG' || errno === 'EINVAL') {
+        throw new VmimgError('SIZE_OUT_OF_RANGE', `Could not resize '${this.name}' to ${length} bytes: the file system does not allow a file this large`, { path: this.name, length, errno }, { cause: e });
+      }
+      throw fromSystemError(e, this.name, 'write');
+    }
+  }
+
+  async allocatedSize(): Promise<number> {
+    return (await this.fh.stat()).blocks * 512;
+  }
+
+  async flush(): Promise<void> {
+    try {
+      await this.fh.datasync();
+    } catch (e) {
+      throw fromSystemError(e, this.name, 'write');
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close();
+  }
+}

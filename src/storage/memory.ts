@@ -1,0 +1,68 @@
+/** In-memory Storage for tests and pure planning; grows on write like a sparse file. */
+import { VmimgError } from '../util/errors.js';
+import { MAX_IO_CHUNK, type Storage } from './types.js';
+
+export class MemoryStorage implements Storage {
+  readonly name: string;
+  readonly writable: boolean;
+  private buf: Uint8Array;
+  private length: number;
+
+  constructor(initial: Uint8Array = new Uint8Array(0), options: { name?: string; writable?: boolean } = {}) {
+    this.name = options.name ?? 'memory';
+    this.writable = options.writable ?? true;
+    this.buf = initial.slice();
+    this.length = initial.length;
+  }
+
+  /** A copy of the current contents. */
+  contents(): Uint8Array {
+    return this.buf.slice(0, this.length);
+  }
+
+  async size(): Promise<number> {
+    return this.length;
+  }
+
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    checkRange(this.name, offset, length);
+    const out = new Uint8Array(length);
+    if (offset < this.length) out.set(this.buf.subarray(offset, Math.min(this.length, offset + length)));
+    return out;
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    if (!this.writable) throw new VmimgError('WRITE_FAILED', `Storage '${this.name}' is read-only`, { name: this.name });
+    checkRange(this.name, offset, data.length);
+    this.ensureCapacity(offset + data.length);
+    this.buf.set(data, offset);
+    this.length = Math.max(this.length, offset + data.length);
+  }
+
+  async truncate(length: number): Promise<void> {
+    checkRange(this.name, 0, length, Number.MAX_SAFE_INTEGER);
+    if (length > this.length) this.ensureCapacity(length);
+    else this.buf.fill(0, length, this.length);
+    this.length = length;
+  }
+
+  async allocatedSize(): Promise<number> {
+    return this.length;
+  }
+
+  async flush(): Promise<void> {}
+  async close(): Promise<void> {}
+
+  private ensureCapacity(n: number): void {
+    if (n <= this.buf.length) return;
+    const next = new Uint8Array(Math.max(n, this.buf.length * 2));
+    next.set(this.buf.subarray(0, this.length));
+    this.buf = next;
+  }
+}
+
+export function checkRange(name: string, offset: number, length: number, maxLength = MAX_IO_CHUNK): void {
+  if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0 || length > maxLength || offset + length > Number.MAX_SAFE_INTEGER) {
+    throw new VmimgError('OUT_OF_BOUNDS', `I/O request offset=${offset} length=${length} on '${name}' is out of range`, { name, offset, length });
+  }
+}

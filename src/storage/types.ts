@@ -1,0 +1,27 @@
+/**
+ * Byte storage: the only abstraction format code does I/O through. Formats never open files;
+ * they are handed a Storage. Offsets and lengths are bytes.
+ */
+export interface Storage {
+  /** A name for messages (usually the path). */
+  readonly name: string;
+  readonly writable: boolean;
+  /** Current length in bytes. */
+  size(): Promise<number>;
+  /**
+   * Reads `length` bytes at `offset`. Bytes past the end read as zeros, as they do from a file
+   * through QEMU's file driver; callers that need the bytes to exist check `size()` first.
+   */
+  read(offset: number, length: number): Promise<Uint8Array>;
+  /** Writes `data` at `offset`, extending the storage if needed. */
+  write(offset: number, data: Uint8Array): Promise<void>;
+  /** Sets the length (sparse extension or truncation). */
+  truncate(length: number): Promise<void>;
+  /** Bytes actually allocated (st_blocks × 512 for files), as qemu-img's "actual-size". */
+  allocatedSize(): Promise<number>;
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Largest single read/write we issue, so a corrupt length can never size a huge buffer. */
+export const MAX_IO_CHUNK = 64 * 1024 * 1024;
