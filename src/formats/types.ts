@@ -66,6 +66,11 @@ export interface FormatDriver {
   /** Creation options in the order qemu-img prints them on the Formatting line. */
   readonly createOptions: readonly OptionSpec[];
   /**
+   * True when creating over a backing file needs the backing image's header even with -u
+   * (vmdk records the parent's CID, so qemu-img opens the parent regardless).
+   */
+  readonly needsBackingHeader?: boolean;
+  /**
    * Scores how well the first bytes of a file (at most 2048; fewer if the file is shorter) match
    * this format, like QEMU's bdrv_probe: 0 = no, 1 = fallback (raw), 100 = certain.
    */

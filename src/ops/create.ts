@@ -75,7 +75,7 @@ export function parseCreateOptions(driver: FormatDriver, req: CreateRequest): Cr
 export async function planCreate(req: CreateRequest): Promise<{ driver: FormatDriver; options: CreateOptions; layout: Layout; formattingLine: string }> {
   const driver = getDriver(req.format ?? 'raw');
   const options = parseCreateOptions(driver, req);
-  const backing = await backingFacts(req, options);
+  const backing = await backingFacts(req, options, driver.needsBackingHeader ?? false);
 
   let sizeFromBacking = false;
   if (!options.has('size')) {
@@ -160,7 +160,7 @@ export async function executeLayout(storage: Storage, layout: Layout): Promise<v
  * reads its header facts. The format is detected from the bytes; -F is only a hint, used when
  * the bytes carry no signature (raw, fixed VHD), so a wrong -F cannot change the size read.
  */
-async function backingFacts(req: CreateRequest, options: CreateOptions): Promise<HeaderSummary | undefined> {
+async function backingFacts(req: CreateRequest, options: CreateOptions, evenIfUnsafe: boolean): Promise<HeaderSummary | undefined> {
   const backingFile = options.str('backing_file');
   const backingFmt = options.str('backing_fmt');
   if (backingFile === undefined) {
@@ -173,7 +173,7 @@ async function backingFacts(req: CreateRequest, options: CreateOptions): Promise
   }
   if (req.unsafe) {
     if (backingFmt === undefined) throw backingFormatRequired(req.filename, undefined);
-    return undefined;
+    if (!evenIfUnsafe) return undefined;
   }
 
   const path = resolveReferencedPath(req.filename, backingFile);
