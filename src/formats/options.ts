@@ -34,7 +34,15 @@ export interface ParsedOption {
 export class CreateOptions {
   private readonly map = new Map<string, ParsedOption>();
 
-  constructor(private readonly specs: readonly OptionSpec[]) {}
+  /**
+   * @param specs the options this format takes, in Formatting-line order
+   * @param unsupported qemu-img options vmimg knowingly does not implement, name → reason;
+   *   setting one is UNSUPPORTED_OPTION rather than UNKNOWN_OPTION
+   */
+  constructor(
+    private readonly specs: readonly OptionSpec[],
+    private readonly unsupported: Readonly<Record<string, string>> = {},
+  ) {}
 
   has(name: string): boolean {
     return this.map.has(name);
@@ -47,6 +55,8 @@ export class CreateOptions {
   /** Sets an option from text, type-checking it against its spec. */
   setText(name: string, text: string): void {
     const spec = this.specs.find((s) => s.name === name);
+    const reason = Object.hasOwn(this.unsupported, name) ? this.unsupported[name] : undefined;
+    if (!spec && reason !== undefined) throw new VmimgError('UNSUPPORTED_OPTION', `Parameter '${name}' is not supported by vmimg: ${reason}`, { key: name });
     if (!spec) throw new VmimgError('UNKNOWN_OPTION', `Invalid parameter '${name}'`, { key: name });
     this.map.set(name, { text, value: parseTyped(spec, text) });
   }

@@ -65,6 +65,8 @@ export interface FormatDriver {
   readonly name: FormatName;
   /** Creation options in the order qemu-img prints them on the Formatting line. */
   readonly createOptions: readonly OptionSpec[];
+  /** qemu-img create options this driver knowingly rejects, name → reason (UNSUPPORTED_OPTION). */
+  readonly unsupportedCreateOptions?: Readonly<Record<string, string>>;
   /**
    * True when creating over a backing file needs the backing image's header even with -u
    * (vmdk records the parent's CID, so qemu-img opens the parent regardless).

@@ -52,7 +52,7 @@ export interface CreateResult {
 
 /** Parses and type-checks the options of a create request without touching any file. */
 export function parseCreateOptions(driver: FormatDriver, req: CreateRequest): CreateOptions {
-  const opts = new CreateOptions(driver.createOptions);
+  const opts = new CreateOptions(driver.createOptions, driver.unsupportedCreateOptions);
   for (const text of req.optionStrings ?? []) {
     for (const [key, value] of splitOptionString(text)) opts.setText(key, value);
   }
