@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { createImage, type CreateResult } from '../ops/create.js';
 import { optionsHelp, wantsHelp } from '../formats/options.js';
 import { getDriver } from '../formats/registry.js';
+import { VmimgError } from '../util/errors.js';
 import { collect, parseOutputFormat, runCommand, type CliIO } from './run.js';
 
 interface CreateFlags {
@@ -22,7 +23,7 @@ export function registerCreate(program: Command, io: CliIO, setStatus: (s: numbe
   program
     .command('create')
     .description('create a new disk image (qemu-img create work-alike)')
-    .argument('<filename>', 'image file to create')
+    .argument('[filename]', 'image file to create')
     .argument('[size]', 'virtual size (k, M, G, T, P, E suffixes); optional with -b')
     .option('-f, --format <fmt>', 'image format: raw, qcow2, vmdk, vpc, vhdx', 'raw')
     .option('-b, --backing <file>', 'backing file (recorded verbatim, opened relative to the new image)')
@@ -31,12 +32,12 @@ export function registerCreate(program: Command, io: CliIO, setStatus: (s: numbe
     .option('-o, --options <options>', "format options key=value[,key=value]; ',,' is a literal comma; 'help' lists them", collect)
     .option('-q, --quiet', 'do not print the Formatting line')
     .option('--output <fmt>', "'human' (default) or 'json'")
-    .action(async (filename: string, size: string | undefined, flags: CreateFlags) => {
+    .action(async (filename: string | undefined, size: string | undefined, flags: CreateFlags) => {
       setStatus(await runCommand(io, () => create(io, filename, size, flags)));
     });
 }
 
-async function create(io: CliIO, filename: string, size: string | undefined, flags: CreateFlags): Promise<number> {
+async function create(io: CliIO, filename: string | undefined, size: string | undefined, flags: CreateFlags): Promise<number> {
   const output = parseOutputFormat(flags.output);
   const optionStrings = flags.options ?? [];
   if (wantsHelp(optionStrings)) {
@@ -44,6 +45,7 @@ async function create(io: CliIO, filename: string, size: string | undefined, fla
     io.out(optionsHelp(driver.name, driver.createOptions));
     return 0;
   }
+  if (filename === undefined) throw new VmimgError('USAGE', 'Expecting image file name', {});
   const result = await createImage({
     filename,
     format: flags.format,
