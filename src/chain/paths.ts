@@ -1,10 +1,10 @@
 /**
- * How a file name recorded inside an image is turned into a path to open: relative names are
- * relative to the directory of the image that records them (QEMU's
- * bdrv_get_full_backing_filename_from_filename); absolute names stay as they are.
+ * How a file name recorded inside an image is turned into a path: a relative name is relative to
+ * the directory of the image that records it. This is QEMU's path_combine (no normalisation: the
+ * text of the referring path up to its last '/' is prefixed), so `full-backing-filename` in
+ * `info` matches qemu-img's exactly; absolute names stay as they are.
  */
-import { dirname, isAbsolute, join } from 'node:path';
-
 export function resolveReferencedPath(imagePath: string, recordedName: string): string {
-  return isAbsolute(recordedName) ? recordedName : join(dirname(imagePath), recordedName);
+  if (recordedName.startsWith('/')) return recordedName;
+  return imagePath.slice(0, imagePath.lastIndexOf('/') + 1) + recordedName;
 }

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { cleanupTemporaryFiles } from '../storage/atomic.js';
 import { registerCreate } from './create.js';
+import { registerInfo } from './info.js';
 import { processIO, type CliIO } from './run.js';
 
 /** Builds the program; `setStatus` receives each command's exit status. */
@@ -17,6 +18,7 @@ export function buildProgram(io: CliIO, setStatus: (status: number) => void): Co
     .configureOutput({ writeOut: io.out, writeErr: io.err })
     .exitOverride();
   registerCreate(program, io, setStatus);
+  registerInfo(program, io, setStatus);
   return program;
 }
 

@@ -4,6 +4,7 @@
  * a pure function; it never opens files and has no I/O policy of its own.
  */
 import type { Storage } from '../storage/types.js';
+import type { Image, OpenOptions } from './image.js';
 import type { CreateOptions, OptionSpec } from './options.js';
 
 export const FORMAT_NAMES = ['raw', 'qcow2', 'vmdk', 'vpc', 'vhdx'] as const;
@@ -81,4 +82,9 @@ export interface FormatDriver {
   readHeader(storage: Storage): Promise<HeaderSummary>;
   /** Plans a new image. Pure: no I/O, no clock, no randomness except through `ctx`. */
   planCreate(ctx: CreateContext): Layout;
+  /**
+   * Opens an existing image from untrusted bytes: validates the header and every table bound it
+   * relies on, opens no other file (references go through `options.openReference`, lazily).
+   */
+  open?(storage: Storage, options: OpenOptions): Promise<Image>;
 }

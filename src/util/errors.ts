@@ -33,6 +33,10 @@ export const ERROR_CODES = [
   // image contents
   'CORRUPT_IMAGE',
   'UNSUPPORTED_IMAGE',
+  // chain policy (references an image makes to other files)
+  'REFERENCE_DENIED',
+  'BACKING_LOOP',
+  'CHAIN_TOO_DEEP',
   // catch-all for bugs
   'INTERNAL',
 ] as const;

@@ -8,6 +8,7 @@ import { roundUpBig, SECTOR_SIZE } from '../../util/units.js';
 import type { Storage } from '../../storage/types.js';
 import type { OptionSpec } from '../options.js';
 import type { CreateContext, FormatDriver, HeaderSummary, Layout } from '../types.js';
+import { openRaw } from './image.js';
 
 export const RAW_OPTIONS: readonly OptionSpec[] = [
   { name: 'size', type: 'size', help: 'Virtual disk size' },
@@ -37,6 +38,8 @@ export const rawDriver: FormatDriver = {
     const length = BigInt(await storage.size());
     return { format: 'raw', virtualSize: roundUpBig(length, BigInt(SECTOR_SIZE)) };
   },
+
+  open: openRaw,
 
   planCreate(ctx: CreateContext): Layout {
     const prealloc = preallocationOf(ctx, ['off', 'falloc', 'full']);

@@ -1,0 +1,121 @@
+/**
+ * Opening images and backing chains. The top image is the one the user named; everything below
+ * it is opened only through the chain Policy (src/chain/policy.ts), with depth and cycle limits.
+ */
+import { realpathSync } from 'node:fs';
+import { FileStorage } from '../storage/file.js';
+import type { Storage } from '../storage/types.js';
+import { VmimgError } from '../util/errors.js';
+import type { FileReference, Image } from '../formats/image.js';
+import { getDriver, isFormatName, probeFormat } from '../formats/registry.js';
+import type { FormatName } from '../formats/types.js';
+import { resolveReferencedPath } from './paths.js';
+import { checkReference, openReference, type ChainPolicy } from './policy.js';
+
+export interface OpenImageOptions {
+  /** Force a format (-f); otherwise probed from the bytes. */
+  format?: string;
+  /** Governs every file the image refers to. */
+  policy: ChainPolicy;
+  writable?: boolean;
+}
+
+export interface OpenedImage {
+  image: Image;
+  /** True when the format was guessed as raw by probing (qemu-img warns about this). */
+  probedRaw: boolean;
+}
+
+/** Opens one image from a storage, with its references gated by `policy`. */
+export async function openImageFromStorage(storage: Storage, filename: string, options: OpenImageOptions): Promise<OpenedImage> {
+  const format = options.format ?? (await probeFormat(storage));
+  const driver = getDriver(format);
+  if (!driver.open) {
+    throw new VmimgError('UNSUPPORTED_IMAGE', `Reading ${driver.name} images is not supported yet`, { format: driver.name });
+  }
+  const image = await driver.open(storage, {
+    filename,
+    openReference: (ref: FileReference) => openReference(options.policy, filename, ref, options.writable ?? false),
+  });
+  if (!Number.isSafeInteger(image.virtualSize) || image.virtualSize < 0) {
+    await image.close();
+    throw new VmimgError('UNSUPPORTED_IMAGE', `Virtual size of '${filename}' is beyond what vmimg can address (2^53 bytes)`, { filename });
+  }
+  return { image, probedRaw: options.format === undefined && format === 'raw' };
+}
+
+/** Opens the file at `path` as an image. The top image is the user's choice: no policy check. */
+export async function openImage(path: string, options: OpenImageOptions): Promise<OpenedImage> {
+  const storage = await FileStorage.open(path, { writable: options.writable ?? false });
+  try {
+    return await openImageFromStorage(storage, path, options);
+  } catch (e) {
+    await storage.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+/** An image and the backing images below it, top first. */
+export class ImageChain {
+  constructor(readonly layers: Image[]) {}
+
+  get top(): Image {
+    return this.layers[0]!;
+  }
+
+  async close(): Promise<void> {
+    for (const layer of this.layers) await layer.close().catch(() => undefined);
+  }
+}
+
+/**
+ * Opens `path` and its whole backing chain under `policy`: each backing file must be permitted
+ * by the policy, the chain may not revisit a file, and it may be at most policy.maxDepth deep.
+ * A backing file without a recorded format is probed (never guessed from the name).
+ */
+export async function openChain(path: string, options: OpenImageOptions): Promise<ImageChain> {
+  const { image: top } = await openImage(path, options);
+  const layers: Image[] = [top];
+  const seen = new Set<string>([realOrSelf(path)]);
+  try {
+    let current = top;
+    while (current.backing) {
+      const ref: FileReference = { kind: 'backing', name: current.backing.name };
+      if (layers.length > options.policy.maxDepth) {
+        throw new VmimgError('CHAIN_TOO_DEEP', `Backing chain of '${path}' is deeper than ${options.policy.maxDepth} images`, { path, maxDepth: options.policy.maxDepth });
+      }
+      const target = checkReference(options.policy, current.filename, ref);
+      if (seen.has(target)) {
+        throw new VmimgError('BACKING_LOOP', `Backing file '${current.backing.name}' of '${current.filename}' creates an infinite loop`, { image: current.filename, name: current.backing.name });
+      }
+      seen.add(target);
+      const recorded = current.backing.format;
+      if (recorded !== undefined && !isFormatName(recorded)) {
+        throw new VmimgError('BACKING_FORMAT_UNSUPPORTED', `Backing file '${current.backing.name}' of '${current.filename}' has unsupported format '${recorded}'`, { format: recorded });
+      }
+      const storage = await openReference(options.policy, current.filename, ref);
+      let next: Image;
+      try {
+        const name = resolveReferencedPath(current.filename, current.backing.name);
+        next = (await openImageFromStorage(storage, name, { ...options, format: recorded as FormatName | undefined, writable: false })).image;
+      } catch (e) {
+        await storage.close().catch(() => undefined);
+        throw e instanceof VmimgError ? e.within(`while opening backing file '${current.backing.name}' of '${current.filename}'`) : e;
+      }
+      layers.push(next);
+      current = next;
+    }
+  } catch (e) {
+    await new ImageChain(layers).close();
+    throw e;
+  }
+  return new ImageChain(layers);
+}
+
+function realOrSelf(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
+}

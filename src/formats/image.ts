@@ -1,0 +1,121 @@
+/**
+ * The read side of the format contract (DESIGN.md "Image"): an opened image answers mapping
+ * questions about its own layer with the one Extent union; the generic layers (src/chain,
+ * src/ops) do read(), backing fall-through, decompression, alignment and splitting.
+ *
+ * Guest offsets and lengths are bytes as JS numbers; images whose virtual size exceeds 2^53
+ * are refused at open (UNSUPPORTED_IMAGE).
+ */
+import type { Storage } from '../storage/types.js';
+import type { QDict } from '../util/qjson.js';
+import type { FormatName } from './types.js';
+
+export type CompressionCodec =
+  /** qcow2 compression_type=zlib: raw deflate (no zlib header), window 2^12. */
+  | 'qcow2-deflate'
+  /** qcow2 compression_type=zstd: one or more zstd frames. */
+  | 'zstd'
+  /** vmdk streamOptimized grains: a zlib stream (RFC 1950). */
+  | 'zlib';
+
+/** One run of guest bytes [start, start+length) and where its content comes from, in this layer. */
+export type Extent =
+  /** Stored uncompressed: guest byte start+i is storage byte offset+i. */
+  | { kind: 'data'; start: number; length: number; storage: Storage; offset: number }
+  /** Allocated in this layer and reads as zeros (qcow2 zero cluster, vhdx ZERO block...). */
+  | { kind: 'zero'; start: number; length: number }
+  /** Not allocated in this layer: reads from the backing image, or zeros without one. */
+  | { kind: 'unallocated'; start: number; length: number }
+  /**
+   * Stored compressed: the `compressedLength` bytes at storage `offset` decode (with `codec`) to
+   * the guest unit [unitStart, unitStart+unitLength), of which this extent is a part.
+   */
+  | {
+      kind: 'compressed';
+      start: number;
+      length: number;
+      storage: Storage;
+      offset: number;
+      compressedLength: number;
+      codec: CompressionCodec;
+      unitStart: number;
+      unitLength: number;
+    };
+
+/** A reference from an image to another file (backing file, vmdk extent, qcow2 data file). */
+export interface FileReference {
+  kind: 'backing' | 'extent' | 'data-file';
+  /** The name exactly as recorded in the image. */
+  name: string;
+}
+
+/**
+ * Opens a file an image refers to. Drivers receive one of these and must use it (lazily, when
+ * the bytes are needed) — never open paths themselves. The chain Policy decides what is allowed.
+ */
+export type ReferenceOpener = (ref: FileReference) => Promise<Storage>;
+
+export interface OpenOptions {
+  /** The path the image was opened by (for resolving the names it records, and messages). */
+  filename: string;
+  /** Opener for files the image refers to (extents, data file). */
+  openReference: ReferenceOpener;
+}
+
+/** Fields of `qemu-img info` that a driver knows about its image. */
+export interface ImageInfoFields {
+  clusterSize?: number;
+  /** qcow2 incompatible bit 0 ("cleanly shut down: no"). */
+  dirty?: boolean;
+  encrypted?: boolean;
+  /** format-specific: {type, data} as qemu-img prints it (data already a QDict in QEMU order). */
+  formatSpecific?: QDict;
+  /** Internal snapshots (qcow2). */
+  snapshots?: SnapshotInfo[];
+}
+
+/** One internal snapshot, as qemu-img info lists it. */
+export interface SnapshotInfo {
+  id: string;
+  name: string;
+  vmStateSize: number;
+  dateSec: number;
+  dateNsec: number;
+  vmClockNsec: bigint;
+  icount?: bigint;
+}
+
+export interface Image {
+  readonly format: FormatName;
+  readonly filename: string;
+  /** The image's own file. */
+  readonly storage: Storage;
+  /** Virtual disk size in bytes. */
+  readonly virtualSize: number;
+  /** The backing file recorded in the image, if any (never opened by the driver). */
+  readonly backing?: { name: string; format?: string };
+  /** Other files the image refers to (for --safety-check and info); not opened by listing them. */
+  references(): FileReference[];
+  /**
+   * Maps [start, start+length) of this layer. Returns contiguous extents covering exactly the
+   * range, in order; adjacent extents may share a kind. 0 ≤ start, start+length ≤ virtualSize.
+   */
+  map(start: number, length: number): Promise<Extent[]>;
+  /** What `qemu-img info` shows for this image beyond sizes and backing. */
+  info(): ImageInfoFields;
+  /**
+   * Format-specific reasons this image is unsafe to hand to a VMM or to qemu-img (OpenStack
+   * format_inspector's checks: unknown features, unsafe vmdk subformats or extent names...).
+   * Backing files and other references are checked generically from `references()`.
+   */
+  safetyIssues?(): string[];
+  /** Allocated bytes of the image and the files it consists of (default: its own storage). */
+  allocatedSize?(): Promise<number>;
+  /** Closes the image and every reference it opened. */
+  close(): Promise<void>;
+}
+
+/** The driver half that opens images (added to FormatDriver by each format). */
+export interface ImageOpener {
+  open(storage: Storage, options: OpenOptions): Promise<Image>;
+}
