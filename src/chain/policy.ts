@@ -90,7 +90,7 @@ export function checkReference(policy: ChainPolicy, imagePath: string, ref: File
 export async function openReference(policy: ChainPolicy, imagePath: string, ref: FileReference, writable = false): Promise<Storage> {
   const path = checkReference(policy, imagePath, ref);
   try {
-    return await FileStorage.open(path, { writable });
+    return await FileStorage.open(path, { writable, name: resolveReferencedPath(imagePath, ref.name) });
   } catch (e) {
     if (e instanceof VmimgError && ref.kind === 'backing' && e.code === 'FILE_NOT_FOUND') {
       throw new VmimgError('BACKING_NOT_FOUND', `Could not open backing file '${ref.name}' of '${imagePath}': No such file or directory`, { image: imagePath, name: ref.name, path }, { cause: e });

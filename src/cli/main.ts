@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { cleanupTemporaryFiles } from '../storage/atomic.js';
 import { registerCreate } from './create.js';
 import { registerInfo } from './info.js';
+import { registerMap } from './map.js';
 import { processIO, type CliIO } from './run.js';
 
 /** Builds the program; `setStatus` receives each command's exit status. */
@@ -19,6 +20,7 @@ export function buildProgram(io: CliIO, setStatus: (status: number) => void): Co
     .exitOverride();
   registerCreate(program, io, setStatus);
   registerInfo(program, io, setStatus);
+  registerMap(program, io, setStatus);
   return program;
 }
 

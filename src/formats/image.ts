@@ -22,8 +22,12 @@ export type CompressionCodec =
 export type Extent =
   /** Stored uncompressed: guest byte start+i is storage byte offset+i. */
   | { kind: 'data'; start: number; length: number; storage: Storage; offset: number }
-  /** Allocated in this layer and reads as zeros (qcow2 zero cluster, vhdx ZERO block...). */
-  | { kind: 'zero'; start: number; length: number }
+  /**
+   * Allocated in this layer and reads as zeros (qcow2 zero cluster, vhdx ZERO block, a hole in
+   * a raw file). `storage`/`offset` are set when host space backs the range (raw holes, qcow2
+   * zero clusters that keep their allocation), which `map` reports as the offset.
+   */
+  | { kind: 'zero'; start: number; length: number; storage?: Storage; offset?: number }
   /** Not allocated in this layer: reads from the backing image, or zeros without one. */
   | { kind: 'unallocated'; start: number; length: number }
   /**

@@ -49,8 +49,11 @@ export interface Layout {
   length: number;
   /** Metadata writes, ascending by offset. Anything not written reads as zero (sparse). */
   writes: PlannedWrite[];
-  /** Byte ranges that must be physically allocated (preallocation=falloc|full). */
-  allocate: Array<{ offset: number; length: number }>;
+  /**
+   * Byte ranges that must be physically allocated: with fallocate (preallocation=falloc), or by
+   * writing zeros when `write` is set (preallocation=full).
+   */
+  allocate: Array<{ offset: number; length: number; write?: boolean }>;
   /** Facts for `create --output=json`. */
   summary: CreatedSummary;
 }

@@ -146,6 +146,10 @@ export async function executeLayout(storage: Storage, layout: Layout): Promise<v
   if (layout.allocate.length > 0) {
     const zeros = new Uint8Array(ZERO_CHUNK);
     for (const range of layout.allocate) {
+      if (!range.write && storage.allocate) {
+        await storage.allocate(range.offset, range.length);
+        continue;
+      }
       for (let off = 0; off < range.length; off += ZERO_CHUNK) {
         const n = Math.min(ZERO_CHUNK, range.length - off);
         await storage.write(range.offset + off, n === ZERO_CHUNK ? zeros : zeros.subarray(0, n));

@@ -2,6 +2,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { fromSystemError, VmimgError } from '../util/errors.js';
 import { checkRange } from './memory.js';
+import { native } from './native.js';
 import type { Storage } from './types.js';
 
 export class FileStorage implements Storage {
@@ -12,8 +13,11 @@ export class FileStorage implements Storage {
     this.writable = writable;
   }
 
-  /** Opens an existing file read-only (default) or read-write. */
-  static async open(path: string, options: { writable?: boolean } = {}): Promise<FileStorage> {
+  /**
+   * Opens an existing file read-only (default) or read-write. `name` (default: `path`) is how
+   * the storage is named in messages and in `map` output.
+   */
+  static async open(path: string, options: { writable?: boolean; name?: string } = {}): Promise<FileStorage> {
     const writable = options.writable ?? false;
     try {
       const fh = await open(path, writable ? 'r+' : 'r');
@@ -22,7 +26,7 @@ export class FileStorage implements Storage {
         await fh.close();
         throw new VmimgError('READ_FAILED', `Could not open '${path}': Is a directory`, { path });
       }
-      return new FileStorage(fh, path, writable);
+      return new FileStorage(fh, options.name ?? path, writable);
     } catch (e) {
       throw fromSystemError(e, path, 'open');
     }
@@ -99,5 +103,33 @@ export class FileStorage implements Storage {
 
   async close(): Promise<void> {
     await this.fh.close();
+  }
+
+  /** SEEK_DATA/SEEK_HOLE through the native helper, like QEMU's file-posix find_allocation. */
+  async blockStatus(offset: number, length: number): Promise<{ data: boolean; length: number }> {
+    checkRange(this.name, offset, length, Number.MAX_SAFE_INTEGER);
+    const size = await this.size();
+    if (offset >= size) return { data: false, length };
+    if (!native) return { data: true, length: Math.min(length, size - offset) };
+    try {
+      const dataAt = native.seekData(this.fh.fd, offset);
+      if (dataAt === -1) return { data: false, length };
+      if (dataAt > offset) return { data: false, length: Math.min(length, dataAt - offset) };
+      const holeAt = native.seekHole(this.fh.fd, offset);
+      return { data: true, length: Math.max(1, Math.min(length, holeAt - offset)) };
+    } catch {
+      return { data: true, length: Math.min(length, size - offset) };
+    }
+  }
+
+  /** posix_fallocate through the native helper. */
+  async allocate(offset: number, length: number): Promise<void> {
+    checkRange(this.name, offset, length, Number.MAX_SAFE_INTEGER);
+    if (!native) throw new VmimgError('WRITE_FAILED', `Cannot preallocate '${this.name}': native helpers are not built`, { path: this.name });
+    try {
+      native.allocate(this.fh.fd, offset, length);
+    } catch (e) {
+      throw fromSystemError(e, this.name, 'write');
+    }
   }
 }

@@ -21,6 +21,13 @@ export interface Storage {
   allocatedSize(): Promise<number>;
   flush(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Whether the run starting at `offset` is data or a hole, and how long it is (≤ `length`);
+   * past the end counts as a hole. Optional: storages that cannot tell report everything as data.
+   */
+  blockStatus?(offset: number, length: number): Promise<{ data: boolean; length: number }>;
+  /** Physically allocates a range (preallocation=falloc). Optional: callers write zeros instead. */
+  allocate?(offset: number, length: number): Promise<void>;
 }
 
 /** Largest single read/write we issue, so a corrupt length can never size a huge buffer. */

@@ -47,7 +47,7 @@ export const rawDriver: FormatDriver = {
     return {
       length,
       writes: [],
-      allocate: prealloc === 'off' || length === 0 ? [] : [{ offset: 0, length }],
+      allocate: prealloc === 'off' || length === 0 ? [] : [{ offset: 0, length, write: prealloc === 'full' }],
       summary: { virtualSize: BigInt(length) },
     };
   },

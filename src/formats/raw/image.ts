@@ -13,9 +13,20 @@ export async function openRaw(storage: Storage, options: OpenOptions): Promise<I
     storage,
     virtualSize,
     references: () => [],
+    /** Data and holes of the file (SEEK_DATA/SEEK_HOLE when available); holes map as zero. */
     async map(start: number, length: number): Promise<Extent[]> {
-      if (length === 0) return [];
-      return [{ kind: 'data', start, length, storage, offset: start }];
+      const out: Extent[] = [];
+      for (let pos = start; pos < start + length; ) {
+        const want = start + length - pos;
+        const st = storage.blockStatus ? await storage.blockStatus(pos, want) : { data: true, length: want };
+        const n = Math.min(Math.max(1, st.length), want);
+        const prev = out[out.length - 1];
+        const kind = st.data ? 'data' : 'zero';
+        if (prev && prev.kind === kind) prev.length += n;
+        else out.push({ kind, start: pos, length: n, storage, offset: pos });
+        pos += n;
+      }
+      return out;
     },
     info: (): ImageInfoFields => ({}),
     close: () => storage.close(),

@@ -1,0 +1,97 @@
+/**
+ * `map`: where each guest range of an image chain comes from, as qemu-img 7.2's img_map reports
+ * it (get_block_status + the merging loop): the layer depth that answers, whether the range is
+ * allocated (present), reads as zeros, holds data, and the host offset when there is one.
+ */
+import type { ImageChain } from '../chain/open.js';
+import type { Extent, Image } from '../formats/image.js';
+
+export interface MapEntry {
+  start: number;
+  length: number;
+  depth: number;
+  present: boolean;
+  zero: boolean;
+  data: boolean;
+  offset?: number;
+  /** The file holding the bytes at `offset`. */
+  filename?: string;
+}
+
+/** Work per driver call: the chain is walked in windows of this many guest bytes. */
+const WINDOW = 1 << 30;
+
+/** Yields merged map entries for [start, start+length) of the chain's top image. */
+export async function* mapChain(chain: ImageChain, start: number, length: number): AsyncGenerator<MapEntry> {
+  let pending: MapEntry | undefined;
+  const end = start + length;
+  for (let pos = start; pos < end; ) {
+    const n = Math.min(WINDOW, end - pos);
+    for (const e of await resolve(chain.layers, 0, pos, n)) {
+      if (pending && mergeable(pending, e)) {
+        pending.length += e.length;
+        continue;
+      }
+      if (pending) yield pending;
+      pending = { ...e };
+    }
+    pos += n;
+  }
+  if (pending) yield pending;
+}
+
+function mergeable(a: MapEntry, b: MapEntry): boolean {
+  if (a.depth !== b.depth || a.present !== b.present || a.zero !== b.zero || a.data !== b.data) return false;
+  if ((a.offset === undefined) !== (b.offset === undefined)) return false;
+  return a.offset === undefined || (a.offset + a.length === b.offset && a.filename === b.filename);
+}
+
+async function resolve(layers: readonly Image[], depth: number, start: number, length: number): Promise<MapEntry[]> {
+  const layer = layers[depth]!;
+  const out: MapEntry[] = [];
+  for (const e of await layer.map(start, length)) out.push(...(await entriesFor(layers, depth, layer, e)));
+  return out;
+}
+
+async function entriesFor(layers: readonly Image[], depth: number, layer: Image, e: Extent): Promise<MapEntry[]> {
+  const base = { start: e.start, length: e.length, depth };
+  const fileOf = (storage: Image['storage']): string => (storage === layer.storage ? layer.filename : storage.name);
+  switch (e.kind) {
+    case 'data':
+      return [{ ...base, present: true, zero: false, data: true, offset: e.offset, filename: fileOf(e.storage) }];
+    case 'compressed':
+      return [{ ...base, present: true, zero: false, data: true }];
+    case 'zero':
+      return [e.storage && e.offset !== undefined ? { ...base, present: true, zero: true, data: false, offset: e.offset, filename: fileOf(e.storage) } : { ...base, present: true, zero: true, data: false }];
+    case 'unallocated': {
+      const below = layers[depth + 1];
+      // Unallocated with no backing, or past the backing image's end, reads as zeros at this depth.
+      if (!below || e.start >= below.virtualSize) return [{ ...base, present: false, zero: true, data: false }];
+      const inBacking = Math.min(e.length, below.virtualSize - e.start);
+      const out = await resolve(layers, depth + 1, e.start, inBacking);
+      if (inBacking < e.length) out.push({ start: e.start + inBacking, length: e.length - inBacking, depth, present: false, zero: true, data: false });
+      return out;
+    }
+  }
+}
+
+/** qemu-img map --output=json. */
+export function mapJson(entries: MapEntry[]): string {
+  const lines = entries.map(
+    (e) =>
+      `{ "start": ${e.start}, "length": ${e.length}, "depth": ${e.depth}, "present": ${e.present}, "zero": ${e.zero}, "data": ${e.data}` +
+      (e.offset !== undefined ? `, "offset": ${e.offset}` : '') +
+      '}',
+  );
+  return '[' + lines.join(',\n') + ']\n';
+}
+
+const hex16 = (n: number): string => (n === 0 ? '0' : '0x' + n.toString(16)).padEnd(16);
+
+/** qemu-img map (human): the data ranges with their host offsets. */
+export function mapHumanLine(e: MapEntry): string | undefined {
+  if (!e.data || e.zero) return undefined;
+  return `${hex16(e.start)}${hex16(e.length)}${hex16(e.offset ?? 0)}${e.filename ?? ''}\n`;
+}
+
+export const MAP_HUMAN_HEADER = 'Offset          Length          Mapped to       File\n';
