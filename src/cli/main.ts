@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { cleanupTemporaryFiles } from '../storage/atomic.js';
 import { registerCreate } from './create.js';
+import { registerCheck } from './check.js';
 import { registerInfo } from './info.js';
 import { registerMap } from './map.js';
 import { processIO, type CliIO } from './run.js';
@@ -21,6 +22,7 @@ export function buildProgram(io: CliIO, setStatus: (status: number) => void): Co
   registerCreate(program, io, setStatus);
   registerInfo(program, io, setStatus);
   registerMap(program, io, setStatus);
+  registerCheck(program, io, setStatus);
   return program;
 }
 

@@ -78,6 +78,30 @@ export interface ImageInfoFields {
   snapshots?: SnapshotInfo[];
 }
 
+/** What `check -r` may repair. */
+export interface CheckFix {
+  leaks: boolean;
+  errors: boolean;
+}
+
+/** QEMU's BdrvCheckResult (+ fragmentation info); zero means "none" for every counter. */
+export interface CheckResult {
+  corruptions: number;
+  leaks: number;
+  checkErrors: number;
+  corruptionsFixed: number;
+  leaksFixed: number;
+  imageEndOffset: number;
+  totalClusters: number;
+  allocatedClusters: number;
+  fragmentedClusters: number;
+  compressedClusters: number;
+}
+
+export function emptyCheckResult(): CheckResult {
+  return { corruptions: 0, leaks: 0, checkErrors: 0, corruptionsFixed: 0, leaksFixed: 0, imageEndOffset: 0, totalClusters: 0, allocatedClusters: 0, fragmentedClusters: 0, compressedClusters: 0 };
+}
+
 /** One internal snapshot, as qemu-img info lists it. */
 export interface SnapshotInfo {
   id: string;
@@ -115,6 +139,13 @@ export interface Image {
   safetyIssues?(): string[];
   /** Allocated bytes of the image and the files it consists of (default: its own storage). */
   allocatedSize?(): Promise<number>;
+  /**
+   * Consistency check (qemu-img check). Per-problem messages go to `report` (qemu-img prints
+   * them on stderr). With `fix`, repairs what it may (the image must be opened writable).
+   * Absent when the format has no check (qemu-img exits 63). Throws CORRUPT_IMAGE when the
+   * check cannot complete ("Check failed").
+   */
+  check?(fix: CheckFix, report: (line: string) => void): Promise<CheckResult>;
   /** Closes the image and every reference it opened. */
   close(): Promise<void>;
 }
