@@ -2,17 +2,22 @@
  * qcow2 create against qemu-img 7.2: for every matrix case both tools create the image side by
  * side and the files must be byte-identical, the Formatting lines equal, `qemu-img check` clean on
  * ours and `qemu-img info` agree. Also: the inputs qemu-img rejects are rejected with stable codes,
- * and a new image sized from a qcow2 backing file gets the size qemu-img gives it.
+ * a new image sized from a qcow2 backing file gets the size qemu-img gives it, and readHeader
+ * opens exactly the corrupted headers qemu-img info opens.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { qcow2Driver } from '../../../src/formats/qcow2/driver.js';
+import type { HeaderSummary } from '../../../src/formats/types.js';
 import { createImage } from '../../../src/ops/create.js';
+import { FileStorage } from '../../../src/storage/file.js';
 import { VmimgError } from '../../../src/util/errors.js';
 import { createPair, diffMasked, readBytes } from '../../helpers/create.js';
 import { oracle, qemuImg, qemuInfo, tempDir } from '../../helpers/oracle.js';
 import { qcow2Matrix } from './matrix.js';
+import { applyPoke, POKES } from './pokes.js';
 
 const INFO_FIELDS = ['virtual-size', 'cluster-size', 'format', 'format-specific', 'backing-filename', 'backing-filename-format', 'dirty-flag'];
 
@@ -134,3 +139,36 @@ test('qcow2 over a qcow2 backing file without a size takes the backing virtual s
     assert.equal(pair.result.virtualSize, BigInt(qemuInfo(pair.theirs, 'qcow2')['virtual-size'] as number));
   }
 });
+
+test('qcow2 readHeader accepts and rejects exactly what qemu-img info does', async (t) => {
+  if (!oracle(t, 'qemu-img')) return;
+  const dir = tempDir(t, 'vmimg-qcow2-');
+  const base = join(dir, 'base.qcow2');
+  const overlay = join(dir, 'overlay.qcow2');
+  assert.equal(qemuImg(['create', '-q', '-f', 'qcow2', base, '64M']).status, 0);
+  assert.equal(qemuImg(['create', '-q', '-f', 'qcow2', '-u', '-b', 'base.qcow2', '-F', 'qcow2', overlay, '64M']).status, 0);
+  for (const poke of POKES) {
+    const path = join(dir, `${poke.name}.qcow2`);
+    writeFileSync(path, applyPoke(readBytes(poke.overlay ? overlay : base), poke));
+    const info = qemuImg(['info', '--output=json', '-f', 'qcow2', path]);
+    const ours = await readHeaderOf(path).catch((e: unknown) => e as VmimgError);
+    if (info.status === 0) {
+      assert.equal(poke.qemu, undefined, `${poke.name}: qemu-img opens it`);
+      assert.ok(!(ours instanceof VmimgError), `${poke.name}: ${String(ours)}`);
+      assert.equal(ours.virtualSize, BigInt((JSON.parse(info.stdout) as { 'virtual-size': number })['virtual-size']), poke.name);
+    } else {
+      assert.ok(ours instanceof VmimgError && ours.code === poke.code, `${poke.name}: ${String(ours)}`);
+      assert.ok(info.stderr.includes(poke.qemu!), `${poke.name}: qemu-img says ${info.stderr}`);
+      assert.ok(ours.message.endsWith(poke.qemu!), `${poke.name}: ${ours.message}`);
+    }
+  }
+});
+
+async function readHeaderOf(path: string): Promise<HeaderSummary> {
+  const storage = await FileStorage.open(path);
+  try {
+    return await qcow2Driver.readHeader(storage);
+  } finally {
+    await storage.close();
+  }
+}
