@@ -35,10 +35,11 @@ import { encodeReftable, RefcountModel } from './refcount.js';
 import { l1EntriesFor, TableModel } from './tables.js';
 
 /**
- * Preallocation plans mapping more data clusters than this are refused: the plan holds every L2
- * table in memory (2^25 clusters = 256 MiB of L2 entries, 2 TiB with 64 KiB clusters).
+ * Preallocation plans mapping more data clusters than this are refused: a Layout holds every L2
+ * table and refcount block in memory (2^24 clusters: 128 MiB of L2 entries, 1 TiB with 64 KiB
+ * clusters, 32 TiB with 2 MiB clusters).
  */
-export const MAX_PREALLOCATED_CLUSTERS = 2 ** 25;
+export const MAX_PREALLOCATED_CLUSTERS = 2 ** 24;
 
 export function planQcow2(p: CreateParams): Layout {
   const cs = p.clusterSize;

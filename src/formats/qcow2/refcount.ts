@@ -296,7 +296,7 @@ export class RefcountModel {
     return endOffset;
   }
 
-  /** The refcount block at `offset` in its on-disk form (refcount_order packing, spec). */
+  /** A refcount block's contents in on-disk form (refcount_order packing, spec). */
   encodeBlock(contents: Uint8Array): Uint8Array {
     return encodeRefcounts(contents, this.refcountOrder, this.clusterSize);
   }

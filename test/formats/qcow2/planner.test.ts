@@ -237,3 +237,11 @@ test('backing file names: 1023 bytes fit, 1024 do not; cluster 0 must hold the n
     assert.throws(withBacking(name, options), (e: unknown) => e instanceof VmimgError && e.code === 'PATH_TOO_LONG');
   }
 });
+
+test('preallocation beyond the planner cap is refused before any work, naming the size', () => {
+  assert.throws(
+    () => qcow2Driver.planCreate(ctxFor(2n << 40n, { preallocation: 'metadata' })),
+    (e: unknown) => e instanceof VmimgError && e.code === 'SIZE_OUT_OF_RANGE' && e.message.includes(String(2n << 40n)),
+  );
+  assert.doesNotThrow(() => qcow2Driver.planCreate(ctxFor(2n << 40n, { preallocation: 'metadata', cluster_size: '2M' })));
+});
