@@ -10,6 +10,7 @@
  */
 import { VmimgError } from '../util/errors.js';
 import { parseSize } from '../util/size.js';
+import type { CreateContext } from './types.js';
 
 export type OptionType = 'size' | 'bool' | 'num' | 'str';
 
@@ -181,3 +182,25 @@ function parseNumber(name: string, text: string): bigint {
   if (v >= 1n << 64n) throw new VmimgError('INVALID_OPTION', `Value '${text}' is out of range for parameter '${name}'`, { key: name, value: text });
   return v;
 }
+
+/** Preallocation modes across formats (qemu-img's names). */
+export type Preallocation = 'off' | 'metadata' | 'falloc' | 'full';
+
+/** Reads a preallocation option, allowing only `allowed` modes (QEMU's error wording). */
+export function preallocationOf(ctx: CreateContext, allowed: readonly Preallocation[]): Preallocation {
+  const text = ctx.options.str('preallocation') ?? 'off';
+  if (!(allowed as readonly string[]).includes(text)) {
+    throw new VmimgError('INVALID_OPTION', `Parameter 'preallocation' does not accept value '${text}' (allowed: ${allowed.join(', ')})`, { key: 'preallocation', value: text });
+  }
+  return text as Preallocation;
+}
+
+
+/**
+ * QEMU's file-protocol create options, which qemu-img accepts for every format when given a file
+ * name. vmimg has no equivalent (chattr +C, extent size hints need ioctls it does not issue).
+ */
+export const PROTOCOL_OPTIONS_UNSUPPORTED: Readonly<Record<string, string>> = {
+  nocow: 'vmimg does not set file attributes (chattr +C)',
+  extent_size_hint: 'vmimg does not set extent size hints',
+};

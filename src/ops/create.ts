@@ -105,7 +105,7 @@ export async function planCreate(req: CreateRequest): Promise<{ driver: FormatDr
       throw new VmimgError(
         'BACKING_TOO_LARGE',
         `The backing image's size ${size} is too large for a ${driver.name} image with these options: ${e.message}` +
-          (driver.name === 'qcow2' ? ' (try a larger cluster_size)' : ''),
+          (driver.name === 'qcow2' && !/cluster.size/.test(e.message) ? ' (try a larger cluster_size)' : ''),
         { size: size.toString(), format: driver.name },
         { cause: e },
       );

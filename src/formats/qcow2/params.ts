@@ -8,7 +8,7 @@
 import { VmimgError } from '../../util/errors.js';
 import { roundUpBig, SECTOR_SIZE } from '../../util/units.js';
 import type { OptionSpec } from '../options.js';
-import { preallocationOf, type Preallocation } from '../raw/driver.js';
+import { preallocationOf, type Preallocation } from '../options.js';
 import type { CreateContext } from '../types.js';
 import { COMPRESSION_ZLIB, COMPRESSION_ZSTD, DEFAULT_CLUSTER_SIZE, EXTL2_SUBCLUSTERS, MAX_CLUSTER_BITS, MIN_CLUSTER_BITS } from './constants.js';
 

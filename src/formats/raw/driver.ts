@@ -2,11 +2,10 @@
  * raw: the disk bytes as they are. Creation is a sparse file of ROUND_UP(size, 512) bytes
  * (QEMU's file driver works in sectors), physically allocated with preallocation=falloc|full.
  */
-import { VmimgError } from '../../util/errors.js';
 import { toSafeNumber } from '../../util/size.js';
 import { roundUpBig, SECTOR_SIZE } from '../../util/units.js';
 import type { Storage } from '../../storage/types.js';
-import type { OptionSpec } from '../options.js';
+import { preallocationOf, PROTOCOL_OPTIONS_UNSUPPORTED, type OptionSpec } from '../options.js';
 import type { CreateContext, FormatDriver, HeaderSummary, Layout } from '../types.js';
 import { openRaw } from './image.js';
 
@@ -15,20 +14,10 @@ export const RAW_OPTIONS: readonly OptionSpec[] = [
   { name: 'preallocation', type: 'str', help: 'Preallocation mode (allowed values: off, falloc, full)' },
 ];
 
-export type Preallocation = 'off' | 'metadata' | 'falloc' | 'full';
-
-/** Reads a preallocation option, allowing only `allowed` modes (QEMU's error wording). */
-export function preallocationOf(ctx: CreateContext, allowed: readonly Preallocation[]): Preallocation {
-  const text = ctx.options.str('preallocation') ?? 'off';
-  if (!(allowed as readonly string[]).includes(text)) {
-    throw new VmimgError('INVALID_OPTION', `Parameter 'preallocation' does not accept value '${text}' (allowed: ${allowed.join(', ')})`, { key: 'preallocation', value: text });
-  }
-  return text as Preallocation;
-}
-
 export const rawDriver: FormatDriver = {
   name: 'raw',
   createOptions: RAW_OPTIONS,
+  unsupportedCreateOptions: PROTOCOL_OPTIONS_UNSUPPORTED,
 
   probe(): number {
     return 1;
