@@ -1,15 +1,33 @@
-/** vmdk driver — skeleton, being written. */
-import { VmimgError } from '../../util/errors.js';
-import type { FormatDriver } from '../types.js';
+/**
+ * vmdk format driver (VMware "Virtual Disk Format 5.0"; behaviour of qemu-img 7.2's
+ * block/vmdk.c). Creation writes monolithicSparse or streamOptimized files byte-identical to
+ * `qemu-img create -f vmdk` except the random CID (plan.ts); readHeader applies QEMU's open
+ * checks to sparse extents and descriptor files without opening any other file (open.ts).
+ * A vmdk child records its parent's CID, so creation needs the parent's header even with -u.
+ */
+import type { Storage } from '../../storage/types.js';
+import type { CreateContext, FormatDriver, HeaderSummary, Layout } from '../types.js';
+import { readVmdkFacts } from './open.js';
+import { parseCreateParams, VMDK_OPTIONS, VMDK_UNSUPPORTED } from './params.js';
+import { planVmdk } from './plan.js';
+import { probeVmdk } from './probe.js';
 
 export const vmdkDriver: FormatDriver = {
   name: 'vmdk',
-  createOptions: [{ name: 'size', type: 'size', help: 'Virtual disk size' }],
-  probe: () => 0,
-  readHeader: async () => {
-    throw new VmimgError('INTERNAL', 'vmdk: not written yet');
+  createOptions: VMDK_OPTIONS,
+  unsupportedCreateOptions: VMDK_UNSUPPORTED,
+  needsBackingHeader: true,
+
+  probe(head: Uint8Array): number {
+    return probeVmdk(head);
   },
-  planCreate: () => {
-    throw new VmimgError('INTERNAL', 'vmdk: not written yet');
+
+  async readHeader(storage: Storage): Promise<HeaderSummary> {
+    const facts = await readVmdkFacts(storage);
+    return { format: 'vmdk', virtualSize: facts.virtualSize, vmdkCid: facts.cid };
+  },
+
+  planCreate(ctx: CreateContext): Layout {
+    return planVmdk(parseCreateParams(ctx));
   },
 };
