@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import fc from 'fast-check';
 import { vmdkDriver } from '../../../src/formats/vmdk/driver.js';
 import { encodeSparseHeader, decodeSparseHeader } from '../../../src/formats/vmdk/header.js';
 import { readVmdkFacts } from '../../../src/formats/vmdk/open.js';
@@ -146,4 +147,29 @@ test('a COWD extent: size from its header, CID from byte 0x200', async () => {
   const gran = img.slice();
   new DataView(gran.buffer).setUint32(16, 0x200001, true);
   await rejects(gran, 'CORRUPT_IMAGE', 'Invalid granularity');
+});
+
+test('property: any mutation of a planned image or descriptor either reads or fails with CORRUPT/UNSUPPORTED_IMAGE', async () => {
+  const sparse = image(96n << 20n, {}, 0xabc);
+  const text = descriptorFile('RW 1024 FLAT "a" 0\nRW 10 SPARSE "b.vmdk"\n');
+  await fc.assert(
+    fc.asyncProperty(
+      fc.boolean(),
+      fc.array(fc.tuple(fc.nat(1600), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 }),
+      fc.nat(70000),
+      async (useSparse, edits, cut) => {
+        const bytes = (useSparse ? sparse : text).slice();
+        for (const [at, value] of edits) if (at < bytes.length) bytes[at] = value;
+        const input = useSparse && cut > 600 ? bytes.subarray(0, cut) : bytes;
+        try {
+          const facts = await readVmdkFacts(new MemoryStorage(input));
+          assert.ok(facts.virtualSize >= 0n && facts.virtualSize <= (1n << 63n) - (1n << 30n));
+          assert.ok(Number.isInteger(facts.cid) && facts.cid >= 0 && facts.cid <= 0xffffffff);
+        } catch (e) {
+          assert.ok(e instanceof VmimgError && (e.code === 'CORRUPT_IMAGE' || e.code === 'UNSUPPORTED_IMAGE'), String(e));
+        }
+      },
+    ),
+    { seed: 20260601, numRuns: 400 },
+  );
 });
