@@ -74,6 +74,11 @@ export const PARENT_LINE_BUFFER = 4096;
 /** Longest extent file name the descriptor parser reads (%511[...]). */
 export const MAX_EXTENT_NAME = 511;
 
+/**
+ * vmimg's cap on extents in one descriptor (QEMU has none): 65536 × 2 GiB twoGbMaxExtent
+ * extents is 128 TiB, past any real image.
+ */
+export const MAX_EXTENTS = 65536;
 /** Extent types vmdk_parse_extents accepts. */
 export const EXTENT_TYPES = ['FLAT', 'SPARSE', 'VMFS', 'VMFSSPARSE', 'SESPARSE'] as const;
 /** createType values a descriptor *file* may carry (vmdk_open_desc_file). */

@@ -12,7 +12,7 @@
  * Descriptor bytes are handled as bytes; names are UTF-8.
  */
 import { VmimgError } from '../../util/errors.js';
-import { DESC_SIZE, EXTENT_TYPES, MAX_EXTENT_NAME, MAX_PARENT_HINT_BYTES, PARENT_LINE_BUFFER } from './constants.js';
+import { DESC_SIZE, EXTENT_TYPES, MAX_EXTENT_NAME, MAX_EXTENTS, MAX_PARENT_HINT_BYTES, PARENT_LINE_BUFFER } from './constants.js';
 import { cStringEnd, latin1, nextLine, scanDec64, scanHex32, scanWord, skipSpace, strstr, utf8 } from './cscan.js';
 
 // ---------------------------------------------------------------- formatting (create)
@@ -132,24 +132,40 @@ export interface ExtentLine {
  * than four fields, have sectors ≤ 0 or an unknown type are skipped, as QEMU skips them; a FLAT
  * line without a non-negative offset, a VMFS line with one, or another type with a fifth field
  * is CORRUPT_IMAGE "Invalid extent line: …", QEMU's message. `desc` ends at its first NUL.
+ * Like QEMU, an extent line preceded by blank lines counts once per blank line too (each scan
+ * from a blank line start skips the newlines and reads the next line). More than MAX_EXTENTS
+ * extents is UNSUPPORTED_IMAGE (QEMU has no limit; it opens one file per extent).
  */
 export function parseExtentLines(desc: Uint8Array): ExtentLine[] {
   const end = cStringEnd(desc);
   const extents: ExtentLine[] = [];
+  // sscanf's first conversion skips white space, so the scan from a line start equals the scan
+  // from the first non-space byte after it. Scanning each such byte once (and remembering the
+  // white-space run last skipped) keeps a megabyte of blank lines linear instead of quadratic.
+  // q only grows with p, so one remembered scan suffices.
+  let runStart = -1;
+  let runEnd = -1;
+  let m: ExtentFields = { count: 0 };
   for (let p = 0; p < end; p = nextLine(desc, p, end)) {
-    const m = scanExtentFields(desc, p, end);
+    const q = p >= runStart && p < runEnd ? runEnd : skipSpace(desc, p, end);
+    if (q !== runEnd || runStart < 0) m = scanExtentFields(desc, q, end);
+    runStart = p;
+    runEnd = q;
     if (m.count < 4 || m.access !== 'RW') continue;
     if (m.type === 'FLAT') {
       if (m.count !== 5 || m.flatOffset! < 0n) throw invalidLine(desc, p, end);
     } else if (m.type === 'VMFS') {
       if (m.count !== 4) throw invalidLine(desc, p, end);
-      m.flatOffset = 0n;
     } else if (m.count !== 4) {
       throw invalidLine(desc, p, end);
     }
     if (m.sectors! <= 0n || !(EXTENT_TYPES as readonly string[]).includes(m.type!)) continue;
     const line: ExtentLine = { access: 'RW', sectors: m.sectors!, type: m.type as ExtentType, fileName: utf8(m.fileName!) };
-    if (m.flatOffset !== undefined && (m.type === 'FLAT' || m.type === 'VMFS')) line.flatOffset = m.flatOffset;
+    if (m.type === 'FLAT') line.flatOffset = m.flatOffset!;
+    else if (m.type === 'VMFS') line.flatOffset = 0n;
+    if (extents.length >= MAX_EXTENTS) {
+      throw new VmimgError('UNSUPPORTED_IMAGE', `vmdk descriptor has more than ${MAX_EXTENTS} extents (vmimg's limit)`, { max: MAX_EXTENTS });
+    }
     extents.push(line);
   }
   return extents;

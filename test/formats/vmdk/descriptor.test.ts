@@ -153,3 +153,18 @@ test('parseExtentLines follows vmdk_parse_extents (sscanf across lines, skips, i
   assert.deepEqual(parse('RW 99999999999999999999 FLAT "d" 0\n').map((e) => e.sectors), [9223372036854775807n], '%ld saturates');
   assert.deepEqual(parse('RW 5 FLAT "d" 0\0RW 6 FLAT "d" 0\n').map((e) => e.sectors), [5n], 'the text ends at a NUL');
 });
+
+test('an extent line counts once more for each blank line before it, as in QEMU (observed: 4 extents)', () => {
+  const text = 'createType="monolithicFlat"\n\n\n\nRW 100 FLAT "data.raw" 0\n';
+  assert.deepEqual(parseExtentLines(enc(text)).map((e) => e.sectors), [100n, 100n, 100n, 100n]);
+  assert.equal(parseExtentLines(enc('x\n   \n  \t \nRW 100 FLAT "d" 0\n')).length, 3);
+});
+
+test('a megabyte of blank lines or digits parses in linear time; too many extents are refused', { timeout: 20000 }, () => {
+  const blank = new Uint8Array(Buffer.from('\n'.repeat((1 << 20) - 40) + 'RW 1 FLAT "d" 0\n'));
+  assert.throws(() => parseExtentLines(blank), (e: unknown) => e instanceof VmimgError && e.code === 'UNSUPPORTED_IMAGE' && /more than 65536 extents/.test(e.message));
+  const spaces = new Uint8Array(Buffer.from(' \n'.repeat(30000) + 'RW 1 FLAT "d" 0\n'));
+  assert.equal(parseExtentLines(spaces).length, 30001);
+  const digits = new Uint8Array(Buffer.from('\n'.repeat(1000) + 'RW ' + '7'.repeat(1 << 19) + ' FLAT "d" 0\n'));
+  assert.deepEqual(new Set(parseExtentLines(digits).map((e) => e.sectors)), new Set([9223372036854775807n]));
+});

@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { closeSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { MAX_CREATE_BYTES } from '../../../src/formats/vmdk/params.js';
+import { optionsHelp } from '../../../src/formats/options.js';
+import { MAX_CREATE_BYTES, VMDK_OPTIONS } from '../../../src/formats/vmdk/params.js';
 import { createImage } from '../../../src/ops/create.js';
 import { VmimgError } from '../../../src/util/errors.js';
 import { diffMasked, readBytes } from '../../helpers/create.js';
@@ -164,4 +165,12 @@ test('the largest vmdk (2^32 − 512 grains, a 34 GB sparse file): metadata iden
     assert.equal(diffMasked(readRange(theirs, offset, length), readRange(ours, offset, length)), undefined, `range ${offset}+${length}`);
   }
   assert.deepEqual(infoFields(ours), infoFields(theirs));
+});
+
+test('vmdk -o help lists the options with qemu-img 7.2 help texts', (t) => {
+  if (!oracle(t, 'qemu-img')) return;
+  const q = qemuImg(['create', '-f', 'vmdk', '-o', 'help']);
+  assert.equal(q.status, 0);
+  const theirs = q.stdout.split('\n\n')[0] + '\n';
+  assert.equal(optionsHelp('vmdk', VMDK_OPTIONS), theirs);
 });
