@@ -1,0 +1,329 @@
+/**
+ * Reading a VHDX's header facts from untrusted bytes, in the order and with the checks of
+ * qemu-img 7.2's vhdx_open (block/vhdx.c, vhdx-log.c), plus a few bounds QEMU leaves out:
+ *
+ *  1. "vhdxfile" at offset 0.
+ *  2. Both headers: a header counts when its CRC-32C, signature and version (1) are right; the
+ *     current one is the valid one with the higher sequence number (equal numbers only when the
+ *     two are identical). None → "No valid VHDX header found".
+ *  3. The log: offset a non-zero multiple of 1 MiB, version 0. A log GUID with a log means the
+ *     log may hold writes not yet applied; QEMU replays it (read-write) or refuses (read-only).
+ *     vmimg does not replay logs: UNSUPPORTED_IMAGE.
+ *  4. Region table 1 only (QEMU never reads the copy): CRC, signature, at most 2047 entries, no
+ *     overlaps (with each other and the log), BAT and metadata present once each, no unknown
+ *     required region. vmimg also wants both regions at 1 MiB-aligned offsets ≥ 1 MiB with
+ *     non-zero 1 MiB-multiple lengths, as the spec requires.
+ *  5. The metadata table: signature, at most 2047 entries, no duplicates, no unknown required
+ *     item, all five standard items. vmimg also wants each item inside the metadata region,
+ *     past the table, and at least as long as its value.
+ *  6. File parameters (no parent: differencing disks are not supported), logical sector size
+ *     512, block size a power of two in 1..256 MiB.
+ *  7. The BAT region holds every entry the disk needs, and every FULLY_PRESENT payload entry
+ *     points inside the file and at no other region (vhdx_check_bat_entries).
+ *
+ * Codes: things QEMU or vmimg do not support (differencing disks, 4K logical sectors, unknown
+ * required items, a log to replay, block counts past 2^32) are UNSUPPORTED_IMAGE; the rest is
+ * CORRUPT_IMAGE.
+ */
+import type { Storage } from '../../storage/types.js';
+import { VmimgError } from '../../util/errors.js';
+import { vhdxChecksum } from './crc32c.js';
+import {
+  BAT_REGION_GUID,
+  FILE_PARAMETERS_GUID,
+  formatGuid,
+  guidEquals,
+  isZeroGuid,
+  LOGICAL_SECTOR_SIZE_GUID,
+  METADATA_REGION_GUID,
+  PAGE83_DATA_GUID,
+  PARENT_LOCATOR_GUID,
+  PHYSICAL_SECTOR_SIZE_GUID,
+  VIRTUAL_DISK_SIZE_GUID,
+  type Guid,
+} from './guid.js';
+import { batGeometry, type BatGeometry } from './params.js';
+import {
+  BAT_ENTRY_SIZE,
+  batEntryOffset,
+  batEntryState,
+  BLOCK_SIZE_MAX,
+  BLOCK_SIZE_MIN,
+  decodeFileParameters,
+  decodeHeader,
+  decodeMetadataEntry,
+  decodeMetadataTableHeader,
+  decodeRegionEntry,
+  decodeRegionTableHeader,
+  decodeU32,
+  decodeU64,
+  FILE_PARAMETERS_SIZE,
+  hasFileSignature,
+  HEADER1_OFFSET,
+  HEADER2_OFFSET,
+  HEADER_SECTION_END,
+  HEADER_SIGNATURE,
+  HEADER_SIZE,
+  META_FLAG_IS_REQUIRED,
+  METADATA_ENTRY_SIZE,
+  METADATA_HEADER_SIZE,
+  METADATA_SIGNATURE,
+  METADATA_TABLE_SIZE,
+  MiB,
+  PAGE83_DATA_SIZE,
+  PARAMS_HAS_PARENT,
+  PAYLOAD_BLOCK_FULLY_PRESENT,
+  REGION_FLAG_REQUIRED,
+  REGION_MAX_ENTRIES,
+  REGION_SIGNATURE,
+  REGION_TABLE1_OFFSET,
+  REGION_TABLE_SIZE,
+  SECTOR_SIZE_ITEM_SIZE,
+  VIRTUAL_DISK_SIZE_SIZE,
+  type FileParameters,
+  type RegionTableEntry,
+  type VhdxHeader,
+} from './structs.js';
+
+const INT64_MAX = (1n << 63n) - 1n;
+const U64 = 1n << 64n;
+/** Bytes of BAT read at a time. */
+const BAT_CHUNK = 1 << 20;
+
+export interface VhdxFacts {
+  /** The current header and which one it is (0: at 64 KiB, 1: at 128 KiB). */
+  header: VhdxHeader;
+  headerIndex: 0 | 1;
+  batRegion: RegionTableEntry;
+  metadataRegion: RegionTableEntry;
+  fileParameters: FileParameters;
+  /** The metadata's virtual disk size as stored. */
+  virtualDiskSize: bigint;
+  logicalSectorSize: number;
+  physicalSectorSize: number;
+  page83: Guid;
+  geometry: BatGeometry;
+  /** Virtual size as qemu-img reports it: the stored size rounded down to a logical sector. */
+  virtualSize: bigint;
+}
+
+function corrupt(name: string, message: string, details: Record<string, unknown> = {}): VmimgError {
+  return new VmimgError('CORRUPT_IMAGE', `vhdx image '${name}': ${message}`, { file: name, ...details });
+}
+
+function unsupported(name: string, message: string, details: Record<string, unknown> = {}): VmimgError {
+  return new VmimgError('UNSUPPORTED_IMAGE', `vhdx image '${name}': ${message}`, { file: name, ...details });
+}
+
+function isPowerOfTwo(n: number): boolean {
+  return n > 0 && (n & (n - 1)) === 0;
+}
+
+/** Reads `length` bytes at a 64-bit offset; past what a JS number addresses counts as unreadable. */
+async function readAt(storage: Storage, offset: bigint, length: number, what: string): Promise<Uint8Array> {
+  if (offset + BigInt(length) > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw corrupt(storage.name, `${what} at offset ${offset} is out of range`, { offset: offset.toString() });
+  }
+  return storage.read(Number(offset), length);
+}
+
+/** A header's validity as vhdx_parse_header judges it. */
+export function headerIsValid(bytes: Uint8Array): boolean {
+  if (bytes.length < HEADER_SIZE) return false;
+  const h = decodeHeader(bytes);
+  return h.checksum === vhdxChecksum(bytes.subarray(0, HEADER_SIZE), 4) && h.signature === HEADER_SIGNATURE && h.version === 1;
+}
+
+/** Picks the current header: 0 or 1, or undefined when there is none (QEMU's rules). */
+export function pickHeader(h1: Uint8Array, h2: Uint8Array): 0 | 1 | undefined {
+  const v1 = headerIsValid(h1);
+  const v2 = headerIsValid(h2);
+  if (v1 && !v2) return 0;
+  if (!v1 && v2) return 1;
+  if (!v1 && !v2) return undefined;
+  const s1 = decodeHeader(h1).sequenceNumber;
+  const s2 = decodeHeader(h2).sequenceNumber;
+  if (s1 > s2) return 0;
+  if (s2 > s1) return 1;
+  // Disk2VHD writes two identical headers with equal sequence numbers.
+  for (let i = 0; i < HEADER_SIZE; i++) if (h1[i] !== h2[i]) return undefined;
+  return 0;
+}
+
+interface Region {
+  start: bigint;
+  end: bigint;
+}
+
+function overlaps(regions: readonly Region[], start: bigint, length: bigint): Region | undefined {
+  const end = (start + length) % U64;
+  return regions.find((r) => !(start >= r.end || end <= r.start));
+}
+
+export async function readVhdxFacts(storage: Storage): Promise<VhdxFacts> {
+  const name = storage.name;
+  const fileLength = await storage.size();
+  if (!hasFileSignature(await storage.read(0, 8))) throw corrupt(name, "no 'vhdxfile' signature at offset 0");
+
+  const h1 = await storage.read(HEADER1_OFFSET, HEADER_SIZE);
+  const h2 = await storage.read(HEADER2_OFFSET, HEADER_SIZE);
+  const headerIndex = pickHeader(h1, h2);
+  if (headerIndex === undefined) throw corrupt(name, 'No valid VHDX header found');
+  const header = decodeHeader(headerIndex === 0 ? h1 : h2);
+  const regions: Region[] = [{ start: header.logOffset, end: (header.logOffset + BigInt(header.logLength)) % U64 }];
+
+  if (header.logOffset < BigInt(MiB) || header.logOffset % BigInt(MiB) !== 0n) {
+    throw corrupt(name, `log offset ${header.logOffset} is not a non-zero multiple of 1 MiB`, { logOffset: header.logOffset.toString() });
+  }
+  if (header.logVersion !== 0) throw corrupt(name, `unsupported log version ${header.logVersion}`, { logVersion: header.logVersion });
+  if (!isZeroGuid(header.logGuid) && header.logLength !== 0) {
+    if (header.logLength % MiB !== 0) throw corrupt(name, `log length ${header.logLength} is not a multiple of 1 MiB`, { logLength: header.logLength });
+    throw unsupported(
+      name,
+      `the header names a log (GUID ${formatGuid(header.logGuid)}) that may hold writes not yet applied to the image; ` +
+        'vmimg does not replay VHDX logs (qemu-img check -r all does)',
+      { logGuid: formatGuid(header.logGuid) },
+    );
+  }
+
+  // Region table 1 (§2.2.3).
+  const rt = await storage.read(REGION_TABLE1_OFFSET, REGION_TABLE_SIZE);
+  const rtHeader = decodeRegionTableHeader(rt);
+  if (rtHeader.checksum !== vhdxChecksum(rt, 4)) throw corrupt(name, 'region table checksum mismatch');
+  if (rtHeader.signature !== REGION_SIGNATURE) throw corrupt(name, "region table has no 'regi' signature");
+  if (rtHeader.entryCount > REGION_MAX_ENTRIES) throw corrupt(name, `region table has ${rtHeader.entryCount} entries (at most ${REGION_MAX_ENTRIES})`);
+  let batRegion: RegionTableEntry | undefined;
+  let metadataRegion: RegionTableEntry | undefined;
+  for (let i = 0; i < rtHeader.entryCount; i++) {
+    const e = decodeRegionEntry(rt, i);
+    const clash = overlaps(regions, e.fileOffset, BigInt(e.length));
+    if (clash) throw corrupt(name, `region ${formatGuid(e.guid)} at ${e.fileOffset} (+${e.length}) overlaps ${clash.start}..${clash.end}`);
+    regions.push({ start: e.fileOffset, end: (e.fileOffset + BigInt(e.length)) % U64 });
+    const known = guidEquals(e.guid, BAT_REGION_GUID) ? 'BAT' : guidEquals(e.guid, METADATA_REGION_GUID) ? 'metadata' : undefined;
+    if (known === undefined) {
+      if (e.flags & REGION_FLAG_REQUIRED) throw unsupported(name, `unknown required region ${formatGuid(e.guid)}`);
+      continue;
+    }
+    if ((known === 'BAT' ? batRegion : metadataRegion) !== undefined) throw corrupt(name, `two ${known} regions`);
+    if (e.fileOffset < BigInt(HEADER_SECTION_END) || e.fileOffset % BigInt(MiB) !== 0n || e.length === 0 || e.length % MiB !== 0) {
+      throw corrupt(name, `${known} region at ${e.fileOffset} (+${e.length}) is not 1 MiB-aligned past the header section`);
+    }
+    if (known === 'BAT') batRegion = e;
+    else metadataRegion = e;
+  }
+  if (!batRegion || !metadataRegion) throw corrupt(name, `region table lacks the ${batRegion ? 'metadata' : 'BAT'} region`);
+
+  // Metadata table (§3.5).
+  const mt = await readAt(storage, metadataRegion.fileOffset, METADATA_TABLE_SIZE, 'metadata table');
+  const mtHeader = decodeMetadataTableHeader(mt);
+  if (mtHeader.signature !== METADATA_SIGNATURE) throw corrupt(name, "metadata table has no 'metadata' signature");
+  if (mtHeader.entryCount * METADATA_ENTRY_SIZE > METADATA_TABLE_SIZE - METADATA_HEADER_SIZE) {
+    throw corrupt(name, `metadata table has ${mtHeader.entryCount} entries (at most 2047)`);
+  }
+  const wanted: Array<{ id: Guid; label: string; size: number }> = [
+    { id: FILE_PARAMETERS_GUID, label: 'file parameters', size: FILE_PARAMETERS_SIZE },
+    { id: VIRTUAL_DISK_SIZE_GUID, label: 'virtual disk size', size: VIRTUAL_DISK_SIZE_SIZE },
+    { id: PAGE83_DATA_GUID, label: 'page 83 data', size: PAGE83_DATA_SIZE },
+    { id: LOGICAL_SECTOR_SIZE_GUID, label: 'logical sector size', size: SECTOR_SIZE_ITEM_SIZE },
+    { id: PHYSICAL_SECTOR_SIZE_GUID, label: 'physical sector size', size: SECTOR_SIZE_ITEM_SIZE },
+    { id: PARENT_LOCATOR_GUID, label: 'parent locator', size: 0 },
+  ];
+  const found = new Map<string, number>();
+  for (let i = 0; i < mtHeader.entryCount; i++) {
+    const e = decodeMetadataEntry(mt, i);
+    const item = wanted.find((w) => guidEquals(w.id, e.itemId));
+    if (!item) {
+      if (e.flags & META_FLAG_IS_REQUIRED) throw unsupported(name, `unknown required metadata item ${formatGuid(e.itemId)}`);
+      continue;
+    }
+    if (found.has(item.label)) throw corrupt(name, `two ${item.label} metadata items`);
+    if (item.size > 0 && (e.offset < METADATA_TABLE_SIZE || e.length < item.size || e.offset + e.length > metadataRegion.length)) {
+      throw corrupt(name, `${item.label} item at +${e.offset} (${e.length} bytes) is not inside the metadata region`);
+    }
+    found.set(item.label, e.offset);
+  }
+  for (const w of wanted.slice(0, 5)) if (!found.has(w.label)) throw unsupported(name, `metadata lacks the ${w.label} item`);
+  const item = (label: string, size: number) => readAt(storage, metadataRegion!.fileOffset + BigInt(found.get(label)!), size, `${label} item`);
+
+  const fileParameters = decodeFileParameters(await item('file parameters', FILE_PARAMETERS_SIZE));
+  if (fileParameters.flags & PARAMS_HAS_PARENT) {
+    if (found.has('parent locator')) throw unsupported(name, 'differencing VHDX images are not supported');
+    throw corrupt(name, 'file parameters name a parent but there is no parent locator');
+  }
+  const virtualDiskSize = decodeU64(await item('virtual disk size', VIRTUAL_DISK_SIZE_SIZE));
+  const logicalSectorSize = decodeU32(await item('logical sector size', SECTOR_SIZE_ITEM_SIZE));
+  const physicalSectorSize = decodeU32(await item('physical sector size', SECTOR_SIZE_ITEM_SIZE));
+  const page83 = await item('page 83 data', PAGE83_DATA_SIZE);
+  const blockSize = fileParameters.blockSize;
+  if (blockSize < BLOCK_SIZE_MIN || blockSize > BLOCK_SIZE_MAX) throw corrupt(name, `block size ${blockSize} is outside 1 MiB..256 MiB`);
+  if (logicalSectorSize !== 512) throw unsupported(name, `logical sector size ${logicalSectorSize} is not supported (only 512)`);
+  if (!isPowerOfTwo(blockSize)) throw corrupt(name, `block size ${blockSize} is not a power of two`);
+  const exactBlocks = (virtualDiskSize + BigInt(blockSize) - 1n) / BigInt(blockSize);
+  if (exactBlocks > 0xffff_ffffn) {
+    throw unsupported(name, `virtual disk size ${virtualDiskSize} needs ${exactBlocks} blocks (at most 2^32 − 1)`, { virtualDiskSize: virtualDiskSize.toString() });
+  }
+
+  // BAT (§3.4).
+  const geometry = batGeometry(virtualDiskSize, blockSize, logicalSectorSize);
+  if (geometry.batEntries > Math.floor(batRegion.length / BAT_ENTRY_SIZE)) {
+    throw corrupt(name, `the BAT region (${batRegion.length} bytes) is too small for ${geometry.batEntries} entries`);
+  }
+  const virtualSize = (virtualDiskSize >> 9n) << 9n;
+  await checkBatEntries(storage, fileLength, batRegion, geometry, virtualSize, regions);
+
+  return {
+    header,
+    headerIndex,
+    batRegion,
+    metadataRegion,
+    fileParameters,
+    virtualDiskSize,
+    logicalSectorSize,
+    physicalSectorSize,
+    page83,
+    geometry,
+    virtualSize,
+  };
+}
+
+/**
+ * vhdx_check_bat_entries as qemu-img info runs it: every FULLY_PRESENT entry starts and ends
+ * inside the file (the last block may be short; QEMU measures "the rest of the disk" with the
+ * BAT index, sector bitmap entries included), and the first chunkRatio such entries of each run
+ * avoid the log and the regions. Entries past the end of the file read as zero (NOT_PRESENT), so
+ * only the part of the BAT inside the file is read.
+ */
+async function checkBatEntries(storage: Storage, fileLength: number, bat: RegionTableEntry, g: BatGeometry, virtualSize: bigint, regions: readonly Region[]): Promise<void> {
+  const name = storage.name;
+  const blockSize = BigInt(g.blockSize);
+  const wanted = g.batEntries * BAT_ENTRY_SIZE;
+  const inFile = bat.fileOffset >= BigInt(fileLength) ? 0 : Math.min(wanted, fileLength - Number(bat.fileOffset));
+  let payblocks = g.chunkRatio;
+  for (let done = 0; done < inFile; done += BAT_CHUNK) {
+    const n = Math.min(BAT_CHUNK, inFile - done);
+    const chunk = await storage.read(Number(bat.fileOffset) + done, n);
+    const v = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    for (let k = 0; k + BAT_ENTRY_SIZE <= n; k += BAT_ENTRY_SIZE) {
+      const entry = v.getBigUint64(k, true);
+      if (batEntryState(entry) !== PAYLOAD_BLOCK_FULLY_PRESENT) continue;
+      const i = (done + k) / BAT_ENTRY_SIZE;
+      const offset = batEntryOffset(entry);
+      const rest = (((virtualSize - BigInt(i) * blockSize) % U64) + U64) % U64;
+      const blockLength = rest < blockSize ? rest : blockSize;
+      if (offset > INT64_MAX - blockSize) throw corrupt(name, `VHDX BAT entry ${i} offset overflow`);
+      if (offset >= BigInt(fileLength)) {
+        throw corrupt(name, `VHDX BAT entry ${i} start offset ${offset} points after end of file (${fileLength}). Image has probably been truncated.`);
+      }
+      if (offset + blockLength > BigInt(fileLength)) {
+        throw corrupt(name, `VHDX BAT entry ${i} end offset ${offset + blockLength - 1n} points after end of file (${fileLength}). Image has probably been truncated.`);
+      }
+      if (payblocks > 0) {
+        payblocks--;
+        const clash = overlaps(regions, offset, blockSize);
+        if (clash) throw corrupt(name, `VHDX BAT entry ${i} block at ${offset} overlaps region ${clash.start}..${clash.end}`);
+      } else {
+        payblocks = g.chunkRatio;
+      }
+    }
+  }
+}
