@@ -28,8 +28,8 @@ export function getDriver(name: string): FormatDriver {
   return DRIVERS[name];
 }
 
-/** How many leading bytes probing looks at (QEMU uses 2048 in bdrv_probe_all's buffer). */
-export const PROBE_BYTES = 2048;
+/** How many leading bytes probing looks at (QEMU's BLOCK_PROBE_BUF_SIZE). */
+export const PROBE_BYTES = 512;
 
 /** Picks the format whose probe scores highest on the first bytes; raw (score 1) is the fallback. */
 export function probeBytes(head: Uint8Array): FormatName {

@@ -77,7 +77,7 @@ export interface FormatDriver {
    */
   readonly needsBackingHeader?: boolean;
   /**
-   * Scores how well the first bytes of a file (at most 2048; fewer if the file is shorter) match
+   * Scores how well the first bytes of a file (at most 512, QEMU's BLOCK_PROBE_BUF_SIZE; fewer if the file is shorter) match
    * this format, like QEMU's bdrv_probe: 0 = no, 1 = fallback (raw), 100 = certain.
    */
   probe(head: Uint8Array): number;

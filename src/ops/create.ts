@@ -79,7 +79,8 @@ export async function planCreate(req: CreateRequest): Promise<{ driver: FormatDr
 
   let sizeFromBacking = false;
   if (!options.has('size')) {
-    if (!backing) throw new VmimgError('USAGE', `${req.filename}: Image creation needs a size parameter`, { filename: req.filename });
+    // With -u the backing file's size is never used, even when a driver read its header (vmdk).
+    if (!backing || req.unsafe) throw new VmimgError('USAGE', `${req.filename}: Image creation needs a size parameter`, { filename: req.filename });
     options.setText('size', backing.virtualSize.toString());
     sizeFromBacking = true;
   }
