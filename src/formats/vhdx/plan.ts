@@ -11,7 +11,8 @@
  *   BAT     at ROUND_UP(1 MiB + log_size, 1 MiB), ROUND_UP(entries × 8, 1 MiB) bytes
  *   meta    right after the BAT, 1 MiB: the table, then at +64 KiB the five items
  *   data    from BAT + BAT length + 5 MiB: where a fixed disk's blocks start, and where a
- *           dynamic disk's file ends
+ *           dynamic disk's file ends (a fixed disk's file ends with its last byte; see
+ *           fixedDataBytes for the one case where vmimg pads it to a whole block)
  *
  * The BAT is written whole when entries are set (block_state_zero, the default: every payload
  * entry ZERO; or a fixed disk without it: FULLY_PRESENT with the block's offset); a dynamic disk
@@ -86,8 +87,23 @@ export function layoutFor(p: VhdxCreateParams): VhdxLayoutPlan {
   const batLength = roundMiB(geometry.batEntries * BAT_ENTRY_SIZE);
   const metadataOffset = roundMiB(batOffset + batLength);
   const dataOffset = batOffset + batLength + DATA_GAP;
-  const fileLength = p.subformat === 'fixed' ? dataOffset + Number(p.size) : dataOffset;
+  const fileLength = p.subformat === 'fixed' ? dataOffset + Number(fixedDataBytes(p, geometry)) : dataOffset;
   return { geometry, batOffset, batLength, metadataOffset, dataOffset, fileLength };
+}
+
+/**
+ * Bytes of payload a fixed disk's file holds after the data offset. qemu-img makes the file end
+ * right after the disk's last byte, so the last block may be short. QEMU's open-time BAT check
+ * measures "the rest of the disk" from the BAT index, which counts sector bitmap entries too;
+ * once a disk has more blocks than the chunk ratio (2^32 bytes of blocks), a short last block
+ * then looks truncated and qemu-img 7.2 refuses its own image ("points after end of file"). That
+ * happens only when the BAT records offsets (block_state_zero=off); vmimg then extends the file to
+ * whole blocks, which the spec asks for anyway (the file grows in block units).
+ */
+export function fixedDataBytes(p: VhdxCreateParams, g: BatGeometry): bigint {
+  const shortTail = p.size % BigInt(p.blockSize) !== 0n;
+  if (!p.blockStateZero && shortTail && g.dataBlocks > g.chunkRatio) return BigInt(g.dataBlocks) * BigInt(p.blockSize);
+  return p.size;
 }
 
 /** Entries per BAT write: a whole number of chunk periods, about 1 MiB. */

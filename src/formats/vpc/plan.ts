@@ -92,6 +92,14 @@ export function parseVpcParams(ctx: CreateContext): VpcCreateParams {
       max: (0xff00_0000n * 512n).toString(),
     });
   }
+  if (subformatText === 'fixed' && rounded.sectors === 0) {
+    // qemu-img writes just the footer, which then sits at offset 0, where a reader takes it for
+    // a dynamic disk's footer copy: qemu-img cannot open that file ("Error reading dynamic VHD
+    // header"). vmimg refuses instead of writing it.
+    throw new VmimgError('SIZE_OUT_OF_RANGE', 'A fixed VHD needs a size of at least 1 byte: an empty one would be its footer alone, which readers take for a dynamic disk', {
+      size: ctx.size.toString(),
+    });
+  }
   return {
     subformat: subformatText,
     forceSize,
