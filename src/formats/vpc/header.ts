@@ -79,7 +79,9 @@ function isPowerOfTwo32(n: number): boolean {
 
 export async function readVpcFacts(storage: Storage): Promise<VpcFacts> {
   const name = storage.name;
-  const fileLength = await storage.size();
+  // QEMU 7.2 sees file lengths in whole sectors (bdrv_getlength rounds up), so a footer "at the
+  // end" of a file whose length is not a multiple of 512 is read from the rounded-up end.
+  const fileLength = Math.ceil((await storage.size()) / SECTOR_SIZE) * SECTOR_SIZE;
   let footerBytes = await storage.read(0, FOOTER_SIZE);
   let fixed = false;
   if (decodeFooter(footerBytes).cookie !== FOOTER_COOKIE) {

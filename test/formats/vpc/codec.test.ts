@@ -308,7 +308,8 @@ test('readHeader refuses what vpc_open refuses, with stable codes', async () => 
   noCookie[0] = 0;
   noCookie[noCookie.length - 512] = 0;
   cases.push(['no cookie', noCookie, 'CORRUPT_IMAGE', 'invalid VPC image']);
-  cases.push(['tiny', new Uint8Array(100), 'CORRUPT_IMAGE', 'File too small for a VHD header']);
+  cases.push(['tiny', new Uint8Array(100), 'CORRUPT_IMAGE', 'invalid VPC image']);
+  cases.push(['empty', new Uint8Array(0), 'CORRUPT_IMAGE', 'File too small for a VHD header']);
   const fixed = materialize(plan(1n << 20n, { subformat: 'fixed' }));
   cases.push(['fixed footer typed dynamic', withFooter(fixed, (x) => ({ ...x, diskType: 3 })), 'CORRUPT_IMAGE', 'invalid VPC image']);
   const onlyFooter = withFooter(new Uint8Array(512), () => decodeFooter(fixed.subarray(fixed.length - 512)));
