@@ -162,7 +162,8 @@ function overlaps(regions: readonly Region[], start: bigint, length: bigint): Re
 
 export async function readVhdxFacts(storage: Storage): Promise<VhdxFacts> {
   const name = storage.name;
-  const fileLength = await storage.size();
+  // QEMU 7.2 sees file lengths in whole sectors (bdrv_getlength rounds up).
+  const fileLength = Math.ceil((await storage.size()) / 512) * 512;
   if (!hasFileSignature(await storage.read(0, 8))) throw corrupt(name, "no 'vhdxfile' signature at offset 0");
 
   const h1 = await storage.read(HEADER1_OFFSET, HEADER_SIZE);
