@@ -4,14 +4,20 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { cleanupTemporaryFiles } from '../storage/atomic.js';
-import { registerCreate } from './create.js';
-import { registerCheck } from './check.js';
-import { registerInfo } from './info.js';
-import { registerMap } from './map.js';
 import { processIO, type CliIO } from './run.js';
 
-/** Builds the program; `setStatus` receives each command's exit status. */
-export function buildProgram(io: CliIO, setStatus: (status: number) => void): Command {
+type Register = (program: Command, io: CliIO, setStatus: (s: number) => void) => void;
+
+/** Each command's module, loaded only when that command runs (start-up time is part of the job). */
+const COMMANDS: Record<string, () => Promise<Register>> = {
+  create: async () => (await import('./create.js')).registerCreate,
+  info: async () => (await import('./info.js')).registerInfo,
+  map: async () => (await import('./map.js')).registerMap,
+  check: async () => (await import('./check.js')).registerCheck,
+};
+
+/** Builds the program with the command named `only` (all commands when it names none). */
+export async function buildProgram(io: CliIO, setStatus: (status: number) => void, only?: string): Promise<Command> {
   const program = new Command();
   program
     .name('vmimg')
@@ -19,17 +25,16 @@ export function buildProgram(io: CliIO, setStatus: (status: number) => void): Co
     .version('0.1.0')
     .configureOutput({ writeOut: io.out, writeErr: io.err })
     .exitOverride();
-  registerCreate(program, io, setStatus);
-  registerInfo(program, io, setStatus);
-  registerMap(program, io, setStatus);
-  registerCheck(program, io, setStatus);
+  const names = only !== undefined && Object.hasOwn(COMMANDS, only) ? [only] : Object.keys(COMMANDS);
+  for (const name of names) (await COMMANDS[name]!())(program, io, setStatus);
   return program;
 }
 
 /** Runs the CLI with `argv` (without node and script); resolves to the exit status. */
 export async function runCli(argv: string[], io: CliIO = processIO): Promise<number> {
   let status = 0;
-  const program = buildProgram(io, (s) => (status = s));
+  const first = argv.find((a) => !a.startsWith('-'));
+  const program = await buildProgram(io, (s) => (status = s), first);
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (e) {
