@@ -71,8 +71,19 @@ export function parseCreateOptions(driver: FormatDriver, req: CreateRequest): Cr
   return opts;
 }
 
-/** Plans an image without writing it: returns the options, backing facts and layout. */
-export async function planCreate(req: CreateRequest): Promise<{ driver: FormatDriver; options: CreateOptions; layout: Layout; formattingLine: string }> {
+/** A create request resolved to its driver, typed options and planner context. */
+export interface PreparedCreate {
+  driver: FormatDriver;
+  options: CreateOptions;
+  ctx: CreateContext;
+  formattingLine: string;
+}
+
+/**
+ * Resolves a create request: parses options, reads the backing image's facts, settles the size
+ * and announces the Formatting line. Shared by `create` (planner) and `convert` (writer).
+ */
+export async function prepareCreate(req: CreateRequest): Promise<PreparedCreate> {
   const driver = getDriver(req.format ?? 'raw');
   const options = parseCreateOptions(driver, req);
   const backing = await backingFacts(req, options, driver.needsBackingHeader ?? false);
@@ -99,20 +110,32 @@ export async function planCreate(req: CreateRequest): Promise<{ driver: FormatDr
     random: req.random ?? ((n) => new Uint8Array(randomBytes(n))),
     now: req.now ?? (() => Date.now()),
   };
+  return { driver, options, ctx, formattingLine };
+}
+
+/** Runs `fn` (a planner or writer set-up); a size error caused by a backing file's size is BACKING_TOO_LARGE. */
+export function withBackingSizeHint<T>(p: PreparedCreate, fn: () => T): T {
   try {
-    return { driver, options, layout: driver.planCreate(ctx), formattingLine };
+    return fn();
   } catch (e) {
-    if (e instanceof VmimgError && e.code === 'SIZE_OUT_OF_RANGE' && sizeFromBacking) {
+    if (e instanceof VmimgError && e.code === 'SIZE_OUT_OF_RANGE' && p.ctx.sizeFromBacking) {
       throw new VmimgError(
         'BACKING_TOO_LARGE',
-        `The backing image's size ${size} is too large for a ${driver.name} image with these options: ${e.message}` +
-          (driver.name === 'qcow2' && !/cluster.size/.test(e.message) ? ' (try a larger cluster_size)' : ''),
-        { size: size.toString(), format: driver.name },
+        `The backing image's size ${p.ctx.size} is too large for a ${p.driver.name} image with these options: ${e.message}` +
+          (p.driver.name === 'qcow2' && !/cluster.size/.test(e.message) ? ' (try a larger cluster_size)' : ''),
+        { size: p.ctx.size.toString(), format: p.driver.name },
         { cause: e },
       );
     }
     throw e;
   }
+}
+
+/** Plans an image without writing it: returns the options, backing facts and layout. */
+export async function planCreate(req: CreateRequest): Promise<{ driver: FormatDriver; options: CreateOptions; layout: Layout; formattingLine: string }> {
+  const prepared = await prepareCreate(req);
+  const layout = withBackingSizeHint(prepared, () => prepared.driver.planCreate(prepared.ctx));
+  return { driver: prepared.driver, options: prepared.options, layout, formattingLine: prepared.formattingLine };
 }
 
 /** Creates the image described by `req` atomically. */
