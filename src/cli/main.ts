@@ -14,6 +14,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   info: async () => (await import('./info.js')).registerInfo,
   map: async () => (await import('./map.js')).registerMap,
   check: async () => (await import('./check.js')).registerCheck,
+  convert: async () => (await import('./convert.js')).registerConvert,
 };
 
 /** Builds the program with the command named `only` (all commands when it names none). */

@@ -5,6 +5,7 @@
  */
 import type { Storage } from '../storage/types.js';
 import type { Image, OpenOptions } from './image.js';
+import type { ImageWriter } from './writer.js';
 import type { CreateOptions, OptionSpec } from './options.js';
 
 export const FORMAT_NAMES = ['raw', 'qcow2', 'vmdk', 'vpc', 'vhdx'] as const;
@@ -90,4 +91,9 @@ export interface FormatDriver {
    * relies on, opens no other file (references go through `options.openReference`, lazily).
    */
   open?(storage: Storage, options: OpenOptions): Promise<Image>;
+  /**
+   * A streaming writer for `convert` over an empty storage, configured like `create` (ctx), with
+   * compressed output when `compress` (convert -c). See src/formats/writer.ts for the contract.
+   */
+  createWriter?(storage: Storage, ctx: CreateContext, compress: boolean): Promise<ImageWriter>;
 }

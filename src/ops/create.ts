@@ -113,28 +113,27 @@ export async function prepareCreate(req: CreateRequest): Promise<PreparedCreate>
   return { driver, options, ctx, formattingLine };
 }
 
-/** Runs `fn` (a planner or writer set-up); a size error caused by a backing file's size is BACKING_TOO_LARGE. */
-export function withBackingSizeHint<T>(p: PreparedCreate, fn: () => T): T {
-  try {
-    return fn();
-  } catch (e) {
-    if (e instanceof VmimgError && e.code === 'SIZE_OUT_OF_RANGE' && p.ctx.sizeFromBacking) {
-      throw new VmimgError(
-        'BACKING_TOO_LARGE',
-        `The backing image's size ${p.ctx.size} is too large for a ${p.driver.name} image with these options: ${e.message}` +
-          (p.driver.name === 'qcow2' && !/cluster.size/.test(e.message) ? ' (try a larger cluster_size)' : ''),
-        { size: p.ctx.size.toString(), format: p.driver.name },
-        { cause: e },
-      );
-    }
-    throw e;
-  }
+/** A size error caused by the backing file's size becomes BACKING_TOO_LARGE (with a hint). */
+export function backingSizeError(p: PreparedCreate, e: unknown): unknown {
+  if (!(e instanceof VmimgError) || e.code !== 'SIZE_OUT_OF_RANGE' || !p.ctx.sizeFromBacking) return e;
+  return new VmimgError(
+    'BACKING_TOO_LARGE',
+    `The backing image's size ${p.ctx.size} is too large for a ${p.driver.name} image with these options: ${e.message}` +
+      (p.driver.name === 'qcow2' && !/cluster.size/.test(e.message) ? ' (try a larger cluster_size)' : ''),
+    { size: p.ctx.size.toString(), format: p.driver.name },
+    { cause: e },
+  );
 }
 
 /** Plans an image without writing it: returns the options, backing facts and layout. */
 export async function planCreate(req: CreateRequest): Promise<{ driver: FormatDriver; options: CreateOptions; layout: Layout; formattingLine: string }> {
   const prepared = await prepareCreate(req);
-  const layout = withBackingSizeHint(prepared, () => prepared.driver.planCreate(prepared.ctx));
+  let layout: Layout;
+  try {
+    layout = prepared.driver.planCreate(prepared.ctx);
+  } catch (e) {
+    throw backingSizeError(prepared, e);
+  }
   return { driver: prepared.driver, options: prepared.options, layout, formattingLine: prepared.formattingLine };
 }
 

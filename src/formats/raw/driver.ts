@@ -8,6 +8,7 @@ import type { Storage } from '../../storage/types.js';
 import { preallocationOf, PROTOCOL_OPTIONS_UNSUPPORTED, type OptionSpec } from '../options.js';
 import type { CreateContext, FormatDriver, HeaderSummary, Layout } from '../types.js';
 import { openRaw } from './image.js';
+import { createRawWriter } from './writer.js';
 
 export const RAW_OPTIONS: readonly OptionSpec[] = [
   { name: 'size', type: 'size', help: 'Virtual disk size' },
@@ -29,6 +30,7 @@ export const rawDriver: FormatDriver = {
   },
 
   open: openRaw,
+  createWriter: createRawWriter,
 
   planCreate(ctx: CreateContext): Layout {
     const prealloc = preallocationOf(ctx, ['off', 'falloc', 'full']);

@@ -1,0 +1,96 @@
+/**
+ * `vmimg convert [-f FMT] [-O FMT] [-o OPTIONS] [-c] [-B BACKING -F FMT] [-n] [-S SIZE] [-W]
+ * [-m N] [-p] [-q] [--target-is-zero] SRC... DST` — qemu-img convert's flags and meanings.
+ */
+import type { Command } from 'commander';
+import { convertImages, DEFAULT_MIN_SPARSE } from '../ops/convert/convert.js';
+import { VmimgError } from '../util/errors.js';
+import { parseSize } from '../util/size.js';
+import { addPolicyFlags, policyFrom, type PolicyFlags } from './policy-flags.js';
+import { progressBar } from './progress.js';
+import { collect, runCommand, type CliIO } from './run.js';
+
+interface ConvertFlags extends PolicyFlags {
+  format?: string;
+  outputFormat?: string;
+  options?: string[];
+  compress?: boolean;
+  backing?: string;
+  backingFormat?: string;
+  /** commander's negatable --no-create: false when -n is given. */
+  create?: boolean;
+  sparseSize?: string;
+  outOfOrder?: boolean;
+  coroutines?: string;
+  progress?: boolean;
+  quiet?: boolean;
+  targetIsZero?: boolean;
+  cache?: string;
+  sourceCache?: string;
+  forceShare?: boolean;
+}
+
+const CACHE_MODES = ['none', 'writeback', 'writethrough', 'directsync', 'unsafe'];
+
+export function registerConvert(program: Command, io: CliIO, setStatus: (s: number) => void): void {
+  const cmd = program
+    .command('convert')
+    .description('convert images from one format to another (qemu-img convert work-alike)')
+    .argument('<files...>', 'source image(s) followed by the output file')
+    .option('-f, --format <fmt>', 'format of the source images (default: probe)')
+    .option('-O, --output-format <fmt>', 'output format (default raw)')
+    .option('-o, --options <options>', 'output format options, as for create', collect)
+    .option('-c, --compress', 'compress the output (qcow2: zlib or zstd per compression_type; vmdk: streamOptimized)')
+    .option('-B, --backing <file>', 'make the output an overlay of FILE; unallocated source ranges stay unallocated')
+    .option('-F, --backing-format <fmt>', 'format of the -B backing file')
+    .option('-n, --no-create', 'do not create the target; write into an existing one')
+    .option('-S, --sparse-size <size>', 'minimum run of zeros turned into a hole (default 4k; 0 = fully allocate)')
+    .option('-W, --out-of-order', 'accepted for qemu-img compatibility: vmimg overlaps reads and compression but always writes in order')
+    .option('-m, --coroutines <n>', 'chunks in flight, 1..16 (default 8)')
+    .option('-p, --progress', 'show a progress bar on stderr')
+    .option('-q, --quiet', 'quiet')
+    .option('--target-is-zero', 'with -n: the target already reads as zeros, skip writing zeros')
+    .option('-t, --cache <mode>', 'target cache mode; accepted for compatibility (vmimg writes through the page cache and syncs at the end)')
+    .option('-T, --source-cache <mode>', 'source cache mode; accepted for compatibility (vmimg reads through the page cache)')
+    .option('-U, --force-share', 'accepted for qemu-img compatibility (vmimg never takes image locks)');
+  addPolicyFlags(cmd).action(async (files: string[], flags: ConvertFlags) => {
+    setStatus(await runCommand(io, () => convert(files, flags)));
+  });
+}
+
+async function convert(files: string[], flags: ConvertFlags): Promise<number> {
+  if (files.length < 2) throw new VmimgError('USAGE', 'Expecting at least one source and an output file name', {});
+  for (const mode of [flags.cache, flags.sourceCache]) {
+    if (mode !== undefined && !CACHE_MODES.includes(mode)) throw new VmimgError('USAGE', `Invalid cache option: ${mode}`, { value: mode });
+  }
+  const sources = files.slice(0, -1);
+  const target = files[files.length - 1]!;
+  let minSparse = DEFAULT_MIN_SPARSE;
+  if (flags.sparseSize !== undefined) {
+    const v = parseSize(flags.sparseSize, { what: 'sparse size', max: BigInt(Number.MAX_SAFE_INTEGER) });
+    minSparse = Number(v) - (Number(v) % 512); // qemu-img rounds -S down to whole sectors
+  }
+  const parallel = flags.coroutines === undefined ? undefined : Number(flags.coroutines);
+  const bar = progressBar(!!flags.progress && !flags.quiet);
+  try {
+    await convertImages({
+      sources,
+      sourceFormat: flags.format,
+      target,
+      targetFormat: flags.outputFormat,
+      optionStrings: flags.options,
+      compress: flags.compress,
+      backingFile: flags.backing,
+      backingFormat: flags.backingFormat,
+      noCreate: flags.create === false,
+      minSparse,
+      parallel,
+      targetIsZero: flags.targetIsZero,
+      policyFor: (source) => policyFrom(flags, source),
+      onProgress: (done, total) => bar.update(done, total),
+    });
+  } finally {
+    bar.stop();
+  }
+  return 0;
+}

@@ -1,0 +1,43 @@
+/**
+ * The write side used by `convert` (and later by builders that target an image format): a
+ * streaming writer that receives guest data in ascending order and lays out the format around
+ * it, writing metadata last (DESIGN.md: "reserve metadata, stream data, write metadata last").
+ *
+ * Contract for callers (src/ops/convert):
+ * - `write`/`writeCompressed`/`writeZeroes` ranges never overlap and arrive in ascending guest
+ *   order unless the writer says `outOfOrder` is fine; offsets and lengths are multiples of
+ *   `granularity` except a final run ending at virtualSize.
+ * - Anything never written reads as zeros (or, when the image has a backing file, falls through
+ *   to it) — writers start from an empty, zero-initialised file.
+ * - `finish` writes the metadata and flushes; after an error the caller discards the file
+ *   (atomic temp + rename), so writers need no rollback.
+ */
+
+export interface ImageWriter {
+  readonly virtualSize: number;
+  /** Preferred unit of writes: cluster/grain/block size (bytes). */
+  readonly granularity: number;
+  /** How compressed clusters must be produced, when the target stores compressed data. */
+  readonly compression?: WriterCompression;
+  /** Stores uncompressed guest data. */
+  write(offset: number, data: Uint8Array): Promise<void>;
+  /**
+   * Stores one compressed unit (exactly `granularity` guest bytes at `offset`, or the tail);
+   * `compressed` is the codec output for it. Only when `compression` is set.
+   */
+  writeCompressed?(offset: number, length: number, compressed: Uint8Array): Promise<void>;
+  /**
+   * Records that [offset, offset+length) reads as zeros where the default would not (the image
+   * has a backing file whose data must be masked). Formats without a zero marker write zeros.
+   */
+  writeZeroes(offset: number, length: number): Promise<void>;
+  /** Writes remaining metadata; after this the file is a complete image. */
+  finish(): Promise<void>;
+}
+
+export interface WriterCompression {
+  /** qcow2 zlib: raw deflate, window 2^12; qcow2 zstd; vmdk: zlib stream. */
+  codec: 'qcow2-deflate' | 'zstd' | 'zlib';
+  /** Compressed output at least this long is stored uncompressed instead (QEMU's rule). */
+  maxCompressed: number;
+}

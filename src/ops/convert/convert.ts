@@ -1,0 +1,121 @@
+/**
+ * `convert`: one or more source images (concatenated, each with its backing chain opened under
+ * the policy) into a new image of any writable format, written atomically (temporary file +
+ * rename: a failed or interrupted convert leaves nothing behind), or into an existing raw
+ * target with -n. Option meanings follow qemu-img 7.2's img_convert.
+ */
+import { openChain, type ImageChain } from '../../chain/open.js';
+import type { ChainPolicy } from '../../chain/policy.js';
+import { createAtomically } from '../../storage/atomic.js';
+import { FileStorage } from '../../storage/file.js';
+import { VmimgError } from '../../util/errors.js';
+import { backingSizeError, prepareCreate } from '../create.js';
+import { copyChains } from './engine.js';
+import type { ImageWriter } from '../../formats/writer.js';
+
+export interface ConvertRequest {
+  sources: string[];
+  /** -f: format of every source (probed when absent). */
+  sourceFormat?: string;
+  target: string;
+  /** -O (default raw). */
+  targetFormat?: string;
+  /** -o strings, as for create. */
+  optionStrings?: string[];
+  /** -c */
+  compress?: boolean;
+  /** -B */
+  backingFile?: string;
+  /** -F */
+  backingFormat?: string;
+  /** -u: do not open the backing file given with -B. */
+  unsafe?: boolean;
+  /** -n: write into an existing target instead of creating one. */
+  noCreate?: boolean;
+  /** -S in bytes (default 4096; 0 = full allocation). */
+  minSparse?: number;
+  /** -m (1..16, default 8). */
+  parallel?: number;
+  /** --target-is-zero (with -n). */
+  targetIsZero?: boolean;
+  /** The chain policy for a source. */
+  policyFor: (source: string) => ChainPolicy;
+  onProgress?: (done: number, total: number) => void;
+  onWarning?: (message: string) => void;
+}
+
+export const DEFAULT_MIN_SPARSE = 4096;
+
+export async function convertImages(req: ConvertRequest): Promise<void> {
+  const parallel = req.parallel ?? 8;
+  if (!Number.isInteger(parallel) || parallel < 1 || parallel > 16) {
+    throw new VmimgError('USAGE', `Invalid number of coroutines '${req.parallel}'. Allowed number of coroutines is between 1 and 16`, { value: req.parallel });
+  }
+  const minSparse = req.minSparse ?? DEFAULT_MIN_SPARSE;
+  if (req.sources.length === 0) throw new VmimgError('USAGE', 'Expecting at least one source image', {});
+  if (req.targetIsZero && !req.noCreate) throw new VmimgError('USAGE', '--target-is-zero requires use of -n flag', {});
+  if (req.backingFile !== undefined && req.noCreate) throw new VmimgError('USAGE', 'Cannot use -B with -n (the target already exists)', {});
+  if (req.backingFile !== undefined && req.backingFormat === undefined && !req.unsafe) {
+    throw new VmimgError('BACKING_FORMAT_REQUIRED', 'Use of backing file requires explicit backing format (-F)', {});
+  }
+
+  const chains: ImageChain[] = [];
+  try {
+    for (const source of req.sources) chains.push(await openChain(source, { format: req.sourceFormat, policy: req.policyFor(source) }));
+    const total = chains.reduce((n, c) => n + c.top.virtualSize, 0);
+    const copy = (writer: ImageWriter, zeroTarget: boolean): Promise<void> =>
+      copyChains(chains, writer, { minSparse, backing: req.backingFile !== undefined, zeroTarget, parallel, onProgress: req.onProgress });
+
+    if (req.noCreate) {
+      await convertIntoExisting(req, total, copy);
+      return;
+    }
+    const prepared = await prepareCreate({
+      filename: req.target,
+      format: req.targetFormat ?? 'raw',
+      size: BigInt(total),
+      optionStrings: req.optionStrings,
+      backingFile: req.backingFile,
+      backingFormat: req.backingFormat,
+      unsafe: req.unsafe,
+      onWarning: req.onWarning,
+    });
+    const { driver } = prepared;
+    if (!driver.createWriter) throw new VmimgError('UNSUPPORTED_OPTION', `Writing ${driver.name} images with convert is not supported yet`, { format: driver.name });
+    await createAtomically(req.target, async (storage) => {
+      const writer = await driver.createWriter!(storage, prepared.ctx, req.compress ?? false).catch((e: unknown) => {
+        throw backingSizeError(prepared, e);
+      });
+      await copy(writer, false);
+      await writer.finish();
+    });
+  } finally {
+    for (const c of chains) await c.close();
+  }
+}
+
+/** convert -n: the target exists; only raw targets can be written in place for now. */
+async function convertIntoExisting(req: ConvertRequest, total: number, copy: (w: ImageWriter, zeroTarget: boolean) => Promise<void>): Promise<void> {
+  const format = req.targetFormat ?? 'raw';
+  if (format !== 'raw') throw new VmimgError('UNSUPPORTED_OPTION', `convert -n into an existing ${format} image is not supported yet (raw only)`, { format });
+  if (req.compress) throw new VmimgError('UNSUPPORTED_OPTION', 'Compression not supported for this file format (raw)', { format });
+  const storage = await FileStorage.open(req.target, { writable: true });
+  try {
+    const size = await storage.size();
+    if (size < total) throw new VmimgError('SIZE_OUT_OF_RANGE', `output file is smaller than input file (${size} < ${total} bytes)`, { size, total });
+    const zeros = new Uint8Array(1 << 20);
+    const writer: ImageWriter = {
+      virtualSize: size,
+      granularity: 512,
+      write: (offset, data) => storage.write(offset, data),
+      async writeZeroes(offset, length) {
+        for (let done = 0; done < length; done += zeros.length) await storage.write(offset + done, zeros.subarray(0, Math.min(zeros.length, length - done)));
+      },
+      finish: () => storage.flush(),
+    };
+    await copy(writer, !req.targetIsZero);
+    await writer.finish();
+  } finally {
+    await storage.close();
+  }
+}

@@ -1,0 +1,164 @@
+/**
+ * The map-driven copy at the heart of convert: walk the sources' maps (never reading what is
+ * known to be zero or unallocated), read data in large aligned chunks with several reads in
+ * flight, detect zero blocks (-S), compress on worker threads (-c), and hand the writer
+ * ascending runs. Mirrors qemu-img's convert_do_copy in what reaches the target.
+ */
+import type { ImageChain } from '../../chain/open.js';
+import { ChainReader } from '../../chain/read.js';
+import type { ImageWriter } from '../../formats/writer.js';
+import { mapChain, type MapEntry } from '../map.js';
+import { CompressPool } from './compress-pool.js';
+import { classify, type Run } from './runs.js';
+import { isZero, zeroRuns } from './zero.js';
+
+export interface CopyOptions {
+  /** Smallest zero run (bytes) turned into a hole; 0 = write everything (-S 0). */
+  minSparse: number;
+  /** The target has a backing file (-B): unallocated source ranges stay unallocated, zeros are masked. */
+  backing: boolean;
+  /** Zero ranges must be written explicitly (convert -n without --target-is-zero). */
+  zeroTarget: boolean;
+  /** Chunks in flight (qemu-img -m). */
+  parallel: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Guest bytes per read. */
+const CHUNK = 2 * 1024 * 1024;
+
+/** Reads the concatenation of several chains as one disk. */
+class ConcatReader {
+  private readonly readers: ChainReader[];
+  private readonly bases: number[] = [];
+  readonly size: number;
+
+  constructor(chains: ImageChain[]) {
+    this.readers = chains.map((c) => new ChainReader(c.layers));
+    let base = 0;
+    for (const r of this.readers) {
+      this.bases.push(base);
+      base += r.virtualSize;
+    }
+    this.size = base;
+  }
+
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    const out = new Uint8Array(length);
+    for (let i = 0; i < this.readers.length; i++) {
+      const r = this.readers[i]!;
+      const a = Math.max(offset, this.bases[i]!);
+      const b = Math.min(offset + length, this.bases[i]! + r.virtualSize);
+      if (a < b) out.set(await r.read(a - this.bases[i]!, b - a), a - offset);
+    }
+    return out;
+  }
+}
+
+async function* concatEntries(chains: ImageChain[]): AsyncGenerator<MapEntry> {
+  let base = 0;
+  for (const chain of chains) {
+    for await (const e of mapChain(chain, 0, chain.top.virtualSize)) yield { ...e, start: e.start + base };
+    base += chain.top.virtualSize;
+  }
+}
+
+interface Prepared {
+  /** Writer calls for this chunk, in order. */
+  apply: () => Promise<void>;
+  length: number;
+}
+
+export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: CopyOptions): Promise<void> {
+  const reader = new ConcatReader(chains);
+  const total = reader.size;
+  const g = writer.granularity;
+  const chunk = Math.max(CHUNK, g) - (Math.max(CHUNK, g) % g);
+  const detect = o.minSparse === 0 ? 0 : Math.max(g, Math.ceil(o.minSparse / g) * g);
+  const compression = writer.compression;
+  const pool = compression ? new CompressPool(compression.codec) : undefined;
+  let done = 0;
+  const inFlight: Array<Promise<Prepared>> = [];
+
+  const zeroWrite = async (offset: number, length: number): Promise<void> => {
+    if (o.backing || o.zeroTarget) await writer.writeZeroes(offset, length);
+  };
+
+  const prepareData = async (offset: number, length: number): Promise<Prepared> => {
+    const bytes = await reader.read(offset, length);
+    if (compression && pool) {
+      const units: Array<{ at: number; data: Uint8Array }> = [];
+      const zeros: Array<[number, number]> = [];
+      for (let pos = 0; pos < length; pos += g) {
+        const data = bytes.subarray(pos, Math.min(length, pos + g));
+        if (o.minSparse !== 0 && isZero(data)) zeros.push([offset + pos, data.length]);
+        else units.push({ at: offset + pos, data });
+      }
+      const compressed = units.length ? await pool.compress(units.map((u) => u.data)) : [];
+      return {
+        length,
+        apply: async () => {
+          let zi = 0;
+          for (const [i, u] of units.entries()) {
+            while (zi < zeros.length && zeros[zi]![0] < u.at) await zeroWrite(...zeros[zi++]!);
+            const c = compressed[i]!;
+            if (c.length >= compression.maxCompressed) await writer.write(u.at, u.data);
+            else await writer.writeCompressed!(u.at, u.data.length, c);
+          }
+          while (zi < zeros.length) await zeroWrite(...zeros[zi++]!);
+        },
+      };
+    }
+    const runs = detect === 0 ? [{ start: 0, length, zero: false }] : zeroRuns(bytes, detect);
+    return {
+      length,
+      apply: async () => {
+        for (const r of runs) {
+          if (r.zero) await zeroWrite(offset + r.start, r.length);
+          else await writer.write(offset + r.start, bytes.subarray(r.start, r.start + r.length));
+        }
+      },
+    };
+  };
+
+  const prepareRun = (run: Run): Prepared => ({
+    length: run.length,
+    apply: async () => {
+      if (run.kind === 'mask') await writer.writeZeroes(run.start, run.length);
+      else if (run.kind === 'zero' && o.zeroTarget) await writer.writeZeroes(run.start, run.length);
+    },
+  });
+
+  const drain = async (keep: number): Promise<void> => {
+    while (inFlight.length > keep) {
+      const p = await inFlight.shift()!;
+      await p.apply();
+      done += p.length;
+      o.onProgress?.(done, total);
+    }
+  };
+
+  try {
+    const runs = classify(concatEntries(chains), 0, total, g, { backing: o.backing, fullAllocation: o.minSparse === 0 });
+    for await (const run of runs) {
+      if (run.kind !== 'data') {
+        inFlight.push(Promise.resolve(prepareRun(run)));
+        await drain(o.parallel);
+        continue;
+      }
+      for (let pos = run.start; pos < run.start + run.length; ) {
+        const next = Math.min(run.start + run.length, pos - (pos % chunk) + chunk);
+        const p = prepareData(pos, next - pos);
+        p.catch(() => undefined); // awaited in order by drain(); this only marks it handled meanwhile
+        inFlight.push(p);
+        await drain(o.parallel);
+        pos = next;
+      }
+    }
+    await drain(0);
+  } finally {
+    // Settle anything still in flight before closing the pool (errors are already propagating).
+    await Promise.allSettled(inFlight);
+    await pool?.close();
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * Turns a source chain's map into the runs convert acts on, at the target's write granularity:
+ * a granule is `data` (read and write it), `zero` (reads as zeros), `mask` (explicit zeros in
+ * the source's top layer that must hide a new backing file), or `skip` (unallocated in the
+ * source's top layer, left unallocated over the new backing file, convert -B). A granule whose
+ * parts disagree is `data`: reading it through the source chain gives the right bytes.
+ */
+import type { MapEntry } from '../map.js';
+
+export type RunKind = 'data' | 'zero' | 'mask' | 'skip';
+
+export interface Run {
+  kind: RunKind;
+  /** Target offset. */
+  start: number;
+  length: number;
+}
+
+export interface ClassifyOptions {
+  /** The target gets a backing file (-B): keep top-unallocated ranges unallocated. */
+  backing: boolean;
+  /** -S 0: everything the source holds, zeros included, is written as data. */
+  fullAllocation: boolean;
+}
+
+export function kindOf(e: MapEntry, o: ClassifyOptions): RunKind {
+  const inTop = e.present && e.depth === 0;
+  if (o.backing && !inTop) return 'skip';
+  if (e.data) return 'data';
+  if (o.fullAllocation) return 'data';
+  return o.backing ? 'mask' : 'zero';
+}
+
+/**
+ * Streams granule-aligned runs for entries (source offsets) placed at target offset `base`.
+ * `granule` divides `base`; runs are merged when adjacent and of the same kind.
+ */
+export async function* classify(entries: AsyncIterable<MapEntry>, base: number, end: number, granule: number, o: ClassifyOptions): AsyncGenerator<Run> {
+  let pending: Run | undefined;
+  // The partially covered granule at the front of the stream: its start and the kind so far.
+  let partial: { start: number; kind: RunKind } | undefined;
+
+  const emit = function* (run: Run): Generator<Run> {
+    if (run.length <= 0) return;
+    if (pending && pending.kind === run.kind && pending.start + pending.length === run.start) {
+      pending.length += run.length;
+      return;
+    }
+    if (pending) yield pending;
+    pending = { ...run };
+  };
+
+  for await (const e of entries) {
+    const kind = kindOf(e, o);
+    let a = base + e.start;
+    const b = base + e.start + e.length;
+    if (partial) {
+      const gEnd = Math.min(partial.start + granule, end);
+      const take = Math.min(b, gEnd);
+      if (kind !== partial.kind) partial.kind = 'data';
+      a = take;
+      if (take === gEnd) {
+        yield* emit({ kind: partial.kind, start: partial.start, length: gEnd - partial.start });
+        partial = undefined;
+      }
+      if (a >= b) continue;
+    }
+    // a is granule-aligned here; emit the whole granules of [a, b) (the last may end at `end`).
+    const alignedEnd = b === end ? b : base + Math.floor((b - base) / granule) * granule;
+    if (alignedEnd > a) {
+      yield* emit({ kind, start: a, length: alignedEnd - a });
+      a = alignedEnd;
+    }
+    if (a < b) partial = { start: a, kind };
+  }
+  if (partial) yield* emit({ kind: partial.kind, start: partial.start, length: Math.min(partial.start + granule, end) - partial.start });
+  if (pending) yield pending;
+}
