@@ -104,9 +104,7 @@ test('vpc create matrix: same bytes as qemu-img but for timestamp/UUID/checksum,
 
     const size = Number(pair.result.virtualSize);
     if (size >= 4096) {
-      const cmp = roundTrip('vpc', pair.theirs, pair.ours, size);
-      assert.equal(cmp.status, 0, `${label}: ${cmp.stdout}${cmp.stderr}`);
-      assert.match(cmp.stdout, /Images are identical/);
+      assert.equal(roundTrip('vpc', pair.theirs, pair.ours, size), undefined, label);
       roundTrips++;
     }
   }
