@@ -15,6 +15,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   map: async () => (await import('./map.js')).registerMap,
   check: async () => (await import('./check.js')).registerCheck,
   convert: async () => (await import('./convert.js')).registerConvert,
+  compare: async () => (await import('./compare.js')).registerCompare,
 };
 
 /** Builds the program with the command named `only` (all commands when it names none). */
