@@ -16,6 +16,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   check: async () => (await import('./check.js')).registerCheck,
   convert: async () => (await import('./convert.js')).registerConvert,
   compare: async () => (await import('./compare.js')).registerCompare,
+  measure: async () => (await import('./measure.js')).registerMeasure,
 };
 
 /** Builds the program with the command named `only` (all commands when it names none). */

@@ -96,4 +96,26 @@ export interface FormatDriver {
    * compressed output when `compress` (convert -c). See src/formats/writer.ts for the contract.
    */
   createWriter?(storage: Storage, ctx: CreateContext, compress: boolean): Promise<ImageWriter>;
+  /**
+   * `measure`: the file size an image made with these options (ctx, whose size is the source's
+   * virtual size) needs for the source's data, and when fully allocated. `source` is absent
+   * with --size. Sizes in bytes.
+   */
+  measure?(ctx: CreateContext, source: MeasureSource | undefined): Promise<MeasureResult>;
+}
+
+/** What `measure` knows about the image being measured. */
+export interface MeasureSource {
+  virtualSize: number;
+  /** Bytes of the granules (at `granule` size, aligned) that hold data anywhere in the source chain. */
+  allocatedBytes(granule: number): Promise<number>;
+  /** Persistent bitmap bytes the target would need, when the source can carry bitmaps (qcow2 v3). */
+  bitmapsSize?: number;
+}
+
+export interface MeasureResult {
+  required: bigint;
+  fullyAllocated: bigint;
+  /** Present when qemu-img prints it (qcow2 v3 target from a bitmap-capable source). */
+  bitmaps?: bigint;
 }

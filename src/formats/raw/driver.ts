@@ -32,6 +32,12 @@ export const rawDriver: FormatDriver = {
   open: openRaw,
   createWriter: createRawWriter,
 
+  /** A raw file needs exactly its (sector-rounded) size, whatever the source holds. */
+  async measure(ctx) {
+    const size = roundUpBig(ctx.size, BigInt(SECTOR_SIZE));
+    return { required: size, fullyAllocated: size };
+  },
+
   planCreate(ctx: CreateContext): Layout {
     const prealloc = preallocationOf(ctx, ['off', 'falloc', 'full']);
     const length = toSafeNumber(roundUpBig(ctx.size, BigInt(SECTOR_SIZE)), 'raw image size');
