@@ -8,6 +8,7 @@ import type { CreateContext, FormatDriver, HeaderSummary, Layout } from '../type
 import { parseCreateParams, QCOW2_OPTIONS, QCOW2_UNSUPPORTED } from './params.js';
 import { planQcow2 } from './plan.js';
 import { probeQcow2, readQcow2Header } from './validate.js';
+import { createQcow2Writer } from './writer.js';
 
 export const qcow2Driver: FormatDriver = {
   name: 'qcow2',
@@ -26,4 +27,6 @@ export const qcow2Driver: FormatDriver = {
   planCreate(ctx: CreateContext): Layout {
     return planQcow2(parseCreateParams(ctx));
   },
+
+  createWriter: createQcow2Writer,
 };

@@ -90,9 +90,18 @@ export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: C
       const units: Array<{ at: number; data: Uint8Array }> = [];
       const zeros: Array<[number, number]> = [];
       for (let pos = 0; pos < length; pos += g) {
-        const data = bytes.subarray(pos, Math.min(length, pos + g));
-        if (o.minSparse !== 0 && isZero(data)) zeros.push([offset + pos, data.length]);
-        else units.push({ at: offset + pos, data });
+        let data = bytes.subarray(pos, Math.min(length, pos + g));
+        if (o.minSparse !== 0 && isZero(data)) {
+          zeros.push([offset + pos, data.length]);
+          continue;
+        }
+        // A compressed unit always decodes to a whole cluster/grain: pad the image's tail.
+        if (data.length < g) {
+          const padded = new Uint8Array(g);
+          padded.set(data);
+          data = padded;
+        }
+        units.push({ at: offset + pos, data });
       }
       const compressed = units.length ? await pool.compress(units.map((u) => u.data)) : [];
       return {
@@ -102,8 +111,9 @@ export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: C
           for (const [i, u] of units.entries()) {
             while (zi < zeros.length && zeros[zi]![0] < u.at) await zeroWrite(...zeros[zi++]!);
             const c = compressed[i]!;
-            if (c.length >= compression.maxCompressed) await writer.write(u.at, u.data);
-            else await writer.writeCompressed!(u.at, u.data.length, c);
+            const n = Math.min(u.data.length, total - u.at);
+            if (c.length >= compression.maxCompressed) await writer.write(u.at, u.data.subarray(0, n));
+            else await writer.writeCompressed!(u.at, n, c);
           }
           while (zi < zeros.length) await zeroWrite(...zeros[zi++]!);
         },

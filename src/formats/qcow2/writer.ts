@@ -1,0 +1,241 @@
+/**
+ * qcow2 as a convert target (spec docs/interop/qcow2.txt): guest data streams into host clusters
+ * allocated in order after the header cluster; compressed clusters are packed byte-wise (spec
+ * "Compressed Clusters Descriptor"); L2 tables (only those that map something), the L1 table
+ * and the refcount structures are appended and cluster 0 written last, so the tables are sized
+ * for the data written. Every refcount equals the references to its cluster: `qemu-img check`
+ * finds no leaks and no corruptions.
+ */
+import type { Storage } from '../../storage/types.js';
+import { VmimgError } from '../../util/errors.js';
+import { toSafeNumber } from '../../util/size.js';
+import type { CreateContext } from '../types.js';
+import type { ImageWriter, WriterCompression } from '../writer.js';
+import {
+  COMPAT_LAZY_REFCOUNTS,
+  COMPRESSION_ZSTD,
+  INCOMPAT_COMPRESSION,
+  INCOMPAT_EXTL2,
+  L1E_SIZE,
+  L2E_SIZE_EXTENDED,
+  L2E_SIZE_NORMAL,
+  MAX_L1_SIZE_BYTES,
+  MAX_REFTABLE_SIZE_BYTES,
+  OFLAG_COPIED,
+  QCOW2_MAGIC,
+  V2_HEADER_LENGTH,
+  V3_HEADER_LENGTH,
+} from './constants.js';
+import { buildHeaderCluster, HeaderNoSpace } from './header.js';
+import { parseCreateParams, type CreateParams } from './params.js';
+import { encodeReftable, encodeRefcounts, refcountMetadataSize } from './refcount.js';
+
+/** L2 entry bits (spec "Standard Cluster Descriptor"). */
+const OFLAG_COMPRESSED = 1n << 62n;
+const OFLAG_ZERO = 1n;
+/** Extended L2 bitmaps: all 32 subclusters allocated / all read as zero. */
+const ALL_ALLOCATED = 0xffffffffn;
+const ALL_ZERO = 0xffffffffn << 32n;
+
+export async function createQcow2Writer(storage: Storage, ctx: CreateContext, compress: boolean): Promise<ImageWriter> {
+  const p = parseCreateParams(ctx);
+  if (p.preallocation !== 'off') {
+    throw new VmimgError('UNSUPPORTED_OPTION', `convert to qcow2 with preallocation=${p.preallocation} is not supported by vmimg yet`, { key: 'preallocation', value: p.preallocation });
+  }
+  const w = new Qcow2Writer(storage, p, compress);
+  w.checkHeaderFits();
+  return w;
+}
+
+class Qcow2Writer implements ImageWriter {
+  readonly virtualSize: number;
+  readonly granularity: number;
+  readonly compression?: WriterCompression;
+  private readonly cs: number;
+  private readonly l2Entries: number;
+  private readonly l1Entries: number;
+  private readonly words: number;
+  /** L2 tables that map something: index in L1 → entries (2 words each with extended L2). */
+  private readonly l2 = new Map<number, BigUint64Array>();
+  /** Next free byte in the file (data and compressed clusters are appended here). */
+  private end: number;
+  /** Refcount per host cluster. */
+  private refcounts = new Uint8Array(1024);
+  private readonly maxRefcount: number;
+  private readonly csizeShift: number;
+  private readonly offsetLimit: number;
+
+  constructor(
+    private readonly storage: Storage,
+    private readonly p: CreateParams,
+    compress: boolean,
+  ) {
+    this.cs = p.clusterSize;
+    this.virtualSize = toSafeNumber(p.size, 'qcow2 virtual size');
+    this.granularity = this.cs;
+    this.words = p.extendedL2 ? 2 : 1;
+    this.l2Entries = this.cs / (p.extendedL2 ? L2E_SIZE_EXTENDED : L2E_SIZE_NORMAL);
+    this.l1Entries = Math.ceil(this.virtualSize / (this.cs * this.l2Entries));
+    if (this.l1Entries * L1E_SIZE > MAX_L1_SIZE_BYTES) {
+      throw new VmimgError('SIZE_OUT_OF_RANGE', `The image size is too large for file format 'qcow2' (try using a larger cluster size)`, { size: this.virtualSize });
+    }
+    this.end = this.cs; // cluster 0 is the header
+    this.refcounts[0] = 1;
+    this.maxRefcount = Math.min(255, 2 ** 2 ** p.refcountOrder - 1);
+    this.csizeShift = 62 - (p.clusterBits - 8);
+    this.offsetLimit = 2 ** this.csizeShift;
+    if (compress) this.compression = { codec: p.compressionType === COMPRESSION_ZSTD ? 'zstd' : 'qcow2-deflate', maxCompressed: this.cs };
+  }
+
+  /** Fails early (before any data) when cluster 0 cannot hold the backing file name. */
+  checkHeaderFits(): void {
+    this.headerCluster(0, 0, 0, 0);
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    const clusters = Math.ceil(data.length / this.cs);
+    const host = this.allocClusters(clusters);
+    await this.storage.write(host, data);
+    for (let i = 0; i < clusters; i++) {
+      const entry = BigInt(host + i * this.cs) | OFLAG_COPIED;
+      this.setEntry(offset + i * this.cs, entry, this.p.extendedL2 ? ALL_ALLOCATED : 0n);
+    }
+  }
+
+  async writeCompressed(offset: number, _length: number, compressed: Uint8Array): Promise<void> {
+    const first = Math.floor(this.end / this.cs);
+    if (this.end % this.cs !== 0 && this.refcountOf(first) >= this.maxRefcount) this.end = (first + 1) * this.cs;
+    const host = this.end;
+    const last = Math.floor((host + compressed.length - 1) / this.cs);
+    if (host + compressed.length >= this.offsetLimit) throw new VmimgError('SIZE_OUT_OF_RANGE', 'qcow2 image grew past the compressed cluster offset limit', { host });
+    for (let c = Math.floor(host / this.cs); c <= last; c++) this.addRef(c);
+    await this.storage.write(host, compressed);
+    this.end = host + compressed.length;
+    const extraSectors = BigInt(Math.floor((host + compressed.length - 1) / 512) - Math.floor(host / 512));
+    this.setEntry(offset, OFLAG_COMPRESSED | (extraSectors << BigInt(this.csizeShift)) | BigInt(host), 0n);
+  }
+
+  async writeZeroes(offset: number, length: number): Promise<void> {
+    for (let pos = offset; pos < offset + length; pos += this.cs) {
+      if (this.p.version >= 3) {
+        this.setEntry(pos, this.p.extendedL2 ? 0n : OFLAG_ZERO, this.p.extendedL2 ? ALL_ZERO : 0n);
+      } else {
+        // Version 2 has no zero clusters: a fresh (zero-filled) host cluster hides the backing data.
+        const host = this.allocClusters(1);
+        this.setEntry(pos, BigInt(host) | OFLAG_COPIED, 0n);
+      }
+    }
+  }
+
+  async finish(): Promise<void> {
+    this.end = Math.ceil(this.end / this.cs) * this.cs;
+    const writes: Array<{ offset: number; data: Uint8Array }> = [];
+    const l1 = new BigUint64Array(this.l1Entries);
+    for (const [index, table] of [...this.l2].sort((a, b) => a[0] - b[0])) {
+      const at = this.allocClusters(1);
+      l1[index] = BigInt(at) | OFLAG_COPIED;
+      writes.push({ offset: at, data: encodeBigEndian(table) });
+    }
+    const l1Bytes = this.l1Entries * L1E_SIZE;
+    const l1Offset = l1Bytes === 0 ? 0 : this.allocClusters(Math.ceil(l1Bytes / this.cs));
+    if (l1Bytes > 0) writes.push({ offset: l1Offset, data: encodeBigEndian(l1) });
+
+    const used = this.end / this.cs;
+    const meta = refcountMetadataSize(used, this.cs, this.p.refcountOrder, false);
+    if (meta.table * this.cs > MAX_REFTABLE_SIZE_BYTES) throw new VmimgError('SIZE_OUT_OF_RANGE', 'qcow2 refcount table would exceed 8 MiB (try using a larger cluster size)', {});
+    const tableOffset = this.allocClusters(meta.table);
+    const blocksOffset = this.allocClusters(meta.blocks);
+    const perBlock = (this.cs * 8) / 2 ** this.p.refcountOrder;
+    const reftable = new Float64Array((meta.table * this.cs) / 8);
+    for (let b = 0; b < meta.blocks; b++) {
+      const at = blocksOffset + b * this.cs;
+      reftable[b] = at;
+      const slice = this.refcounts.subarray(b * perBlock, Math.min((b + 1) * perBlock, this.end / this.cs));
+      writes.push({ offset: at, data: encodeRefcounts(slice, this.p.refcountOrder, this.cs) });
+    }
+    writes.push({ offset: tableOffset, data: encodeReftable(reftable) });
+    writes.push({ offset: 0, data: this.headerCluster(l1Offset, tableOffset, meta.table, l1Bytes === 0 ? 0 : this.l1Entries) });
+    for (const w of writes) await this.storage.write(w.offset, w.data);
+    await this.storage.truncate(this.end);
+    await this.storage.flush();
+  }
+
+  private headerCluster(l1Offset: number, reftableOffset: number, reftableClusters: number, l1Size: number): Uint8Array {
+    const p = this.p;
+    let incompatible = 0n;
+    if (p.compressionType === COMPRESSION_ZSTD) incompatible |= INCOMPAT_COMPRESSION;
+    if (p.extendedL2) incompatible |= INCOMPAT_EXTL2;
+    try {
+      return buildHeaderCluster({
+        clusterSize: this.cs,
+        backingFile: p.backingFile,
+        backingFormat: p.backingFormat,
+        header: {
+          magic: QCOW2_MAGIC,
+          version: p.version,
+          backingFileOffset: 0n,
+          backingFileSize: 0,
+          clusterBits: p.clusterBits,
+          size: p.size,
+          cryptMethod: 0,
+          l1Size,
+          l1TableOffset: BigInt(l1Offset),
+          refcountTableOffset: BigInt(reftableOffset),
+          refcountTableClusters: reftableClusters,
+          nbSnapshots: 0,
+          snapshotsOffset: 0n,
+          incompatibleFeatures: p.version >= 3 ? incompatible : 0n,
+          compatibleFeatures: p.version >= 3 && p.lazyRefcounts ? COMPAT_LAZY_REFCOUNTS : 0n,
+          autoclearFeatures: 0n,
+          refcountOrder: p.refcountOrder,
+          headerLength: p.version >= 3 ? V3_HEADER_LENGTH : V2_HEADER_LENGTH,
+          compressionType: p.compressionType,
+        },
+      });
+    } catch (e) {
+      if (e instanceof HeaderNoSpace) throw new VmimgError('PATH_TOO_LONG', `Backing file name '${p.backingFile}' does not fit in the qcow2 header cluster (${e.message})`, { backingFile: p.backingFile });
+      throw e;
+    }
+  }
+
+  /** Appends `n` whole clusters (cluster-aligned) with refcount 1; returns the byte offset. */
+  private allocClusters(n: number): number {
+    const first = Math.ceil(this.end / this.cs);
+    for (let c = first; c < first + n; c++) this.addRef(c);
+    this.end = (first + n) * this.cs;
+    return first * this.cs;
+  }
+
+  private refcountOf(cluster: number): number {
+    return cluster < this.refcounts.length ? this.refcounts[cluster]! : 0;
+  }
+
+  private addRef(cluster: number): void {
+    if (cluster >= this.refcounts.length) {
+      const grown = new Uint8Array(Math.max(cluster + 1, this.refcounts.length * 2));
+      grown.set(this.refcounts);
+      this.refcounts = grown;
+    }
+    this.refcounts[cluster] = this.refcounts[cluster]! + 1;
+  }
+
+  private setEntry(guestOffset: number, entry: bigint, bitmap: bigint): void {
+    const cluster = Math.floor(guestOffset / this.cs);
+    const l1Index = Math.floor(cluster / this.l2Entries);
+    let table = this.l2.get(l1Index);
+    if (!table) {
+      table = new BigUint64Array(this.l2Entries * this.words);
+      this.l2.set(l1Index, table);
+    }
+    const i = (cluster % this.l2Entries) * this.words;
+    table[i] = entry;
+    if (this.words === 2) table[i + 1] = bitmap;
+  }
+}
+
+function encodeBigEndian(words: BigUint64Array): Uint8Array {
+  const out = new Uint8Array(words.length * 8);
+  const v = new DataView(out.buffer);
+  for (let i = 0; i < words.length; i++) if (words[i] !== 0n) v.setBigUint64(i * 8, words[i]!);
+  return out;
+}
