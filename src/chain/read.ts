@@ -24,12 +24,22 @@ export class ChainReader {
 
   /** Reads [offset, offset+length) of the top image; length ≤ 64 MiB per call. */
   async read(offset: number, length: number): Promise<Uint8Array> {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || length > MAX_IO_CHUNK || offset + length > this.virtualSize) {
+    if (!Number.isSafeInteger(length) || length < 0) {
       throw new VmimgError('OUT_OF_BOUNDS', `Read of ${length} bytes at ${offset} is outside the image (virtual size ${this.virtualSize})`, { offset, length });
     }
     const out = new Uint8Array(length);
-    await this.fill(0, offset, length, out, 0);
+    await this.readInto(offset, out);
     return out;
+  }
+
+  /** Reads target.length bytes at `offset` into `target` (for callers that reuse buffers). */
+  async readInto(offset: number, target: Uint8Array): Promise<void> {
+    const length = target.length;
+    if (!Number.isSafeInteger(offset) || offset < 0 || length > MAX_IO_CHUNK || offset + length > this.virtualSize) {
+      throw new VmimgError('OUT_OF_BOUNDS', `Read of ${length} bytes at ${offset} is outside the image (virtual size ${this.virtualSize})`, { offset, length });
+    }
+    target.fill(0);
+    await this.fill(0, offset, length, target, 0);
   }
 
   private async fill(depth: number, start: number, length: number, out: Uint8Array, outOffset: number): Promise<void> {
@@ -46,10 +56,10 @@ export class ChainReader {
       const at = outOffset + (e.start - start);
       switch (e.kind) {
         case 'data':
-          out.set(await e.storage.read(e.offset, e.length), at);
+          await e.storage.readInto(e.offset, out.subarray(at, at + e.length));
           break;
         case 'zero':
-          break;
+          break; // the caller zero-filled the target
         case 'unallocated':
           await this.fill(depth + 1, e.start, e.length, out, at);
           break;

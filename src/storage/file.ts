@@ -47,19 +47,25 @@ export class FileStorage implements Storage {
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
-    checkRange(this.name, offset, length);
     const out = new Uint8Array(length);
+    await this.readInto(offset, out);
+    return out;
+  }
+
+  async readInto(offset: number, target: Uint8Array): Promise<void> {
+    const length = target.length;
+    checkRange(this.name, offset, length);
     let done = 0;
     try {
       while (done < length) {
-        const { bytesRead } = await this.fh.read(out, done, length - done, offset + done);
-        if (bytesRead === 0) break; // past EOF: the rest stays zero
+        const { bytesRead } = await this.fh.read(target, done, length - done, offset + done);
+        if (bytesRead === 0) break;
         done += bytesRead;
       }
     } catch (e) {
       throw fromSystemError(e, this.name, 'read');
     }
-    return out;
+    target.fill(0, done); // past EOF reads as zeros
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {

@@ -25,10 +25,15 @@ export class MemoryStorage implements Storage {
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
-    checkRange(this.name, offset, length);
     const out = new Uint8Array(length);
-    if (offset < this.length) out.set(this.buf.subarray(offset, Math.min(this.length, offset + length)));
+    await this.readInto(offset, out);
     return out;
+  }
+
+  async readInto(offset: number, target: Uint8Array): Promise<void> {
+    checkRange(this.name, offset, target.length);
+    target.fill(0);
+    if (offset < this.length) target.set(this.buf.subarray(offset, Math.min(this.length, offset + target.length)));
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {

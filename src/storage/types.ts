@@ -13,6 +13,8 @@ export interface Storage {
    * through QEMU's file driver; callers that need the bytes to exist check `size()` first.
    */
   read(offset: number, length: number): Promise<Uint8Array>;
+  /** Reads target.length bytes at `offset` into `target` (zeros past the end), allocating nothing. */
+  readInto(offset: number, target: Uint8Array): Promise<void>;
   /** Writes `data` at `offset`, extending the storage if needed. */
   write(offset: number, data: Uint8Array): Promise<void>;
   /** Sets the length (sparse extension or truncation). */

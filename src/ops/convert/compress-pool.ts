@@ -1,7 +1,7 @@
 /** A small pool of compression workers (one per core, at most 4), used by convert -c. */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import type { Codec } from './compress-worker.js';
+import type { Codec, CompressReply } from './compress-worker.js';
 
 export class CompressPool {
   private readonly workers: Worker[] = [];
@@ -12,10 +12,16 @@ export class CompressPool {
   constructor(private readonly codec: Codec, size = Math.min(4, Math.max(1, availableParallelism()))) {
     for (let i = 0; i < size; i++) {
       const w = new Worker(new URL('./compress-worker.js', import.meta.url));
-      w.on('message', (m: { id: number; out: Uint8Array[] }) => {
+      w.on('message', (m: CompressReply) => {
         const p = this.waiting.get(m.id);
         this.waiting.delete(m.id);
-        p?.resolve(m.out);
+        const out: Uint8Array[] = [];
+        let at = 0;
+        for (const n of m.lengths) {
+          out.push(m.out.subarray(at, at + n));
+          at += n;
+        }
+        p?.resolve(out);
       });
       w.on('error', (e) => {
         for (const p of this.waiting.values()) p.reject(e);
@@ -25,13 +31,16 @@ export class CompressPool {
     }
   }
 
-  /** Compresses each unit (copies are sent; the inputs stay usable). */
-  compress(units: Uint8Array[]): Promise<Uint8Array[]> {
+  /**
+   * Compresses the units [start, length] of `data` (units shorter than `unitSize` are zero-padded
+   * first). `data` is copied to the worker once; it stays usable.
+   */
+  compress(data: Uint8Array, units: Array<[number, number]>, unitSize: number): Promise<Uint8Array[]> {
     const id = this.nextId++;
     const worker = this.workers[this.turn++ % this.workers.length]!;
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
-      worker.postMessage({ id, codec: this.codec, units });
+      worker.postMessage({ id, codec: this.codec, data, units, unitSize });
     });
   }
 

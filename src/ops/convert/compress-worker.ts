@@ -7,10 +7,12 @@ import { createRequire } from 'node:module';
 import { parentPort } from 'node:worker_threads';
 import { constants, deflateRawSync, deflateSync } from 'node:zlib';
 
-interface ZstdSimple {
-  compress(data: Uint8Array, parameters?: { compressionLevel?: number }): Buffer;
+interface ZstdCompressor {
+  compress(data: Uint8Array): Buffer;
 }
-const zstd = createRequire(import.meta.url)('zstd-napi') as ZstdSimple;
+const zstd = createRequire(import.meta.url)('zstd-napi') as { Compressor: new () => ZstdCompressor };
+/** One compression context per worker, reused for every unit (QEMU's default parameters). */
+let zstdContext: ZstdCompressor | undefined;
 
 export type Codec = 'qcow2-deflate' | 'zstd' | 'zlib';
 
@@ -21,11 +23,49 @@ export function compressUnit(codec: Codec, data: Uint8Array): Uint8Array {
     case 'zlib':
       return deflateSync(data);
     case 'zstd':
-      return zstd.compress(data);
+      zstdContext ??= new zstd.Compressor();
+      return zstdContext.compress(data);
   }
 }
 
-parentPort?.on('message', (msg: { id: number; codec: Codec; units: Uint8Array[] }) => {
-  const out = msg.units.map((u) => compressUnit(msg.codec, u));
-  parentPort!.postMessage({ id: msg.id, out }, out.map((b) => b.buffer as ArrayBuffer).filter((b, i, all) => all.indexOf(b) === i));
+export interface CompressRequest {
+  id: number;
+  codec: Codec;
+  /** The chunk holding every unit (cloned once per request). */
+  data: Uint8Array;
+  /** [start, length] of each unit in `data`; a unit shorter than `unitSize` is zero-padded. */
+  units: Array<[number, number]>;
+  unitSize: number;
+}
+
+export interface CompressReply {
+  id: number;
+  /** All outputs back to back (transferred). */
+  out: Uint8Array;
+  lengths: number[];
+}
+
+/** Compresses every unit of a request; outputs are concatenated into one fresh buffer. */
+export function compressRequest(req: CompressRequest): CompressReply {
+  const outputs = req.units.map(([start, length]) => {
+    let unit = req.data.subarray(start, start + length);
+    if (length < req.unitSize) {
+      const padded = new Uint8Array(req.unitSize);
+      padded.set(unit);
+      unit = padded;
+    }
+    return compressUnit(req.codec, unit);
+  });
+  const out = new Uint8Array(outputs.reduce((n, o) => n + o.length, 0));
+  let at = 0;
+  for (const o of outputs) {
+    out.set(o, at);
+    at += o.length;
+  }
+  return { id: req.id, out, lengths: outputs.map((o) => o.length) };
+}
+
+parentPort?.on('message', (req: CompressRequest) => {
+  const reply = compressRequest(req);
+  parentPort!.postMessage(reply, [reply.out.buffer as ArrayBuffer]);
 });

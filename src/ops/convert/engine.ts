@@ -43,15 +43,13 @@ class ConcatReader {
     this.size = base;
   }
 
-  async read(offset: number, length: number): Promise<Uint8Array> {
-    const out = new Uint8Array(length);
+  async readInto(offset: number, out: Uint8Array): Promise<void> {
     for (let i = 0; i < this.readers.length; i++) {
       const r = this.readers[i]!;
       const a = Math.max(offset, this.bases[i]!);
-      const b = Math.min(offset + length, this.bases[i]! + r.virtualSize);
-      if (a < b) out.set(await r.read(a - this.bases[i]!, b - a), a - offset);
+      const b = Math.min(offset + out.length, this.bases[i]! + r.virtualSize);
+      if (a < b) await r.readInto(a - this.bases[i]!, out.subarray(a - offset, b - offset));
     }
-    return out;
   }
 }
 
@@ -67,6 +65,8 @@ interface Prepared {
   /** Writer calls for this chunk, in order. */
   apply: () => Promise<void>;
   length: number;
+  /** The read buffer to recycle once applied. */
+  buffer?: Uint8Array;
 }
 
 export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: CopyOptions): Promise<void> {
@@ -84,36 +84,35 @@ export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: C
     if (o.backing || o.zeroTarget) await writer.writeZeroes(offset, length);
   };
 
+  // Read buffers are recycled: steady-state copying allocates nothing per chunk.
+  const free: Uint8Array[] = [];
+  const take = (n: number): Uint8Array => (free.pop() ?? new Uint8Array(chunk)).subarray(0, n);
+  const give = (b: Uint8Array): void => void free.push(new Uint8Array(b.buffer, b.byteOffset, chunk));
+
   const prepareData = async (offset: number, length: number): Promise<Prepared> => {
-    const bytes = await reader.read(offset, length);
+    const bytes = take(length);
+    await reader.readInto(offset, bytes);
     if (compression && pool) {
-      const units: Array<{ at: number; data: Uint8Array }> = [];
+      const units: Array<[number, number]> = [];
       const zeros: Array<[number, number]> = [];
       for (let pos = 0; pos < length; pos += g) {
-        let data = bytes.subarray(pos, Math.min(length, pos + g));
-        if (o.minSparse !== 0 && isZero(data)) {
-          zeros.push([offset + pos, data.length]);
-          continue;
-        }
-        // A compressed unit always decodes to a whole cluster/grain: pad the image's tail.
-        if (data.length < g) {
-          const padded = new Uint8Array(g);
-          padded.set(data);
-          data = padded;
-        }
-        units.push({ at: offset + pos, data });
+        const n = Math.min(length - pos, g);
+        if (o.minSparse !== 0 && isZero(bytes, pos, pos + n)) zeros.push([offset + pos, n]);
+        else units.push([pos, n]);
       }
-      const compressed = units.length ? await pool.compress(units.map((u) => u.data)) : [];
+      // Each unit is compressed as a whole cluster/grain (the image's tail zero-padded by the worker).
+      const compressed = units.length ? await pool.compress(bytes, units, g) : [];
       return {
         length,
+        buffer: bytes,
         apply: async () => {
           let zi = 0;
-          for (const [i, u] of units.entries()) {
-            while (zi < zeros.length && zeros[zi]![0] < u.at) await zeroWrite(...zeros[zi++]!);
+          for (const [i, [start, n]] of units.entries()) {
+            const at = offset + start;
+            while (zi < zeros.length && zeros[zi]![0] < at) await zeroWrite(...zeros[zi++]!);
             const c = compressed[i]!;
-            const n = Math.min(u.data.length, total - u.at);
-            if (c.length >= compression.maxCompressed) await writer.write(u.at, u.data.subarray(0, n));
-            else await writer.writeCompressed!(u.at, n, c);
+            if (c.length >= compression.maxCompressed) await writer.write(at, bytes.subarray(start, start + n));
+            else await writer.writeCompressed!(at, n, c);
           }
           while (zi < zeros.length) await zeroWrite(...zeros[zi++]!);
         },
@@ -122,6 +121,7 @@ export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: C
     const runs = detect === 0 ? [{ start: 0, length, zero: false }] : zeroRuns(bytes, detect);
     return {
       length,
+      buffer: bytes,
       apply: async () => {
         for (const r of runs) {
           if (r.zero) await zeroWrite(offset + r.start, r.length);
@@ -143,6 +143,7 @@ export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: C
     while (inFlight.length > keep) {
       const p = await inFlight.shift()!;
       await p.apply();
+      if (p.buffer) give(p.buffer);
       done += p.length;
       o.onProgress?.(done, total);
     }
