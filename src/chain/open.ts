@@ -18,6 +18,8 @@ export interface OpenImageOptions {
   /** Governs every file the image refers to. */
   policy: ChainPolicy;
   writable?: boolean;
+  /** Opened by `check`: see OpenOptions.check. */
+  check?: boolean;
 }
 
 export interface OpenedImage {
@@ -36,6 +38,7 @@ export async function openImageFromStorage(storage: Storage, filename: string, o
   const image = await driver.open(storage, {
     filename,
     openReference: (ref: FileReference) => openReference(options.policy, filename, ref, options.writable ?? false),
+    check: options.check,
   });
   if (!Number.isSafeInteger(image.virtualSize) || image.virtualSize < 0) {
     await image.close();

@@ -27,7 +27,19 @@ export type Extent =
    * a raw file). `storage`/`offset` are set when host space backs the range (raw holes, qcow2
    * zero clusters that keep their allocation), which `map` reports as the offset.
    */
-  | { kind: 'zero'; start: number; length: number; storage?: Storage; offset?: number }
+  | {
+      kind: 'zero';
+      start: number;
+      length: number;
+      storage?: Storage;
+      offset?: number;
+      /**
+       * QEMU reports the range as data as well as zero (BDRV_BLOCK_DATA | BDRV_BLOCK_ZERO): the
+       * layer maps it to host bytes that are a hole in the file, found by looking below the
+       * format (BDRV_BLOCK_RECURSE, e.g. a fixed VHD). `map` then prints "data": true.
+       */
+      data?: boolean;
+    }
   /** Not allocated in this layer: reads from the backing image, or zeros without one. */
   | { kind: 'unallocated'; start: number; length: number }
   /**
@@ -64,6 +76,12 @@ export interface OpenOptions {
   filename: string;
   /** Opener for files the image refers to (extents, data file). */
   openReference: ReferenceOpener;
+  /**
+   * Opened by `check` (QEMU's BDRV_O_CHECK): table entries that would make a plain open fail
+   * (e.g. a block past the end of the file) are left for check() to report; the header and
+   * the tables' own bounds are still validated.
+   */
+  check?: boolean;
 }
 
 /** Fields of `qemu-img info` that a driver knows about its image. */
@@ -120,6 +138,13 @@ export interface Image {
   readonly storage: Storage;
   /** Virtual disk size in bytes. */
   readonly virtualSize: number;
+  /**
+   * True when qemu-img 7.2's driver for this format has no block status (vhdx): QEMU then calls
+   * every range of the layer allocated data with no host offset, and the generic map (map,
+   * compare, measure, convert) reports the layer that way. map() still answers the real
+   * allocation, which reads use.
+   */
+  readonly qemuReportsAllData?: boolean;
   /** The backing file recorded in the image, if any (never opened by the driver). */
   readonly backing?: { name: string; format?: string };
   /** Other files the image refers to (for --safety-check and info); not opened by listing them. */

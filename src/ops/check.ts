@@ -31,7 +31,7 @@ export const CHECK_UNSUPPORTED_STATUS = 63;
 export async function checkImage(req: CheckRequest): Promise<CheckOutcome> {
   const fixing = req.fix !== undefined && (req.fix.leaks || req.fix.errors);
   // A check never needs the files an image refers to: deny them all.
-  const { image } = await openImage(req.filename, { format: req.format, policy: DENY_ALL, writable: fixing });
+  const { image } = await openImage(req.filename, { format: req.format, policy: DENY_ALL, writable: fixing, check: true });
   try {
     if (!image.check) {
       throw new VmimgError('UNSUPPORTED_IMAGE', 'This image format does not support checks', { format: image.format, status: CHECK_UNSUPPORTED_STATUS });

@@ -48,6 +48,7 @@ function mergeable(a: MapEntry, b: MapEntry): boolean {
 
 async function resolve(layers: readonly Image[], depth: number, start: number, length: number): Promise<MapEntry[]> {
   const layer = layers[depth]!;
+  if (layer.qemuReportsAllData) return [{ start, length, depth, present: true, zero: false, data: true }];
   const out: MapEntry[] = [];
   for (const e of await layer.map(start, length)) out.push(...(await entriesFor(layers, depth, layer, e)));
   return out;
@@ -62,7 +63,7 @@ async function entriesFor(layers: readonly Image[], depth: number, layer: Image,
     case 'compressed':
       return [{ ...base, present: true, zero: false, data: true }];
     case 'zero':
-      return [e.storage && e.offset !== undefined ? { ...base, present: true, zero: true, data: false, offset: e.offset, filename: fileOf(e.storage) } : { ...base, present: true, zero: true, data: false }];
+      return [e.storage && e.offset !== undefined ? { ...base, present: true, zero: true, data: e.data ?? false, offset: e.offset, filename: fileOf(e.storage) } : { ...base, present: true, zero: true, data: e.data ?? false }];
     case 'unallocated': {
       const below = layers[depth + 1];
       // Unallocated with no backing, or past the backing image's end, reads as zeros at this depth.
