@@ -2,12 +2,14 @@
  * vpc (VHD) format driver: Microsoft "Virtual Hard Disk Image Format Specification" v1.0, with
  * the behaviour of qemu-img 7.2's block/vpc.c. Creation writes fixed and dynamic disks
  * byte-identical to `qemu-img create -f vpc` except for the footer's timestamp and UUID
- * (plan.ts); readHeader applies vpc_open's checks and size rules (header.ts).
+ * (plan.ts); readHeader applies vpc_open's checks and size rules (header.ts); open() maps and
+ * checks images the way qemu-img 7.2 sees them (image.ts, check.ts).
  */
 import type { Storage } from '../../storage/types.js';
 import type { CreateContext, FormatDriver, HeaderSummary, Layout } from '../types.js';
 import { FOOTER_COOKIE } from './footer.js';
 import { readVpcFacts } from './header.js';
+import { openVpc } from './image.js';
 import { parseVpcParams, planVpc, VPC_OPTIONS, VPC_UNSUPPORTED } from './plan.js';
 
 /** QEMU's vpc_probe: "conectix" at offset 0 (only dynamic disks have a footer copy there). */
@@ -28,6 +30,8 @@ export const vpcDriver: FormatDriver = {
     const facts = await readVpcFacts(storage);
     return { format: 'vpc', virtualSize: facts.virtualSize };
   },
+
+  open: openVpc,
 
   planCreate(ctx: CreateContext): Layout {
     return planVpc(parseVpcParams(ctx));

@@ -12,7 +12,8 @@
  *     QEMU 7.2 does not know Azure's 'wa\0\0', so such images are sized by CHS (QEMU 10 changed
  *     this). At most 2040 GiB.
  *  4. Dynamic disks: the dynamic header's cookie, block size, table size, and that the BAT and
- *     every block it points to end inside the file.
+ *     every block it points to end inside the file (when opened for `check`, only the BAT: the
+ *     blocks are the check's to report).
  *
  * Codes: values past QEMU's limits ("too large") are UNSUPPORTED_IMAGE; everything else that
  * makes QEMU refuse the file is CORRUPT_IMAGE.
@@ -51,6 +52,16 @@ export interface VpcFacts {
   virtualSize: bigint;
   /** Dynamic disks only. */
   dynamicHeader?: VhdDynamicHeader;
+  /** The file length as QEMU sees it (rounded up to whole sectors). */
+  fileLength: number;
+}
+
+export interface ReadVpcOptions {
+  /**
+   * Opened for `check`: BAT entries whose blocks end past the end of the file are left for the
+   * check to report instead of refusing the open. The BAT itself must still lie in the file.
+   */
+  check?: boolean;
 }
 
 function corrupt(name: string, message: string, details: Record<string, unknown> = {}): VmimgError {
@@ -73,11 +84,19 @@ export function virtualSectorsOf(footer: VhdFooter): bigint {
   return chs;
 }
 
+/**
+ * Bytes of the sector bitmap in front of every data block (spec "Block Allocation Table and Data
+ * Blocks": one bit per sector, padded to a sector boundary).
+ */
+export function sectorBitmapSize(blockSize: number): number {
+  return ((blockSize / (8 * SECTOR_SIZE) + 511) & ~511) >>> 0;
+}
+
 function isPowerOfTwo32(n: number): boolean {
   return n > 0 && (n & (n - 1)) === 0;
 }
 
-export async function readVpcFacts(storage: Storage): Promise<VpcFacts> {
+export async function readVpcFacts(storage: Storage, options: ReadVpcOptions = {}): Promise<VpcFacts> {
   const name = storage.name;
   // QEMU 7.2 sees file lengths in whole sectors (bdrv_getlength rounds up), so a footer "at the
   // end" of a file whose length is not a multiple of 512 is read from the rounded-up end.
@@ -99,7 +118,7 @@ export async function readVpcFacts(storage: Storage): Promise<VpcFacts> {
     throw unsupported(name, `virtual size of ${sectors} sectors exceeds the VHD maximum of 2040 GiB: File too large`, { sectors: sectors.toString() });
   }
   const virtualSize = sectors * BigInt(SECTOR_SIZE);
-  if (fixed) return { footer, fixed, virtualSize };
+  if (fixed) return { footer, fixed, virtualSize, fileLength };
 
   if (footer.dataOffset + BigInt(DYN_HEADER_SIZE) > BDRV_MAX_LENGTH) {
     throw corrupt(name, 'Error reading dynamic VHD header', { dataOffset: footer.dataOffset.toString() });
@@ -132,8 +151,9 @@ export async function readVpcFacts(storage: Storage): Promise<VpcFacts> {
     corrupt(name, 'block-vpc: free_data_block_offset points after the end of file. The image has been truncated.', { length: fileLength });
   const batEnd = dyn.tableOffset + BigInt(batBytes);
   if (((batEnd + 511n) & ~511n) > BigInt(fileLength)) throw truncated();
+  if (options.check) return { footer, fixed, virtualSize, dynamicHeader: dyn, fileLength };
   // The BAT lies inside the file now, so its size is bounded by the file's.
-  const bitmapBytes = ((dyn.blockSize / (8 * SECTOR_SIZE) + 511) & ~511) >>> 0;
+  const bitmapBytes = sectorBitmapSize(dyn.blockSize);
   const tableOffset = Number(dyn.tableOffset);
   for (let done = 0; done < batBytes; done += BAT_CHUNK) {
     const n = Math.min(BAT_CHUNK, batBytes - done);
@@ -145,5 +165,5 @@ export async function readVpcFacts(storage: Storage): Promise<VpcFacts> {
       if (entry * SECTOR_SIZE + bitmapBytes + dyn.blockSize > fileLength) throw truncated();
     }
   }
-  return { footer, fixed, virtualSize, dynamicHeader: dyn };
+  return { footer, fixed, virtualSize, dynamicHeader: dyn, fileLength };
 }

@@ -1,0 +1,121 @@
+/**
+ * Opening VHD images (VHD spec v1.0; QEMU 7.2 block/vpc.c) and answering map() the way
+ * qemu-img 7.2's block status does:
+ *
+ * - A footer typed fixed (Disk Type 2) reads straight through: guest byte x is file byte x for
+ *   the whole virtual size (vpc_co_preadv), past the end of the file as zeros. QEMU marks the
+ *   status BDRV_BLOCK_RECURSE, so holes of the file (and anything past its end) are "zero" and
+ *   "data" at once, with their offset.
+ * - Otherwise the BAT decides, one block at a time (vpc_co_block_status): an allocated block is
+ *   data at entry × 512 + bitmap size + offset in block; an unallocated one is zero and present
+ *   (QEMU answers BDRV_BLOCK_ZERO, which its block layer counts as allocated: a VHD has no
+ *   backing file in QEMU or vmimg). The sector bitmaps are not consulted: QEMU 7.2 never reads
+ *   them (it sets every bit when it allocates a block), so a block is all data or all zero.
+ *
+ * Sizes and the open-time checks are header.ts's (vpc_open's order and messages). Extents are
+ * merged when they have the same kind and, for data, contiguous host offsets; the BAT is read
+ * through a bounded page cache (bat.ts).
+ */
+import type { Storage } from '../../storage/types.js';
+import { VmimgError } from '../../util/errors.js';
+import { SECTOR_SIZE } from '../../util/units.js';
+import type { CheckFix, CheckResult, Extent, Image, ImageInfoFields, OpenOptions } from '../image.js';
+import { BAT_UNUSED, VpcBat } from './bat.js';
+import { checkVpc } from './check.js';
+import { DISK_TYPE_FIXED } from './footer.js';
+import { readVpcFacts, sectorBitmapSize, type VpcFacts } from './header.js';
+
+/** Appends `e`, merging it into the previous extent when both read the same way contiguously. */
+export function pushExtent(out: Extent[], e: Extent): void {
+  const prev = out[out.length - 1];
+  if (prev && prev.kind === e.kind && prev.start + prev.length === e.start) {
+    if (prev.kind === 'unallocated') {
+      prev.length += e.length;
+      return;
+    }
+    if (prev.kind === 'zero' && e.kind === 'zero' && prev.data === e.data && prev.storage === e.storage) {
+      if (prev.offset === undefined ? e.offset === undefined : e.offset === prev.offset + prev.length) {
+        prev.length += e.length;
+        return;
+      }
+    }
+    if (prev.kind === 'data' && e.kind === 'data' && prev.storage === e.storage && prev.offset + prev.length === e.offset) {
+      prev.length += e.length;
+      return;
+    }
+  }
+  out.push(e);
+}
+
+/** Checks a map() request against the virtual size. */
+export function checkMapRange(format: string, filename: string, virtualSize: number, start: number, length: number): void {
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(length) || start < 0 || length < 0 || start + length > virtualSize) {
+    throw new VmimgError('OUT_OF_BOUNDS', `${format} map of '${filename}' at ${start}+${length} is outside the image (virtual size ${virtualSize})`, { start, length });
+  }
+}
+
+/**
+ * The file's bytes [start, start+length) as they are: data where the file has data, holes and
+ * the part past its end as zero-and-data (QEMU's BDRV_BLOCK_RECURSE into the file).
+ */
+async function mapPassthrough(storage: Storage, start: number, length: number): Promise<Extent[]> {
+  const size = await storage.size();
+  const out: Extent[] = [];
+  const end = start + length;
+  for (let pos = start; pos < end; ) {
+    const want = end - pos;
+    let st: { data: boolean; length: number };
+    if (pos >= size) st = { data: false, length: want };
+    else if (storage.blockStatus) st = await storage.blockStatus(pos, want);
+    else st = { data: true, length: Math.min(want, size - pos) };
+    const n = Math.min(Math.max(1, st.length), want);
+    pushExtent(out, st.data ? { kind: 'data', start: pos, length: n, storage, offset: pos } : { kind: 'zero', start: pos, length: n, storage, offset: pos, data: true });
+    pos += n;
+  }
+  return out;
+}
+
+export async function openVpc(storage: Storage, options: OpenOptions): Promise<Image> {
+  const facts: VpcFacts = await readVpcFacts(storage, { check: options.check });
+  // ≤ 2040 GiB (header.ts), so a safe integer.
+  const virtualSize = Number(facts.virtualSize);
+  // QEMU decides how to read by the footer's type, wherever the footer came from.
+  const passthrough = facts.footer.diskType === DISK_TYPE_FIXED;
+  const dyn = facts.dynamicHeader;
+  const bat = dyn ? new VpcBat(storage, Number(dyn.tableOffset), dyn.maxTableEntries) : undefined;
+  const blockSize = dyn?.blockSize ?? 0;
+  const bitmapSize = dyn ? sectorBitmapSize(dyn.blockSize) : 0;
+  const filename = options.filename;
+
+  async function mapBlocks(start: number, length: number): Promise<Extent[]> {
+    const out: Extent[] = [];
+    const end = start + length;
+    for (let pos = start; pos < end; ) {
+      const index = Math.floor(pos / blockSize);
+      const inBlock = pos - index * blockSize;
+      const n = Math.min(blockSize - inBlock, end - pos);
+      const entry = await bat!.get(index);
+      if (entry === BAT_UNUSED) pushExtent(out, { kind: 'zero', start: pos, length: n });
+      else pushExtent(out, { kind: 'data', start: pos, length: n, storage, offset: entry * SECTOR_SIZE + bitmapSize + inBlock });
+      pos += n;
+    }
+    return out;
+  }
+
+  return {
+    format: 'vpc',
+    filename,
+    storage,
+    virtualSize,
+    references: () => [],
+    async map(start: number, length: number): Promise<Extent[]> {
+      checkMapRange('vpc', filename, virtualSize, start, length);
+      if (length === 0) return [];
+      return passthrough || !bat ? mapPassthrough(storage, start, length) : mapBlocks(start, length);
+    },
+    /** vpc_get_info: the block size is the cluster size, except for disks typed fixed. */
+    info: (): ImageInfoFields => (passthrough ? {} : { clusterSize: blockSize }),
+    check: (_fix: CheckFix, report: (line: string) => void): Promise<CheckResult> => checkVpc(facts, bat, report),
+    close: () => storage.close(),
+  };
+}
