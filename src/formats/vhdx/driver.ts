@@ -2,11 +2,13 @@
  * vhdx format driver: Microsoft "VHDX Format Specification" v1.00, with the behaviour of
  * qemu-img 7.2's block/vhdx.c. Creation writes fixed and dynamic disks structurally identical to
  * `qemu-img create -f vhdx` (same offsets, tables and BAT; random GUIDs, sequence number and the
- * creator string differ) (plan.ts); readHeader applies vhdx_open's checks (header.ts).
+ * creator string differ) (plan.ts); readHeader applies vhdx_open's checks (header.ts); open()
+ * reads, maps and checks images (image.ts, bat.ts, check.ts).
  */
 import type { Storage } from '../../storage/types.js';
 import type { CreateContext, FormatDriver, HeaderSummary, Layout } from '../types.js';
 import { readVhdxFacts } from './header.js';
+import { openVhdx } from './image.js';
 import { VHDX_OPTIONS, VHDX_UNSUPPORTED } from './params.js';
 import { planVhdxCreate } from './plan.js';
 import { hasFileSignature } from './structs.js';
@@ -27,6 +29,8 @@ export const vhdxDriver: FormatDriver = {
     const facts = await readVhdxFacts(storage);
     return { format: 'vhdx', virtualSize: facts.virtualSize };
   },
+
+  open: openVhdx,
 
   planCreate(ctx: CreateContext): Layout {
     return planVhdxCreate(ctx);

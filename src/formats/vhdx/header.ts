@@ -19,7 +19,8 @@
  *  6. File parameters (no parent: differencing disks are not supported), logical sector size
  *     512, block size a power of two in 1..256 MiB.
  *  7. The BAT region holds every entry the disk needs, and every FULLY_PRESENT payload entry
- *     points inside the file and at no other region (vhdx_check_bat_entries).
+ *     points inside the file and at no other region (vhdx_check_bat_entries, bat.ts) — unless
+ *     the image is opened for `check`, which reports those entries instead (BDRV_O_CHECK).
  *
  * Codes: things QEMU or vmimg do not support (differencing disks, 4K logical sectors, unknown
  * required items, a log to replay, block counts past 2^32) are UNSUPPORTED_IMAGE; the rest is
@@ -42,11 +43,10 @@ import {
   VIRTUAL_DISK_SIZE_GUID,
   type Guid,
 } from './guid.js';
+import { BatEntryChecker, overlaps, VhdxBat, type Region } from './bat.js';
 import { batGeometry, type BatGeometry } from './params.js';
 import {
   BAT_ENTRY_SIZE,
-  batEntryOffset,
-  batEntryState,
   BLOCK_SIZE_MAX,
   BLOCK_SIZE_MIN,
   decodeFileParameters,
@@ -72,7 +72,6 @@ import {
   MiB,
   PAGE83_DATA_SIZE,
   PARAMS_HAS_PARENT,
-  PAYLOAD_BLOCK_FULLY_PRESENT,
   REGION_FLAG_REQUIRED,
   REGION_MAX_ENTRIES,
   REGION_SIGNATURE,
@@ -85,10 +84,7 @@ import {
   type VhdxHeader,
 } from './structs.js';
 
-const INT64_MAX = (1n << 63n) - 1n;
 const U64 = 1n << 64n;
-/** Bytes of BAT read at a time. */
-const BAT_CHUNK = 1 << 20;
 
 export interface VhdxFacts {
   /** The current header and which one it is (0: at 64 KiB, 1: at 128 KiB). */
@@ -105,6 +101,18 @@ export interface VhdxFacts {
   geometry: BatGeometry;
   /** Virtual size as qemu-img reports it: the stored size rounded down to a logical sector. */
   virtualSize: bigint;
+  /** The file length as QEMU sees it (rounded up to whole sectors). */
+  fileLength: number;
+  /** The log and every region table entry, in the order QEMU registers them. */
+  regions: Region[];
+}
+
+export interface ReadVhdxOptions {
+  /**
+   * Opened for `check` (BDRV_O_CHECK): the BAT entries are left for the check to report
+   * instead of refusing the open.
+   */
+  check?: boolean;
 }
 
 function corrupt(name: string, message: string, details: Record<string, unknown> = {}): VmimgError {
@@ -150,17 +158,7 @@ export function pickHeader(h1: Uint8Array, h2: Uint8Array): 0 | 1 | undefined {
   return 0;
 }
 
-interface Region {
-  start: bigint;
-  end: bigint;
-}
-
-function overlaps(regions: readonly Region[], start: bigint, length: bigint): Region | undefined {
-  const end = (start + length) % U64;
-  return regions.find((r) => !(start >= r.end || end <= r.start));
-}
-
-export async function readVhdxFacts(storage: Storage): Promise<VhdxFacts> {
+export async function readVhdxFacts(storage: Storage, options: ReadVhdxOptions = {}): Promise<VhdxFacts> {
   const name = storage.name;
   // QEMU 7.2 sees file lengths in whole sectors (bdrv_getlength rounds up).
   const fileLength = Math.ceil((await storage.size()) / 512) * 512;
@@ -270,7 +268,7 @@ export async function readVhdxFacts(storage: Storage): Promise<VhdxFacts> {
     throw corrupt(name, `the BAT region (${batRegion.length} bytes) is too small for ${geometry.batEntries} entries`);
   }
   const virtualSize = (virtualDiskSize >> 9n) << 9n;
-  await checkBatEntries(storage, fileLength, batRegion, geometry, virtualSize, regions);
+  if (!options.check) await checkBatEntries(storage, fileLength, batRegion, geometry, virtualSize, regions);
 
   return {
     header,
@@ -284,47 +282,22 @@ export async function readVhdxFacts(storage: Storage): Promise<VhdxFacts> {
     page83,
     geometry,
     virtualSize,
+    fileLength,
+    regions,
   };
 }
 
 /**
- * vhdx_check_bat_entries as qemu-img info runs it: every FULLY_PRESENT entry starts and ends
- * inside the file (the last block may be short; QEMU measures "the rest of the disk" with the
- * BAT index, sector bitmap entries included), and the first chunkRatio such entries of each run
- * avoid the log and the regions. Entries past the end of the file read as zero (NOT_PRESENT), so
- * only the part of the BAT inside the file is read.
+ * vhdx_check_bat_entries as a plain open runs it (bat.ts): the first problem of the first
+ * FULLY_PRESENT entry that has one refuses the image. Only the part of the BAT inside the file
+ * is read; the rest is NOT_PRESENT.
  */
-async function checkBatEntries(storage: Storage, fileLength: number, bat: RegionTableEntry, g: BatGeometry, virtualSize: bigint, regions: readonly Region[]): Promise<void> {
-  const name = storage.name;
-  const blockSize = BigInt(g.blockSize);
-  const wanted = g.batEntries * BAT_ENTRY_SIZE;
-  const inFile = bat.fileOffset >= BigInt(fileLength) ? 0 : Math.min(wanted, fileLength - Number(bat.fileOffset));
-  let payblocks = g.chunkRatio;
-  for (let done = 0; done < inFile; done += BAT_CHUNK) {
-    const n = Math.min(BAT_CHUNK, inFile - done);
-    const chunk = await storage.read(Number(bat.fileOffset) + done, n);
-    const v = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    for (let k = 0; k + BAT_ENTRY_SIZE <= n; k += BAT_ENTRY_SIZE) {
-      const entry = v.getBigUint64(k, true);
-      if (batEntryState(entry) !== PAYLOAD_BLOCK_FULLY_PRESENT) continue;
-      const i = (done + k) / BAT_ENTRY_SIZE;
-      const offset = batEntryOffset(entry);
-      const rest = (((virtualSize - BigInt(i) * blockSize) % U64) + U64) % U64;
-      const blockLength = rest < blockSize ? rest : blockSize;
-      if (offset > INT64_MAX - blockSize) throw corrupt(name, `VHDX BAT entry ${i} offset overflow`);
-      if (offset >= BigInt(fileLength)) {
-        throw corrupt(name, `VHDX BAT entry ${i} start offset ${offset} points after end of file (${fileLength}). Image has probably been truncated.`);
-      }
-      if (offset + blockLength > BigInt(fileLength)) {
-        throw corrupt(name, `VHDX BAT entry ${i} end offset ${offset + blockLength - 1n} points after end of file (${fileLength}). Image has probably been truncated.`);
-      }
-      if (payblocks > 0) {
-        payblocks--;
-        const clash = overlaps(regions, offset, blockSize);
-        if (clash) throw corrupt(name, `VHDX BAT entry ${i} block at ${offset} overlaps region ${clash.start}..${clash.end}`);
-      } else {
-        payblocks = g.chunkRatio;
-      }
-    }
-  }
+async function checkBatEntries(storage: Storage, fileLength: number, region: RegionTableEntry, g: BatGeometry, virtualSize: bigint, regions: readonly Region[]): Promise<void> {
+  const checker = new BatEntryChecker(g, virtualSize, fileLength, regions);
+  let first: string | undefined;
+  await new VhdxBat(storage, region.fileOffset, g.batEntries, fileLength).scan((index, entry) => {
+    first = checker.problems(index, entry)[0];
+    return first === undefined;
+  });
+  if (first !== undefined) throw corrupt(storage.name, first);
 }
