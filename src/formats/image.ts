@@ -87,8 +87,12 @@ export interface OpenOptions {
 /** Fields of `qemu-img info` that a driver knows about its image. */
 export interface ImageInfoFields {
   clusterSize?: number;
-  /** qcow2 incompatible bit 0 ("cleanly shut down: no"). */
-  dirty?: boolean;
+  /**
+   * qcow2 incompatible bit 0 ("cleanly shut down: no"). null when QEMU's bdrv_get_info fails
+   * for the image (a vmdk whose extents differ in kind): qemu-img then prints no dirty-flag
+   * (and no cluster-size).
+   */
+  dirty?: boolean | null;
   encrypted?: boolean;
   /** format-specific: {type, data} as qemu-img prints it (data already a QDict in QEMU order). */
   formatSpecific?: QDict;

@@ -51,7 +51,7 @@ export async function imageInfo(image: Image): Promise<QDict> {
   const d = new QDict();
   d.put('filename', image.filename);
   d.put('format', image.format);
-  d.put('dirty-flag', fields.dirty ?? false);
+  if (fields.dirty !== null) d.put('dirty-flag', fields.dirty ?? false);
   d.put('actual-size', image.allocatedSize ? await image.allocatedSize() : await image.storage.allocatedSize());
   d.put('virtual-size', image.virtualSize);
   if (fields.clusterSize !== undefined) d.put('cluster-size', fields.clusterSize);
