@@ -1,15 +1,17 @@
 /**
  * `vmimg check [-f FMT] [--output=human|json] [-r leaks|all] [-q] FILE` — qemu-img check's
  * result shape, stdout/stderr split and exit statuses (0 clean, 1 failed, 2 corruptions,
- * 3 leaks, 63 unsupported format).
+ * 3 leaks, 63 unsupported format). Files the image refers to that the check reads (vmdk
+ * extents) are opened under the chain policy.
  */
 import type { Command } from 'commander';
 import { CHECK_UNSUPPORTED_STATUS, checkDict, checkHuman, checkImage, repairedPreamble } from '../ops/check.js';
 import { isVmimgError, VmimgError } from '../util/errors.js';
 import { toQemuJson } from '../util/qjson.js';
+import { addPolicyFlags, policyFrom, type PolicyFlags } from './policy-flags.js';
 import { parseOutputFormat, renderError, type CliIO } from './run.js';
 
-interface CheckFlags {
+interface CheckFlags extends PolicyFlags {
   format?: string;
   output?: string;
   repair?: string;
@@ -18,7 +20,7 @@ interface CheckFlags {
 }
 
 export function registerCheck(program: Command, io: CliIO, setStatus: (s: number) => void): void {
-  program
+  const cmd = program
     .command('check')
     .description('check an image for consistency (qemu-img check work-alike)')
     .argument('<filename>', 'image file')
@@ -26,10 +28,10 @@ export function registerCheck(program: Command, io: CliIO, setStatus: (s: number
     .option('--output <fmt>', "'human' (default) or 'json'")
     .option('-r, --repair <what>', "repair 'leaks' or 'all' (qcow2)")
     .option('-q, --quiet', 'print nothing on stdout')
-    .option('-U, --force-share', 'accepted for qemu-img compatibility (vmimg never takes image locks)')
-    .action(async (filename: string, flags: CheckFlags) => {
-      setStatus(await check(io, filename, flags));
-    });
+    .option('-U, --force-share', 'accepted for qemu-img compatibility (vmimg never takes image locks)');
+  addPolicyFlags(cmd).action(async (filename: string, flags: CheckFlags) => {
+    setStatus(await check(io, filename, flags));
+  });
 }
 
 async function check(io: CliIO, filename: string, flags: CheckFlags): Promise<number> {
@@ -43,6 +45,7 @@ async function check(io: CliIO, filename: string, flags: CheckFlags): Promise<nu
       filename,
       format: flags.format,
       fix,
+      policy: policyFrom(flags, filename),
       report: (line) => io.err(line.endsWith('\n') ? line : line + '\n'),
     });
     if (!flags.quiet) {

@@ -4,7 +4,7 @@
  * 0 clean, 1 check failed, 2 corruptions, 3 leaks only, 63 no check for this format.
  */
 import { openImage } from '../chain/open.js';
-import { DENY_ALL } from '../chain/policy.js';
+import { DENY_ALL, type ChainPolicy } from '../chain/policy.js';
 import type { CheckFix, CheckResult } from '../formats/image.js';
 import { VmimgError } from '../util/errors.js';
 import { cFixed } from '../util/cformat.js';
@@ -16,6 +16,11 @@ export interface CheckRequest {
   fix?: CheckFix;
   /** Per-problem lines (stderr). */
   report: (line: string) => void;
+  /**
+   * Governs the files the image refers to that its check reads (QEMU's vmdk check reads every
+   * extent file). Default: deny them all.
+   */
+  policy?: ChainPolicy;
 }
 
 export interface CheckOutcome {
@@ -30,8 +35,7 @@ export const CHECK_UNSUPPORTED_STATUS = 63;
 
 export async function checkImage(req: CheckRequest): Promise<CheckOutcome> {
   const fixing = req.fix !== undefined && (req.fix.leaks || req.fix.errors);
-  // A check never needs the files an image refers to: deny them all.
-  const { image } = await openImage(req.filename, { format: req.format, policy: DENY_ALL, writable: fixing, check: true });
+  const { image } = await openImage(req.filename, { format: req.format, policy: req.policy ?? DENY_ALL, writable: fixing, check: true });
   try {
     if (!image.check) {
       throw new VmimgError('UNSUPPORTED_IMAGE', 'This image format does not support checks', { format: image.format, status: CHECK_UNSUPPORTED_STATUS });
