@@ -381,7 +381,7 @@ test('readHeader: header choice and the errors vhdx_open gives', async () => {
   cases.push(['block past EOF', past, 'CORRUPT_IMAGE', 'Image has probably been truncated.']);
   const intoMeta = materialize(plan(64n << 20n, { block_size: '1M' }));
   v(intoMeta).setBigUint64(2 * MiB, (3n << 20n) | 6n, true);
-  cases.push(['block over the metadata', intoMeta, 'CORRUPT_IMAGE', 'overlaps region 3145728..4194304']);
+  cases.push(['block over the metadata', intoMeta, 'CORRUPT_IMAGE', 'VHDX region 3145728-4194304 overlaps with region 3145728-4194304']);
   const item = base.slice();
   v(item).setUint32(3 * MiB + 32 + 16, 1 * MiB, true);
   cases.push(['item outside the region', item, 'CORRUPT_IMAGE', 'is not inside the metadata region']);
