@@ -2,11 +2,15 @@
  * vmdk format driver (VMware "Virtual Disk Format 5.0"; behaviour of qemu-img 7.2's
  * block/vmdk.c). Creation writes monolithicSparse or streamOptimized files byte-identical to
  * `qemu-img create -f vmdk` except the random CID (plan.ts); readHeader applies QEMU's open
- * checks to sparse extents and descriptor files without opening any other file (open.ts).
+ * checks to sparse extents and descriptor files without opening any other file (open.ts);
+ * open() reads every subformat qemu-img writes, with extents opened only through the chain
+ * Policy (image.ts).
  * A vmdk child records its parent's CID, so creation needs the parent's header even with -u.
  */
 import type { Storage } from '../../storage/types.js';
+import type { Image, OpenOptions } from '../image.js';
 import type { CreateContext, FormatDriver, HeaderSummary, Layout } from '../types.js';
+import { openVmdk } from './image.js';
 import { readVmdkFacts } from './open.js';
 import { parseCreateParams, VMDK_OPTIONS, VMDK_UNSUPPORTED } from './params.js';
 import { planVmdk } from './plan.js';
@@ -29,5 +33,9 @@ export const vmdkDriver: FormatDriver = {
 
   planCreate(ctx: CreateContext): Layout {
     return planVmdk(parseCreateParams(ctx));
+  },
+
+  open(storage: Storage, options: OpenOptions): Promise<Image> {
+    return openVmdk(storage, options);
   },
 };

@@ -113,8 +113,22 @@ export async function readVmdkFacts(storage: Storage): Promise<VmdkFacts> {
   return out;
 }
 
-/** vmdk_open_vmdk4 from the header onwards. */
-async function readSparse(storage: Storage, length: number, primary: SparseHeader): Promise<Omit<VmdkFacts, 'cid' | 'parentCid'>> {
+/**
+ * The grain directory's shape as QEMU 7.2 computes it for a VMDK4 header: sectors per GD entry
+ * (GTEs per GT × grain, multiplied into a uint32) and GD entries (capacity rounded up, divided
+ * in uint64, stored into a uint32). l1EntrySectors 0 means the header is invalid.
+ */
+export function sparseTableSizes(h: SparseHeader): { l1EntrySectors: bigint; l1Size: bigint } {
+  const l1EntrySectors = (BigInt(h.numGTEsPerGT) * h.grainSize) & 0xffffffffn;
+  if (l1EntrySectors === 0n) return { l1EntrySectors, l1Size: 0n };
+  return { l1EntrySectors, l1Size: (((h.capacity + l1EntrySectors - 1n) & U64) / l1EntrySectors) & 0xffffffffn };
+}
+
+/**
+ * vmdk_open_vmdk4 from the header onwards (`length`: the file's length in bytes). Exported for
+ * the SPARSE extents of descriptor files, which QEMU opens with the same checks.
+ */
+export async function readSparse(storage: Storage, length: number, primary: SparseHeader): Promise<Omit<VmdkFacts, 'cid' | 'parentCid'>> {
   let h = primary;
   if (primary.gdOffset === GD_AT_END) {
     const at = Math.ceil(length / 512) * 512 - FOOTER_BYTES;
@@ -127,10 +141,8 @@ async function readSparse(storage: Storage, length: number, primary: SparseHeade
     throw new VmimgError('UNSUPPORTED_IMAGE', `Unsupported VMDK version ${h.version}`, { version: h.version });
   }
   if (h.numGTEsPerGT > MAX_GTES_PER_GT) throw corrupt('L2 table size too big', { numGTEsPerGT: h.numGTEsPerGT });
-  // QEMU multiplies into a uint32 and divides in uint64 before storing into a uint32.
-  const l1EntrySectors = (BigInt(h.numGTEsPerGT) * h.grainSize) & 0xffffffffn;
+  const { l1EntrySectors, l1Size } = sparseTableSizes(h);
   if (l1EntrySectors === 0n) throw corrupt('L1 entry size is invalid', { numGTEsPerGT: h.numGTEsPerGT, grainSize: h.grainSize.toString() });
-  const l1Size = (((h.capacity + l1EntrySectors - 1n) & U64) / l1EntrySectors) & 0xffffffffn;
   const fileSectors = BigInt(Math.ceil(length / 512));
   if (fileSectors < h.overhead) {
     throw corrupt(`File truncated, expecting at least ${BigInt.asIntN(64, h.overhead * 512n)} bytes`, { length, overhead: h.overhead.toString() });
@@ -149,8 +161,8 @@ async function readSparse(storage: Storage, length: number, primary: SparseHeade
   };
 }
 
-/** vmdk_open_vmfs_sparse. */
-function readCowd(h: CowdHeader, name: string): Omit<VmdkFacts, 'cid' | 'parentCid'> {
+/** vmdk_open_vmfs_sparse (also for VMFSSPARSE/SPARSE extents of descriptor files). */
+export function readCowd(h: CowdHeader, name: string): Omit<VmdkFacts, 'cid' | 'parentCid'> {
   if (h.granularity > MAX_GRAIN_SECTORS) throw corrupt('Invalid granularity, image may be corrupt', { granularity: h.granularity });
   if (h.l1dirSize > MAX_L1_ENTRIES) throw corrupt('L1 size too big', { l1Size: h.l1dirSize });
   checkTableRange(BigInt(h.l1dirOffset) << 9n, BigInt(h.l1dirSize) * 4n, 'l1 table', name);
