@@ -130,6 +130,8 @@ function decode(halves: Uint32Array, i: number): BatEntry {
  */
 export class BatEntryChecker {
   private payblocks: number;
+  /** Whether the last problems() call ran QEMU's region check (its counter skips some entries). */
+  regionChecked = false;
 
   constructor(
     private readonly g: BatGeometry,
@@ -142,6 +144,7 @@ export class BatEntryChecker {
 
   /** The problems QEMU reports for entry `index` (in its order); call for every entry in order. */
   problems(index: number, e: BatEntry): string[] {
+    this.regionChecked = false;
     if (e.state !== PAYLOAD_BLOCK_FULLY_PRESENT) return [];
     const out: string[] = [];
     const blockSize = BigInt(this.g.blockSize);
@@ -157,12 +160,21 @@ export class BatEntryChecker {
     }
     if (this.payblocks > 0) {
       this.payblocks--;
-      const clash = lastOverlap(this.regions, offset, blockSize);
-      // QEMU prints the region's end with "%." PRIu64: precision 0, so an end of 0 prints nothing.
-      if (clash) out.push(`VHDX region ${offset}-${(offset + blockSize) % U64} overlaps with region ${clash.start}-${clash.end === 0n ? '' : clash.end}`);
+      this.regionChecked = true;
+      const clash = this.regionOverlap(e);
+      if (clash) out.push(clash);
     } else {
       this.payblocks = this.g.chunkRatio;
     }
     return out;
+  }
+
+  /** QEMU's message when entry `e`'s block overlaps the log or a region (newest region first). */
+  regionOverlap(e: BatEntry): string | undefined {
+    const offset = entryOffsetBig(e);
+    const blockSize = BigInt(this.g.blockSize);
+    const clash = lastOverlap(this.regions, offset, blockSize);
+    // QEMU prints the region's end with "%." PRIu64: precision 0, so an end of 0 prints nothing.
+    return clash && `VHDX region ${offset}-${(offset + blockSize) % U64} overlaps with region ${clash.start}-${clash.end === 0n ? '' : clash.end}`;
   }
 }

@@ -11,6 +11,9 @@
  * - a payload entry in state 4 (undefined) or PARTIALLY_PRESENT (7, only meaningful with a
  *   parent): QEMU's reads fail on them with EIO;
  * - a FULLY_PRESENT payload entry at file offset 0 (inside the header section);
+ * - a FULLY_PRESENT payload entry overlapping the log or a region that QEMU's counter skipped
+ *   (it skips one present entry after every chunk-ratio of them, meaning the sector bitmap
+ *   entries, but counts only present ones), with QEMU's message;
  * - payload blocks that overlap each other (VHDX spec §2.5: every block has its own space).
  *
  * Memory is bounded: the BAT is scanned in chunks, and the overlap pass keeps three numbers per
@@ -48,6 +51,8 @@ export async function checkVhdx(_storage: Storage, facts: VhdxFacts, bat: VhdxBa
     if (INVALID_PAYLOAD_STATES.has(entry.state)) {
       problem(`VHDX BAT entry ${index} (payload block ${block}) has state ${entry.state}, which a disk without a parent cannot have`);
     } else if (entry.state === PAYLOAD_BLOCK_FULLY_PRESENT) {
+      const clash = checker.regionChecked ? undefined : checker.regionOverlap(entry);
+      if (clash) problem(clash);
       if (entry.offset === 0) problem(`VHDX BAT entry ${index} (payload block ${block}) places the block at file offset 0, inside the header section`);
       else if (entry.offset < fileLength) present++;
     }
