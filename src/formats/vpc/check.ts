@@ -43,7 +43,7 @@ export async function checkVpc(facts: VpcFacts, bat: VpcBat | undefined, report:
   const tableOffset = Number(dyn.tableOffset);
   const structures: Structure[] = [
     { what: 'footer copy', start: 0, end: FOOTER_SIZE },
-    { what: 'dynamic disk header', start: Number(dyn.dataOffset), end: Number(dyn.dataOffset) + DYN_HEADER_SIZE },
+    { what: 'dynamic disk header', start: Number(facts.footer.dataOffset), end: Number(facts.footer.dataOffset) + DYN_HEADER_SIZE },
     { what: 'BAT', start: tableOffset, end: Math.ceil((tableOffset + bat.entries * BAT_ENTRY_SIZE) / SECTOR_SIZE) * SECTOR_SIZE },
     { what: 'footer', start: fileLength - FOOTER_SIZE, end: fileLength },
   ];

@@ -17,42 +17,13 @@
  * through a bounded page cache (bat.ts).
  */
 import type { Storage } from '../../storage/types.js';
-import { VmimgError } from '../../util/errors.js';
 import { SECTOR_SIZE } from '../../util/units.js';
+import { checkMapRange, pushExtent } from '../extents.js';
 import type { CheckFix, CheckResult, Extent, Image, ImageInfoFields, OpenOptions } from '../image.js';
 import { BAT_UNUSED, VpcBat } from './bat.js';
 import { checkVpc } from './check.js';
 import { DISK_TYPE_FIXED } from './footer.js';
 import { readVpcFacts, sectorBitmapSize, type VpcFacts } from './header.js';
-
-/** Appends `e`, merging it into the previous extent when both read the same way contiguously. */
-export function pushExtent(out: Extent[], e: Extent): void {
-  const prev = out[out.length - 1];
-  if (prev && prev.kind === e.kind && prev.start + prev.length === e.start) {
-    if (prev.kind === 'unallocated') {
-      prev.length += e.length;
-      return;
-    }
-    if (prev.kind === 'zero' && e.kind === 'zero' && prev.data === e.data && prev.storage === e.storage) {
-      if (prev.offset === undefined ? e.offset === undefined : e.offset === prev.offset + prev.length) {
-        prev.length += e.length;
-        return;
-      }
-    }
-    if (prev.kind === 'data' && e.kind === 'data' && prev.storage === e.storage && prev.offset + prev.length === e.offset) {
-      prev.length += e.length;
-      return;
-    }
-  }
-  out.push(e);
-}
-
-/** Checks a map() request against the virtual size. */
-export function checkMapRange(format: string, filename: string, virtualSize: number, start: number, length: number): void {
-  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(length) || start < 0 || length < 0 || start + length > virtualSize) {
-    throw new VmimgError('OUT_OF_BOUNDS', `${format} map of '${filename}' at ${start}+${length} is outside the image (virtual size ${virtualSize})`, { start, length });
-  }
-}
 
 /**
  * The file's bytes [start, start+length) as they are: data where the file has data, holes and
