@@ -8,15 +8,17 @@ import type { Extent } from './image.js';
 /**
  * Appends `e` to `out`, merging it into the previous extent when it starts where that one ends,
  * has the same kind and reads on contiguously: data from the same storage at the next offset,
- * zeros with the same flags (and, when they carry one, the next host offset), unallocated.
+ * zeros with the same flags and unallocated ranges (each with the next host offset when they carry one).
  * Compressed extents are never merged.
  */
 export function pushExtent(out: Extent[], e: Extent): void {
   const prev = out[out.length - 1];
   if (prev && prev.start + prev.length === e.start) {
-    if (prev.kind === 'unallocated' && e.kind === 'unallocated') {
-      prev.length += e.length;
-      return;
+    if (prev.kind === 'unallocated' && e.kind === 'unallocated' && prev.storage === e.storage) {
+      if (prev.offset === undefined ? e.offset === undefined : e.offset === prev.offset + prev.length) {
+        prev.length += e.length;
+        return;
+      }
     }
     if (prev.kind === 'zero' && e.kind === 'zero' && prev.data === e.data && prev.storage === e.storage) {
       if (prev.offset === undefined ? e.offset === undefined : e.offset === prev.offset + prev.length) {

@@ -40,8 +40,13 @@ export type Extent =
        */
       data?: boolean;
     }
-  /** Not allocated in this layer: reads from the backing image, or zeros without one. */
-  | { kind: 'unallocated'; start: number; length: number }
+  /**
+   * Not allocated in this layer: reads from the backing image, or zeros without one.
+   * `storage`/`offset` are set when the layer still reserves host space for the range (a qcow2
+   * extended-L2 cluster whose subcluster is unallocated: QEMU's BDRV_BLOCK_OFFSET_VALID without
+   * DATA or ZERO); `map` prints that offset where no backing image answers the range.
+   */
+  | { kind: 'unallocated'; start: number; length: number; storage?: Storage; offset?: number }
   /**
    * Stored compressed: the `compressedLength` bytes at storage `offset` decode (with `codec`) to
    * the guest unit [unitStart, unitStart+unitLength), of which this extent is a part.

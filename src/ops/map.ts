@@ -66,11 +66,14 @@ async function entriesFor(layers: readonly Image[], depth: number, layer: Image,
       return [e.storage && e.offset !== undefined ? { ...base, present: true, zero: true, data: e.data ?? false, offset: e.offset, filename: fileOf(e.storage) } : { ...base, present: true, zero: true, data: e.data ?? false }];
     case 'unallocated': {
       const below = layers[depth + 1];
-      // Unallocated with no backing, or past the backing image's end, reads as zeros at this depth.
-      if (!below || e.start >= below.virtualSize) return [{ ...base, present: false, zero: true, data: false }];
+      // Unallocated with no backing, or past the backing image's end, reads as zeros at this depth
+      // (with the host offset the layer reserved for it, if any).
+      const hostAt = (skip: number): { offset?: number; filename?: string } =>
+        e.storage && e.offset !== undefined ? { offset: e.offset + skip, filename: fileOf(e.storage) } : {};
+      if (!below || e.start >= below.virtualSize) return [{ ...base, present: false, zero: true, data: false, ...hostAt(0) }];
       const inBacking = Math.min(e.length, below.virtualSize - e.start);
       const out = await resolve(layers, depth + 1, e.start, inBacking);
-      if (inBacking < e.length) out.push({ start: e.start + inBacking, length: e.length - inBacking, depth, present: false, zero: true, data: false });
+      if (inBacking < e.length) out.push({ start: e.start + inBacking, length: e.length - inBacking, depth, present: false, zero: true, data: false, ...hostAt(inBacking) });
       return out;
     }
   }
