@@ -1,0 +1,99 @@
+/**
+ * convert round trips judged by qemu-img: every readable source format (written by qemu-img
+ * from one pattern image) into every writable target format, with and without compression and
+ * backing; the result must pass `qemu-img check` and compare identical to the source.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { vmimg } from '../helpers/cli.js';
+import { oracle, qemuImg, run, tempDir } from '../helpers/oracle.js';
+
+/** A 24 MiB pattern image: data runs, written zeros, holes, an unaligned tail of data. */
+function makeSource(dir: string): string {
+  const raw = join(dir, 'src.raw');
+  assert.equal(qemuImg(['create', '-q', '-f', 'raw', raw, '24M']).status, 0);
+  const writes = ['write -P 0x11 0 1M', 'write -P 0x22 3M 64k', 'write -z 4M 1M', 'write -P 0x33 6M 4k', 'write -P 0x44 9M 2M', 'write -P 0x55 24575k 1k'];
+  const r = run('qemu-io', ['-f', 'raw', ...writes.flatMap((w) => ['-c', w]), raw]);
+  assert.equal(r.status, 0, r.stderr);
+  return raw;
+}
+
+const SOURCES: Array<{ fmt: string; opts: string[] }> = [
+  { fmt: 'raw', opts: [] },
+  { fmt: 'qcow2', opts: [] },
+  { fmt: 'qcow2', opts: ['-c', '-o', 'compression_type=zstd'] },
+  { fmt: 'vmdk', opts: [] },
+  { fmt: 'vmdk', opts: ['-o', 'subformat=streamOptimized'] },
+  { fmt: 'vpc', opts: [] },
+  { fmt: 'vhdx', opts: [] },
+];
+
+const TARGETS: Array<{ fmt: string; opts: string[]; checkable: boolean }> = [
+  { fmt: 'raw', opts: [], checkable: false },
+  { fmt: 'qcow2', opts: [], checkable: true },
+  { fmt: 'qcow2', opts: ['-o', 'compat=0.10'], checkable: true },
+  { fmt: 'qcow2', opts: ['-o', 'cluster_size=4k,extended_l2=off,refcount_bits=1'], checkable: true },
+  { fmt: 'qcow2', opts: ['-o', 'extended_l2=on'], checkable: true },
+  { fmt: 'qcow2', opts: ['-c'], checkable: true },
+  { fmt: 'qcow2', opts: ['-c', '-o', 'compression_type=zstd,cluster_size=16k'], checkable: true },
+];
+
+test('convert: every source format into every target format reads back identical and checks clean', async (t) => {
+  const dir = tempDir(t);
+  if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
+  const raw = makeSource(dir);
+  for (const [si, s] of SOURCES.entries()) {
+    const src = join(dir, `s${si}.${s.fmt}`);
+    assert.equal(qemuImg(['convert', '-f', 'raw', '-O', s.fmt, ...s.opts, raw, src]).status, 0);
+    for (const [ti, tg] of TARGETS.entries()) {
+      const out = join(dir, `o${si}-${ti}.${tg.fmt}`);
+      const label = `${s.fmt} ${s.opts.join(' ')} → ${tg.fmt} ${tg.opts.join(' ')}`;
+      const r = await vmimg(['convert', '-O', tg.fmt, ...tg.opts, src, out]);
+      assert.equal(r.status, 0, `${label}: ${r.stderr}`);
+      if (tg.checkable) {
+        const c = qemuImg(['check', out]);
+        assert.equal(c.status, 0, `${label}: qemu-img check: ${c.stdout}${c.stderr}`);
+      }
+      const cmp = qemuImg(['compare', '-f', 'raw', '-F', tg.fmt, raw, out]);
+      assert.equal(cmp.status, 0, `${label}: ${cmp.stdout}${cmp.stderr}`);
+      run('rm', ['-f', out]);
+    }
+  }
+});
+
+test('convert -B keeps source-unallocated ranges unallocated and masks zeros over the new backing file', async (t) => {
+  const dir = tempDir(t);
+  if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
+  const mk = (args: string[]): void => assert.equal(qemuImg(args, dir).status, 0, args.join(' '));
+  mk(['create', '-q', '-f', 'qcow2', 'base.qcow2', '16M']);
+  assert.equal(run('qemu-io', ['-c', 'write -P 7 0 4M', join(dir, 'base.qcow2')]).status, 0);
+  mk(['create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', 'top.qcow2']);
+  assert.equal(run('qemu-io', ['-c', 'write -P 9 1M 1M', '-c', 'write -z 3M 64k', join(dir, 'top.qcow2')]).status, 0);
+  for (const opts of [[], ['-o', 'compat=0.10'], ['-o', 'extended_l2=on']]) {
+    const out = join(dir, 'out.qcow2');
+    const r = await vmimg(['convert', '-O', 'qcow2', ...opts, '-B', 'base.qcow2', '-F', 'qcow2', join(dir, 'top.qcow2'), out]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(qemuImg(['check', out]).status, 0);
+    assert.equal(qemuImg(['compare', join(dir, 'top.qcow2'), out]).status, 0, opts.join(' '));
+    // Only the overlay's own clusters were written: about 1 MiB of data, not the 4 MiB of the base.
+    const map = JSON.parse(qemuImg(['map', '--output=json', out]).stdout) as Array<{ depth: number; data: boolean; length: number }>;
+    const own = map.filter((e) => e.depth === 0 && e.data).reduce((n, e) => n + e.length, 0);
+    assert.ok(own >= 1 << 20 && own <= (1 << 20) + (1 << 16), `${opts.join(' ')}: ${own} bytes in the top layer`);
+    run('rm', ['-f', out]);
+  }
+});
+
+test('a failed convert leaves no target behind and keeps an existing file', async (t) => {
+  const dir = tempDir(t);
+  const { writeFileSync, readFileSync, readdirSync } = await import('node:fs');
+  writeFileSync(join(dir, 'src.raw'), Buffer.alloc(1 << 20, 1));
+  writeFileSync(join(dir, 'keep.qcow2'), 'precious');
+  const r = await vmimg(['convert', '-f', 'raw', '-O', 'qcow2', '-o', 'cluster_size=1000', join(dir, 'src.raw'), join(dir, 'keep.qcow2')]);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /\[INVALID_OPTION\]/);
+  assert.equal(readFileSync(join(dir, 'keep.qcow2'), 'utf8'), 'precious');
+  assert.deepEqual(readdirSync(dir).sort(), ['keep.qcow2', 'src.raw']);
+  const bad = await vmimg(['convert', '-m', '17', join(dir, 'src.raw'), join(dir, 'x.raw')]);
+  assert.match(bad.stderr, /between 1 and 16 \[USAGE\]/);
+});
