@@ -106,18 +106,26 @@ export function renderInfoHuman(d: QDict): string {
   return out;
 }
 
+/** printf("%-Ns") / ("%Ns") widths count bytes, as C does. */
+function padBytes(text: string, width: number, left: boolean): string {
+  const fill = ' '.repeat(Math.max(0, width - Buffer.byteLength(text)));
+  return left ? text + fill : fill + text;
+}
+
+/** The snapshot table of bdrv_image_info_dump / bdrv_snapshot_dump (QEMU 7.2). */
 function renderSnapshots(snaps: QDict[]): string {
   let out = 'Snapshot list:\n';
-  out += `${'ID'.padEnd(10)}${'TAG'.padEnd(20)}${'VM SIZE'.padStart(7)}${'DATE'.padStart(20)}${'VM CLOCK'.padStart(15)}${'ICOUNT'.padStart(10)}\n`;
+  out += `${'ID'.padEnd(10)}${'TAG'.padEnd(17)}${'VM SIZE'.padStart(8)}${'DATE'.padStart(20)}${'VM CLOCK'.padStart(13)}${'ICOUNT'.padStart(11)}\n`;
   for (const s of snaps) {
     const date = new Date(Number(s.get('date-sec')) * 1000);
     const p2 = (n: number): string => String(n).padStart(2, '0');
     const dateText = `${date.getFullYear()}-${p2(date.getMonth() + 1)}-${p2(date.getDate())} ${p2(date.getHours())}:${p2(date.getMinutes())}:${p2(date.getSeconds())}`;
     const secs = Number(s.get('vm-clock-sec'));
-    const ms = Math.floor(Number(s.get('vm-clock-nsec')) / 1_000_000);
-    const clock = `${String(Math.floor(secs / 3600)).padStart(4, '0')}:${p2(Math.floor(secs / 60) % 60)}:${p2(secs % 60)}.${String(ms).padStart(3, '0')}`;
+    const ms = Math.floor(Number(s.get('vm-clock-nsec')) / 1_000_000) % 1000;
+    const clock = `${p2(Math.floor(secs / 3600))}:${p2(Math.floor(secs / 60) % 60)}:${p2(secs % 60)}.${String(ms).padStart(3, '0')}`;
     const icount = s.get('icount');
-    out += `${String(s.get('id')).padEnd(10)}${String(s.get('name')).padEnd(20)}${sizeToStr(Number(s.get('vm-state-size'))).padStart(7)}${dateText.padStart(20)}${clock.padStart(15)}${(icount === undefined ? '--' : String(icount)).padStart(10)}\n`;
+    out += `${padBytes(String(s.get('id')), 9, true)} ${padBytes(String(s.get('name')), 16, true)} ${sizeToStr(Number(s.get('vm-state-size'))).padStart(8)}`;
+    out += `${dateText.padStart(20)}${clock.padStart(13)}${(icount === undefined ? '' : String(icount)).padStart(11)}\n`;
   }
   return out;
 }

@@ -4,7 +4,8 @@
  * - Object keys come out in QDict hash-bucket order, not insertion order: bucket =
  *   tdb_hash(key) % 512, buckets ascending, newest-inserted first within a bucket. Callers give
  *   keys in QEMU's insertion order (the QAPI struct's member order); `QDict` reorders them.
- * - Pretty layout: 4-space indent, `"key": value`, `[]` / `{}` when empty.
+ * - Pretty layout: 4-space indent, `"key": value`; an empty list or object still gets its
+ *   newline and closing indent (json-writer's pretty_newline), e.g. `[\n        ]`.
  * - Strings: `\"`, `\\`, `\b \f \n \r \t`, other controls, DEL and all non-ASCII as `\uXXXX`
  *   (uppercase hex, UTF-16 surrogate pairs beyond the BMP); `/` is not escaped.
  */
@@ -92,11 +93,11 @@ export function toQemuJson(value: QValue, level = 0): string {
   const pad = (n: number): string => '    '.repeat(n);
   if (value instanceof QDict) {
     const entries = value.ordered();
-    if (entries.length === 0) return '{}';
+    if (entries.length === 0) return `{\n${pad(level)}}`;
     return '{\n' + entries.map(([k, v]) => `${pad(level + 1)}${quoteString(k)}: ${toQemuJson(v, level + 1)}`).join(',\n') + `\n${pad(level)}}`;
   }
   if (Array.isArray(value)) {
-    if (value.length === 0) return '[]';
+    if (value.length === 0) return `[\n${pad(level)}]`;
     return '[\n' + value.map((v) => `${pad(level + 1)}${toQemuJson(v, level + 1)}`).join(',\n') + `\n${pad(level)}]`;
   }
   if (typeof value === 'string') return quoteString(value);
