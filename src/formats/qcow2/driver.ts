@@ -9,6 +9,7 @@ import { parseCreateParams, QCOW2_OPTIONS, QCOW2_UNSUPPORTED } from './params.js
 import { planQcow2 } from './plan.js';
 import { probeQcow2, readQcow2Header } from './validate.js';
 import { createQcow2Writer } from './writer.js';
+import { openQcow2 } from './image.js';
 
 export const qcow2Driver: FormatDriver = {
   name: 'qcow2',
@@ -29,4 +30,6 @@ export const qcow2Driver: FormatDriver = {
   },
 
   createWriter: createQcow2Writer,
+
+  open: openQcow2,
 };

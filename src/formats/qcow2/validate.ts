@@ -67,12 +67,20 @@ export function probeQcow2(head: Uint8Array): number {
   return v.getUint32(0) === QCOW2_MAGIC && v.getUint32(4) >= 2 ? 100 : 0;
 }
 
+/**
+ * How the header is validated. `check` is QEMU's BDRV_O_CHECK (qemu-img check): a missing
+ * refcount table and a bad snapshot table pointer are then left for the check to report.
+ */
+export interface ValidateOptions {
+  check?: boolean;
+}
+
 /** Reads cluster 0 of `storage` and validates it. */
-export async function readQcow2Header(storage: Storage): Promise<ValidatedHeader> {
+export async function readQcow2Header(storage: Storage, options: ValidateOptions = {}): Promise<ValidatedHeader> {
   const fixed = decodeHeader(await storage.read(0, HEADER_READ_SIZE));
   checkIdentity(storage.name, fixed);
   const cluster0 = await storage.read(0, 2 ** fixed.clusterBits);
-  return validateHeader(storage.name, cluster0);
+  return validateHeader(storage.name, cluster0, options);
 }
 
 function checkIdentity(name: string, h: Qcow2Header): void {
@@ -84,7 +92,7 @@ function checkIdentity(name: string, h: Qcow2Header): void {
 }
 
 /** qcow2_validate_table(): entry count within `maxBytes`, offset cluster-aligned, end ≤ INT64_MAX. */
-function checkTable(name: string, what: string, offset: bigint, entries: number, entrySize: number, maxBytes: number, clusterSize: number): void {
+export function checkTable(name: string, what: string, offset: bigint, entries: number, entrySize: number, maxBytes: number, clusterSize: number): void {
   if (entries > Math.floor(maxBytes / entrySize)) throw unsupported(name, `${what} too large`, { entries });
   if (INT64_MAX - BigInt(entries) * BigInt(entrySize) < offset || offset % BigInt(clusterSize) !== 0n) {
     throw corrupt(name, `${what} offset invalid`, { offset: offset.toString() });
@@ -92,7 +100,7 @@ function checkTable(name: string, what: string, offset: bigint, entries: number,
 }
 
 /** Validates cluster 0 (the whole cluster, zero-padded past the end of the file). */
-export function validateHeader(name: string, cluster0: Uint8Array): ValidatedHeader {
+export function validateHeader(name: string, cluster0: Uint8Array, options: ValidateOptions = {}): ValidatedHeader {
   const h = decodeHeader(cluster0);
   checkIdentity(name, h);
   const clusterSize = 2 ** h.clusterBits;
@@ -117,9 +125,9 @@ export function validateHeader(name: string, cluster0: Uint8Array): ValidatedHea
   }
   if (h.refcountOrder > 6) throw corrupt(name, 'Reference count entry width too large; may not exceed 64 bits', { refcountOrder: h.refcountOrder });
 
-  if (h.refcountTableClusters === 0) throw corrupt(name, 'Image does not contain a reference count table');
+  if (h.refcountTableClusters === 0 && !options.check) throw corrupt(name, 'Image does not contain a reference count table');
   checkTable(name, 'Reference count table', h.refcountTableOffset, h.refcountTableClusters, clusterSize, MAX_REFTABLE_SIZE_BYTES, clusterSize);
-  checkTable(name, 'Snapshot table', h.snapshotsOffset, h.nbSnapshots, SNAPSHOT_HEADER_SIZE, SNAPSHOT_HEADER_SIZE * MAX_SNAPSHOTS, clusterSize);
+  if (!options.check) checkTable(name, 'Snapshot table', h.snapshotsOffset, h.nbSnapshots, SNAPSHOT_HEADER_SIZE, SNAPSHOT_HEADER_SIZE * MAX_SNAPSHOTS, clusterSize);
   checkTable(name, 'Active L1 table', h.l1TableOffset, h.l1Size, L1E_SIZE, MAX_L1_SIZE_BYTES, clusterSize);
 
   const l2EntrySize = (h.incompatibleFeatures & INCOMPAT_EXTL2) !== 0n ? L2E_SIZE_EXTENDED : L2E_SIZE_NORMAL;

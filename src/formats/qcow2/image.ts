@@ -1,0 +1,121 @@
+/**
+ * An opened qcow2 image (the Image contract of src/formats/image.ts): mapping through the L1/L2
+ * tables (map.ts), `qemu-img info` fields (info.ts), check and repair (check*.ts, repair.ts).
+ *
+ * The external data file (spec "External data file", incompatible bit 2) is opened lazily through
+ * the ReferenceOpener the first time a mapping needs its bytes, so `info` never touches it and
+ * the chain Policy decides whether it may be opened at all. Note that QEMU opens a relative data
+ * file name relative to its working directory; vmimg resolves it against the image's directory,
+ * like backing files.
+ */
+import type { Storage } from '../../storage/types.js';
+import { VmimgError } from '../../util/errors.js';
+import { checkMapRange } from '../extents.js';
+import type { CheckFix, CheckResult, Extent, FileReference, Image, ImageInfoFields, OpenOptions } from '../image.js';
+import type { BitmapEntry } from './bitmaps.js';
+import { checkQcow2 } from './checkrun.js';
+import { infoFields, qcow2SafetyIssues } from './info.js';
+import { mapRange } from './map.js';
+import { openQcow2State } from './open.js';
+import { RefcountReader } from './reftable.js';
+import { TableReader, type Qcow2State } from './state.js';
+
+export async function openQcow2(storage: Storage, options: OpenOptions): Promise<Image> {
+  const { state, bitmaps } = await openQcow2State(storage, options.filename, { check: options.check ?? false });
+  return new Qcow2Image(state, bitmaps, options);
+}
+
+class Qcow2Image implements Image {
+  readonly format = 'qcow2' as const;
+  readonly filename: string;
+  readonly storage: Storage;
+  readonly virtualSize: number;
+  readonly backing?: { name: string; format?: string };
+  private readonly tables: TableReader;
+  private data: Promise<Storage> | undefined;
+  private metadataPrealloc: Promise<boolean> | undefined;
+
+  constructor(
+    private readonly s: Qcow2State,
+    private readonly bitmaps: BitmapEntry[],
+    private readonly options: OpenOptions,
+  ) {
+    this.filename = options.filename;
+    this.storage = s.storage;
+    this.virtualSize = s.virtualSize;
+    if (s.vh.backingFile !== undefined) this.backing = { name: s.vh.backingFile, format: s.vh.backingFormat };
+    this.tables = new TableReader(s);
+  }
+
+  references(): FileReference[] {
+    return this.s.hasDataFile && this.s.dataFileName !== undefined ? [{ kind: 'data-file', name: this.s.dataFileName }] : [];
+  }
+
+  async map(start: number, length: number): Promise<Extent[]> {
+    checkMapRange('qcow2', this.filename, this.virtualSize, start, length);
+    if (length === 0) return [];
+    return mapRange({ s: this.s, tables: this.tables, dataStorage: () => this.dataStorage(), recurse: () => this.recurse() }, start, length);
+  }
+
+  /** The storage data clusters live in: the image file, or the external data file (opened once). */
+  private dataStorage(): Promise<Storage> {
+    if (!this.s.hasDataFile) return Promise.resolve(this.s.storage);
+    const name = this.s.dataFileName;
+    if (name === undefined) {
+      return Promise.reject(new VmimgError('CORRUPT_IMAGE', `qcow2 image '${this.filename}': 'data-file' is required for this image`, { file: this.filename }));
+    }
+    if (!this.data) {
+      this.data = this.options.openReference({ kind: 'data-file', name });
+      this.data.catch(() => (this.data = undefined));
+    }
+    return this.data;
+  }
+
+  /**
+   * qcow2_detect_metadata_preallocation(): more clusters have a refcount than the file has
+   * allocated blocks for (with 10 % slack), so data clusters may be holes worth reporting.
+   */
+  private recurse(): Promise<boolean> {
+    this.metadataPrealloc ??= (async () => {
+      const s = this.s;
+      if (!s.storage.blockStatus && !s.hasDataFile) return false;
+      try {
+        const fileLength = await s.storage.size();
+        const realClusters = Math.floor((await s.storage.allocatedSize()) / s.clusterSize);
+        const threshold = Math.max(Math.floor((realClusters * 10) / 9), realClusters + 2);
+        const end = Math.ceil(fileLength / s.clusterSize);
+        const refs = new RefcountReader(s.storage, s.clusterBits, s.refcountOrder, s.reftableOffset, s.reftableEntries);
+        return (await refs.countUsed(end, threshold)) >= threshold;
+      } catch {
+        return false;
+      }
+    })();
+    return this.metadataPrealloc;
+  }
+
+  info(): ImageInfoFields {
+    return infoFields(this.s, this.bitmaps);
+  }
+
+  safetyIssues(): string[] {
+    return qcow2SafetyIssues(this.s);
+  }
+
+  async check(fix: CheckFix, report: (line: string) => void): Promise<CheckResult> {
+    if ((fix.leaks || fix.errors) && !this.s.storage.writable) {
+      throw new VmimgError('WRITE_FAILED', `qcow2 image '${this.filename}' must be opened writable to be repaired`, { file: this.filename });
+    }
+    try {
+      return await checkQcow2(this.s, this.tables, fix, report);
+    } finally {
+      this.tables.invalidate();
+    }
+  }
+
+  async close(): Promise<void> {
+    const data = this.data;
+    this.data = undefined;
+    if (data) await (await data.catch(() => undefined))?.close().catch(() => undefined);
+    await this.s.storage.close();
+  }
+}
