@@ -58,6 +58,8 @@ export function entryOffsetBig(e: BatEntry): bigint {
 
 export class VhdxBat {
   private readonly pages = new Map<number, Uint32Array>();
+  private lastPageNo = -1;
+  private lastPage: Uint32Array | undefined;
   /** Bytes of the table that lie in the file (the rest reads as zero). */
   private readonly readable: number;
 
@@ -68,6 +70,13 @@ export class VhdxBat {
     fileLength: number,
   ) {
     this.readable = fileOffset >= BigInt(fileLength) ? 0 : Math.min(entries * BAT_ENTRY_SIZE, fileLength - Number(fileOffset));
+  }
+
+  /** Entry `index` when its page is cached (no I/O), else undefined: get() it. */
+  peek(index: number): BatEntry | undefined {
+    const pageNo = Math.floor(index / PAGE_ENTRIES);
+    const page = this.lastPageNo === pageNo ? this.lastPage : undefined;
+    return page && decode(page, index - pageNo * PAGE_ENTRIES);
   }
 
   /** Entry `index` (0 ≤ index < entries). */
@@ -81,6 +90,8 @@ export class VhdxBat {
       if (this.pages.size >= MAX_PAGES) this.pages.delete(this.pages.keys().next().value!);
     }
     this.pages.set(pageNo, page);
+    this.lastPageNo = pageNo;
+    this.lastPage = page;
     return decode(page, index - pageNo * PAGE_ENTRIES);
   }
 

@@ -70,7 +70,7 @@ export async function openVhdx(storage: Storage, options: OpenOptions): Promise<
         const inBlock = pos - block * blockSize;
         const n = Math.min(blockSize - inBlock, end - pos);
         const index = payloadBatIndex(g, block);
-        const entry = await bat.get(index);
+        const entry = bat.peek(index) ?? (await bat.get(index));
         switch (entry.state) {
           case PAYLOAD_BLOCK_ZERO:
             pushExtent(out, { kind: 'zero', start: pos, length: n });

@@ -22,6 +22,8 @@ const SCAN_CHUNK = 1 << 20;
 
 export class VpcBat {
   private readonly pages = new Map<number, Uint32Array>();
+  private lastPageNo = -1;
+  private lastPage: Uint32Array | undefined;
 
   /**
    * @param tableOffset byte offset of the table in the file
@@ -32,6 +34,13 @@ export class VpcBat {
     readonly tableOffset: number,
     readonly entries: number,
   ) {}
+
+  /** Entry `index` when it needs no I/O (its page is the last one used), else undefined. */
+  peek(index: number): number | undefined {
+    if (index < 0 || index >= this.entries) return BAT_UNUSED;
+    const pageNo = Math.floor(index / PAGE_ENTRIES);
+    return this.lastPageNo === pageNo ? this.lastPage![index - pageNo * PAGE_ENTRIES] : undefined;
+  }
 
   /** Entry `index`; indexes past the table are unallocated (as QEMU's get_image_offset has it). */
   async get(index: number): Promise<number> {
@@ -45,6 +54,8 @@ export class VpcBat {
       if (this.pages.size >= MAX_PAGES) this.pages.delete(this.pages.keys().next().value!);
     }
     this.pages.set(pageNo, page);
+    this.lastPageNo = pageNo;
+    this.lastPage = page;
     return page[index - pageNo * PAGE_ENTRIES]!;
   }
 

@@ -65,7 +65,7 @@ export async function openVpc(storage: Storage, options: OpenOptions): Promise<I
       const index = Math.floor(pos / blockSize);
       const inBlock = pos - index * blockSize;
       const n = Math.min(blockSize - inBlock, end - pos);
-      const entry = await bat!.get(index);
+      const entry = bat!.peek(index) ?? (await bat!.get(index));
       if (entry === BAT_UNUSED) pushExtent(out, { kind: 'zero', start: pos, length: n });
       else pushExtent(out, { kind: 'data', start: pos, length: n, storage, offset: entry * SECTOR_SIZE + bitmapSize + inBlock });
       pos += n;
