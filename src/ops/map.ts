@@ -81,7 +81,9 @@ async function entriesFor(layers: readonly Image[], depth: number, layer: Image,
 
 /** qemu-img map --output=json. */
 export function mapJson(entries: MapEntry[]): string {
-  const lines = entries.map(
+  // img_map dumps its (zero-initialised) current entry even when nothing was mapped.
+  const list = entries.length > 0 ? entries : [{ start: 0, length: 0, depth: 0, present: false, zero: false, data: false }];
+  const lines = list.map(
     (e) =>
       `{ "start": ${e.start}, "length": ${e.length}, "depth": ${e.depth}, "present": ${e.present}, "zero": ${e.zero}, "data": ${e.data}` +
       (e.offset !== undefined ? `, "offset": ${e.offset}` : '') +
