@@ -74,7 +74,7 @@ async function walkSparse(e: VmdkExtent & { kind: 'sparse' }, sector: number, fi
     const rel = sector - e.startSector;
     let state;
     try {
-      state = await sp.grainAt(rel);
+      state = await sp.grainAt(rel, end - e.startSector);
     } catch (err) {
       if (!(err instanceof VmimgError) || err.code !== 'CORRUPT_IMAGE') throw err;
       report(`ERROR: could not get cluster_offset for sector ${sector}`);

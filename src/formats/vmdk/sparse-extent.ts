@@ -66,6 +66,8 @@ interface GrainTable {
   allZero: boolean;
 }
 
+const ZERO_TABLE: GrainTable = { entries: new Uint32Array(0), allZero: true };
+
 /** What one grain of the extent is. */
 export type GrainState =
   | { kind: 'unallocated' }
@@ -92,21 +94,47 @@ export class SparseExtent {
   /** The GD entry `index` (< l1Size): a GT's sector, or 0. */
   async gdEntry(index: number): Promise<number> {
     const chunk = Math.floor(index / L1_CHUNK_ENTRIES);
+    return (await this.gdChunk(chunk))[index - chunk * L1_CHUNK_ENTRIES] ?? 0;
+  }
+
+  private async gdChunk(chunk: number): Promise<Uint32Array> {
     let table = this.l1Cache.get(chunk);
     if (table) {
       this.l1Cache.delete(chunk);
     } else {
       const first = chunk * L1_CHUNK_ENTRIES;
-      const count = Math.min(L1_CHUNK_ENTRIES, this.geometry.l1Size - first);
+      const count = Math.max(0, Math.min(L1_CHUNK_ENTRIES, this.geometry.l1Size - first));
       table = await readU32Table(this.storage, this.fileLength, this.geometry.l1OffsetBytes + first * 4, count);
       if (this.l1Cache.size >= L1_CACHE_CHUNKS) this.l1Cache.delete(this.l1Cache.keys().next().value!);
     }
     this.l1Cache.set(chunk, table);
-    return table[index - chunk * L1_CHUNK_ENTRIES] ?? 0;
+    return table;
   }
 
-  /** The grain table at `sector` (a GD entry, non-zero). */
+  /**
+   * The first GD index in (index, limit) whose entry names a grain table that starts inside
+   * the file, or `limit`: every entry before it is 0 or names a table that reads as zeros.
+   * Scans the directory's chunks directly, so long unallocated runs cost no table lookups.
+   */
+  async nextLiveL1(index: number, limit: number): Promise<number> {
+    const fileSectors = this.fileLength / SECTOR_SIZE;
+    for (let i = index + 1; i < limit; ) {
+      const chunk = Math.floor(i / L1_CHUNK_ENTRIES);
+      const first = chunk * L1_CHUNK_ENTRIES;
+      const table = await this.gdChunk(chunk);
+      const stop = Math.min(limit, first + table.length);
+      for (; i < stop; i++) {
+        const gt = table[i - first]!;
+        if (gt !== 0 && gt < fileSectors) return i;
+      }
+      if (stop === first + table.length && table.length < L1_CHUNK_ENTRIES) return limit;
+    }
+    return limit;
+  }
+
+  /** The grain table at `sector` (a GD entry, non-zero); one past the end of the file is all zeros, unread. */
   async grainTable(sector: number): Promise<GrainTable> {
+    if (sector * SECTOR_SIZE >= this.fileLength) return ZERO_TABLE;
     let gt = this.gtCache.get(sector);
     if (gt) {
       this.gtCache.delete(sector);
@@ -137,16 +165,19 @@ export class SparseExtent {
   }
 
   /**
-   * The state of the grain holding `sector`, or, when the whole GD entry around it is
-   * unallocated (entry 0 or an all-zero GT), `{ kind: 'unallocated' }` with `skipTo` set to
-   * the first sector past that entry's coverage.
+   * The state of the grain holding `sector` (an extent sector below `endSector`, the end of the
+   * caller's range), or, when the whole GD entry around it is unallocated (entry 0, a grain
+   * table past the end of the file or all zeros), `{ kind: 'unallocated' }` with `skipTo` set
+   * to the first sector past the run of such entries (at most the GD entry holding endSector−1).
    */
-  async grainAt(sector: number): Promise<GrainState & { skipTo?: number }> {
+  async grainAt(sector: number, endSector: number): Promise<GrainState & { skipTo?: number }> {
     const l1Index = this.l1IndexOf(sector);
     const gtSector = await this.gdEntry(l1Index);
-    if (gtSector === 0) return { kind: 'unallocated', skipTo: this.nextL1Boundary(l1Index) };
-    const gt = await this.grainTable(gtSector);
-    if (gt.allZero) return { kind: 'unallocated', skipTo: this.nextL1Boundary(l1Index) };
+    const gt = gtSector === 0 ? undefined : await this.grainTable(gtSector);
+    if (!gt || gt.allZero) {
+      const limit = Math.min(this.geometry.l1Size, Math.floor((endSector - 1) / this.geometry.l1EntrySectors) + 1);
+      return { kind: 'unallocated', skipTo: this.nextL1Boundary((await this.nextLiveL1(l1Index, limit)) - 1) };
+    }
     const gte = gt.entries[Math.floor(sector / this.geometry.grainSectors) % this.geometry.gtesPerGt]!;
     if (gte === 0) return { kind: 'unallocated' };
     if (gte === GTE_ZEROED && this.geometry.zeroGrain) return { kind: 'zero' };
@@ -164,7 +195,7 @@ export class SparseExtent {
       const grain = Math.floor(sector / this.geometry.grainSectors);
       const grainStart = grain * this.grainBytes;
       let n = Math.min(grainStart + this.grainBytes, end) - pos;
-      const state = await this.grainAt(sector);
+      const state = await this.grainAt(sector, Math.ceil(end / SECTOR_SIZE));
       if (state.skipTo !== undefined) n = Math.min(state.skipTo * SECTOR_SIZE, end) - pos;
       const start = base + pos;
       if (state.kind === 'unallocated' || state.kind === 'zero') {
