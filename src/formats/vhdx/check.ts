@@ -19,7 +19,6 @@
  * Memory is bounded: the BAT is scanned in chunks, and the overlap pass keeps three numbers per
  * present block, for at most OVERLAP_CHECK_LIMIT blocks (more is a check error).
  */
-import type { Storage } from '../../storage/types.js';
 import { emptyCheckResult, type CheckResult } from '../image.js';
 import { BatEntryChecker, type VhdxBat } from './bat.js';
 import type { VhdxFacts } from './header.js';
@@ -30,7 +29,7 @@ export const OVERLAP_CHECK_LIMIT = 1 << 22;
 
 const INVALID_PAYLOAD_STATES = new Set([4, PAYLOAD_BLOCK_PARTIALLY_PRESENT]);
 
-export async function checkVhdx(_storage: Storage, facts: VhdxFacts, bat: VhdxBat, report: (line: string) => void): Promise<CheckResult> {
+export async function checkVhdx(facts: VhdxFacts, bat: VhdxBat, report: (line: string) => void): Promise<CheckResult> {
   const result = emptyCheckResult();
   const g = facts.geometry;
   const virtualSize = Number(facts.virtualSize);

@@ -98,7 +98,7 @@ export async function openVhdx(storage: Storage, options: OpenOptions): Promise<
     },
     /** vhdx_get_info: the block size is the cluster size; 7.2 has no format-specific info. */
     info: (): ImageInfoFields => ({ clusterSize: blockSize }),
-    check: (_fix: CheckFix, report: (line: string) => void): Promise<CheckResult> => checkVhdx(storage, facts, bat, report),
+    check: (_fix: CheckFix, report: (line: string) => void): Promise<CheckResult> => checkVhdx(facts, bat, report),
     close: () => storage.close(),
   };
 }
