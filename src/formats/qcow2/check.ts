@@ -252,6 +252,8 @@ async function checkRefblocks(ctx: CheckCtx, fix: CheckFix): Promise<boolean> {
 async function growFileFor(ctx: CheckCtx, offset: number): Promise<string | undefined> {
   const cs = ctx.s.clusterSize;
   if (!Number.isSafeInteger(offset + cs)) return 'Invalid argument';
+  // vmimg's limit: never grow a file by more than its own size + 1 GiB for a pointer read from it.
+  if (offset + cs > 2 * ctx.fileSize + 2 ** 30) return 'File too large';
   try {
     await ctx.s.storage.truncate(offset + cs);
   } catch (e) {

@@ -59,6 +59,7 @@ async function compareRefcounts(ctx: CheckCtx, fix: CheckFix): Promise<{ rebuild
       ctx.report(`${what} cluster ${i} refcount=${stored} reference=${counted}`);
       if (fixed) {
         await refs.set(i, counted);
+        if (counted === 0) await discardCluster(ctx, i);
         block = await refs.block((await refs.blockOffset(i))!);
         ctx.res[fixed]++;
         continue;
@@ -68,6 +69,18 @@ async function compareRefcounts(ctx: CheckCtx, fix: CheckFix): Promise<{ rebuild
     }
   }
   return { rebuild, highest };
+}
+
+/**
+ * A cluster whose refcount a repair dropped to 0 is discarded by QEMU (its file bytes become a
+ * hole). Storage has no hole punching, so its bytes inside the file are overwritten with zeros:
+ * the same contents, though still allocated.
+ */
+async function discardCluster(ctx: CheckCtx, cluster: number): Promise<void> {
+  const cs = ctx.s.clusterSize;
+  const start = cluster * cs;
+  const end = Math.min(start + cs, ctx.fileSize);
+  if (end > start) await ctx.s.storage.write(start, new Uint8Array(end - start));
 }
 
 /** check_oflag_copied(): COPIED must be set exactly on entries whose cluster has refcount 1. */

@@ -46,10 +46,15 @@ export async function mapRange(src: MapSource, start: number, length: number): P
     }
     const spanStart = l1Index * span;
     const spanEnd = Math.min(end, spanStart + span);
-    const l2Offset = entryOffset(await src.tables.l1Entry(l1Index));
+    const page = await src.tables.l1Page(l1Index);
+    const l2Offset = entryOffset(readWord(page.view, (l1Index - page.first) * 8));
     if (l2Offset === 0) {
-      push(out, { kind: 'unallocated', start: pos, length: spanEnd - pos });
-      pos = spanEnd;
+      // Skip the run of empty L1 entries in this page at once.
+      let last = l1Index + 1;
+      while (last < page.end && last * span < end && entryOffset(readWord(page.view, (last - page.first) * 8)) === 0) last++;
+      const runEnd = Math.min(end, last * span);
+      push(out, { kind: 'unallocated', start: pos, length: runEnd - pos });
+      pos = runEnd;
       continue;
     }
     if (l2Offset % cs !== 0) throw corrupt(s, `L2 table offset ${altHex(l2Offset)} unaligned (L1 index: ${altHex(l1Index)})`);

@@ -65,6 +65,14 @@ export const SLICE_BYTES = 64 * 1024;
 const L1_CACHE_BYTES = 2 * 1024 * 1024;
 const L2_CACHE_BYTES = 8 * 1024 * 1024;
 
+export interface L1Page {
+  view: DataView;
+  /** Index of the page's first entry. */
+  first: number;
+  /** One past the index of its last entry. */
+  end: number;
+}
+
 export interface L2Slice {
   view: DataView;
   /** Index (in the L2 table) of the slice's first entry. */
@@ -78,6 +86,8 @@ export class TableReader {
   private readonly l1Pages = new ByteLru<string>(L1_CACHE_BYTES);
   private readonly l2Slices = new ByteLru<string>(L2_CACHE_BYTES);
   readonly sliceEntries: number;
+  private lastL1: { key: string; page: L1Page } | undefined;
+  private lastL2: { key: string; slice: L2Slice } | undefined;
 
   constructor(private readonly s: Qcow2State) {
     this.sliceEntries = Math.min(s.l2Entries, SLICE_BYTES / s.l2EntrySize);
@@ -85,32 +95,46 @@ export class TableReader {
 
   /** Entry `index` (< l1Size) of the L1 table at `l1Offset`. */
   async l1Entry(index: number, l1Offset: bigint = this.s.l1Offset, l1Size: number = this.s.l1Size): Promise<Word> {
-    const page = Math.floor(index / L1_PAGE);
-    const key = `${l1Offset}:${page}`;
+    const page = await this.l1Page(index, l1Offset, l1Size);
+    return readWord(page.view, (index - page.first) * L1E_SIZE);
+  }
+
+  /** The cached page of the L1 table holding entry `index`: entries [first, end). */
+  async l1Page(index: number, l1Offset: bigint = this.s.l1Offset, l1Size: number = this.s.l1Size): Promise<L1Page> {
+    const pageNo = Math.floor(index / L1_PAGE);
+    const key = `${l1Offset}:${pageNo}`;
+    if (this.lastL1?.key === key) return this.lastL1.page;
+    const first = pageNo * L1_PAGE;
+    const end = Math.min(first + L1_PAGE, l1Size);
     let bytes = this.l1Pages.get(key);
     if (!bytes) {
-      const first = page * L1_PAGE;
-      const count = Math.min(L1_PAGE, l1Size - first);
-      bytes = await readAt(this.s.storage, l1Offset + BigInt(first * L1E_SIZE), count * L1E_SIZE);
+      bytes = await readAt(this.s.storage, l1Offset + BigInt(first * L1E_SIZE), (end - first) * L1E_SIZE);
       this.l1Pages.set(key, bytes);
     }
-    return readWord(view(bytes), (index % L1_PAGE) * L1E_SIZE);
+    const result = { view: view(bytes), first, end };
+    this.lastL1 = { key, page: result };
+    return result;
   }
 
   /** The slice of the L2 table at `l2Offset` (cluster-aligned) holding entry `index`. */
   async l2Slice(l2Offset: number, index: number): Promise<L2Slice> {
     const first = index - (index % this.sliceEntries);
     const key = `${l2Offset}:${first}`;
+    if (this.lastL2?.key === key) return this.lastL2.slice;
     let bytes = this.l2Slices.get(key);
     if (!bytes) {
       bytes = await readAt(this.s.storage, l2Offset + first * this.s.l2EntrySize, this.sliceEntries * this.s.l2EntrySize);
       this.l2Slices.set(key, bytes);
     }
-    return { view: view(bytes), first, end: first + this.sliceEntries };
+    const slice = { view: view(bytes), first, end: first + this.sliceEntries };
+    this.lastL2 = { key, slice };
+    return slice;
   }
 
   /** Drops cached tables (after a repair wrote to them). */
   invalidate(): void {
+    this.lastL1 = undefined;
+    this.lastL2 = undefined;
     this.l1Pages.clear();
     this.l2Slices.clear();
   }
