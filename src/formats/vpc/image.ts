@@ -9,7 +9,8 @@
  * - Otherwise the BAT decides, one block at a time (vpc_co_block_status): an allocated block is
  *   data at entry × 512 + bitmap size + offset in block; an unallocated one is zero and present
  *   (QEMU answers BDRV_BLOCK_ZERO, which its block layer counts as allocated: a VHD has no
- *   backing file in QEMU or vmimg). The sector bitmaps are not consulted: QEMU 7.2 never reads
+ *   backing file in QEMU or vmimg; a differencing disk's parent is ignored by both, which
+ *   safetyIssues() reports). The sector bitmaps are not consulted: QEMU 7.2 never reads
  *   them (it sets every bit when it allocates a block), so a block is all data or all zero.
  *
  * Sizes and the open-time checks are header.ts's (vpc_open's order and messages). Extents are
@@ -22,7 +23,7 @@ import { checkMapRange, pushExtent } from '../extents.js';
 import type { CheckFix, CheckResult, Extent, Image, ImageInfoFields, OpenOptions } from '../image.js';
 import { BAT_UNUSED, VpcBat } from './bat.js';
 import { checkVpc } from './check.js';
-import { DISK_TYPE_FIXED } from './footer.js';
+import { DISK_TYPE_DIFFERENCING, DISK_TYPE_FIXED } from './footer.js';
 import { readVpcFacts, sectorBitmapSize, type VpcFacts } from './header.js';
 
 /**
@@ -79,6 +80,12 @@ export async function openVpc(storage: Storage, options: OpenOptions): Promise<I
     storage,
     virtualSize,
     references: () => [],
+    /**
+     * A differencing disk (type 4) names a parent by its locators; QEMU, like vmimg, reads it as
+     * if it had none (unallocated blocks read as zeros), so its contents are not the disk's.
+     */
+    safetyIssues: (): string[] =>
+      facts.footer.diskType === DISK_TYPE_DIFFERENCING ? ['VHD is a differencing disk (type 4): its parent is not read, so unallocated blocks read as zeros'] : [],
     async map(start: number, length: number): Promise<Extent[]> {
       checkMapRange('vpc', filename, virtualSize, start, length);
       if (length === 0) return [];

@@ -115,6 +115,19 @@ test('fixed: guest bytes are file bytes; past the end of the file zero and data,
   assert.equal(r.corruptions, 0);
 });
 
+test('a differencing disk (type 4) is read without its parent, like QEMU, and flagged as unsafe', async () => {
+  const img = withBlocks(planned(20n * BigInt(MiB)), [[0, 0x11]]);
+  const footer = decodeFooter(img.subarray(0, FOOTER_SIZE));
+  img.set(encodeFooter({ ...footer, diskType: 4 }), 0);
+  const image = await open(img);
+  assert.deepEqual(image.safetyIssues!(), ['VHD is a differencing disk (type 4): its parent is not read, so unallocated blocks read as zeros']);
+  assert.deepEqual(strip(await image.map(0, 2 * BLOCK)), [
+    { kind: 'data', start: 0, length: BLOCK, offset: 2048 + 512 },
+    { kind: 'zero', start: BLOCK, length: BLOCK },
+  ]);
+  assert.deepEqual((await open(withBlocks(planned(BigInt(MiB)), []))).safetyIssues!(), []);
+});
+
 test('a block past the end refuses the open, except for check, which reports it', async () => {
   const img = withBlocks(planned(20n * BigInt(MiB)), [[0, 1]]);
   new DataView(img.buffer).setUint32(1536 + 8, img.length / 512 + 10);
