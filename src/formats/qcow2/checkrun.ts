@@ -133,9 +133,8 @@ async function checkOflagCopied(ctx: CheckCtx, fix: CheckFix): Promise<void> {
     }
     if (dirty > 0) {
       try {
-        await writeMetadata(ctx, l2Offset, table.subarray(0, s.clusterSize), 'active-l2');
+        await writeMetadata(ctx, l2Offset, table.subarray(0, s.clusterSize), 'active-l2', 'ERROR: Could not write L2 table; metadata overlap check failed');
       } catch (e) {
-        ctx.report(`ERROR: Could not write L2 table; metadata overlap check failed: Input/output error`);
         res.checkErrors++;
         throw e;
       }

@@ -94,10 +94,35 @@ async function index(ctx: CheckCtx): Promise<MetadataIndex> {
   return c.metadata;
 }
 
-/** Writes metadata after the overlap check; an overlap fails the check like QEMU's -EIO. */
-export async function writeMetadata(ctx: CheckCtx, offset: number, data: Uint8Array, ignore: OverlapIgnore): Promise<void> {
-  const hit = (await index(ctx)).overlap(offset, data.length, ignore);
-  if (hit) throw checkFailed('Input/output error', { overlap: hit, offset });
+/**
+ * qcow2_pre_write_overlap_check(): false when [offset, offset+size) overlaps other metadata. Then,
+ * like qcow2_signal_corruption(), the image is marked corrupt (incompatible bit 1, version 3)
+ * and the event reported once; the caller reports its own failure and fails the check.
+ */
+export async function overlapCheck(ctx: CheckCtx, offset: number, size: number, ignore: OverlapIgnore): Promise<boolean> {
+  const hit = (await index(ctx)).overlap(offset, size, ignore);
+  if (!hit) return true;
+  const c = ctx as CheckCtx & { signaled?: boolean };
+  if (!c.signaled) {
+    ctx.report(`qcow2: Marking image as corrupt: Preventing invalid write on metadata (overlaps with ${hit}); further corruption events will be suppressed`);
+    c.signaled = true;
+    const h = ctx.s.vh.header;
+    if (ctx.s.version >= 3 && (h.incompatibleFeatures & INCOMPAT_CORRUPT) === 0n) {
+      h.incompatibleFeatures |= INCOMPAT_CORRUPT;
+      const bytes = new Uint8Array(8);
+      view(bytes).setBigUint64(0, h.incompatibleFeatures);
+      await ctx.s.storage.write(72, bytes);
+    }
+  }
+  return false;
+}
+
+/** Writes metadata after the overlap check; on overlap reports "<what>: Input/output error" and fails. */
+export async function writeMetadata(ctx: CheckCtx, offset: number, data: Uint8Array, ignore: OverlapIgnore, what: string): Promise<void> {
+  if (!(await overlapCheck(ctx, offset, data.length, ignore))) {
+    ctx.report(`${what}: Input/output error`);
+    throw checkFailed('Input/output error', { offset });
+  }
   await ctx.s.storage.write(offset, data);
   ctx.fileSize = Math.max(ctx.fileSize, offset + data.length);
 }
@@ -122,11 +147,10 @@ export async function fixL2EntryByZero(ctx: CheckCtx, l2Offset: number, table: U
     v.setUint32(at + 4, 1);
   }
   const where = l2Offset + at;
-  const hit = (await index(ctx)).overlap(where, s.l2EntrySize, active ? 'active-l2' : 'none');
-  if (hit) {
+  if (!(await overlapCheck(ctx, where, s.l2EntrySize, active ? 'active-l2' : 'none'))) {
     ctx.report('ERROR: Overlap check failed');
     ctx.res.checkErrors++;
-    throw checkFailed('Input/output error', { overlap: hit, offset: where });
+    throw checkFailed('Input/output error', { offset: where });
   }
   await s.storage.write(where, table.slice(at, at + s.l2EntrySize));
   ctx.tables.invalidate();
@@ -196,7 +220,7 @@ async function writeRefblocks(ctx: CheckCtx, first: number, end: number, table: 
       const value = ctx.imrt.get(blockStart + j);
       if (value) setRefcount(block, s.refcountOrder, j, value);
     }
-    await writeMetadata(ctx, offset, block, 'none');
+    await writeMetadata(ctx, offset, block, 'none', 'ERROR writing refblock');
     cluster = blockStart + perBlock - 1;
   }
   return grown;
@@ -224,7 +248,7 @@ export async function rebuildRefcountStructure(ctx: CheckCtx): Promise<void> {
   const bytes = new Uint8Array(table.entries.length * REFTABLE_ENTRY_SIZE);
   const v = view(bytes);
   table.entries.forEach((o, i) => v.setBigUint64(i * REFTABLE_ENTRY_SIZE, BigInt(o)));
-  await writeMetadata(ctx, tableOffset, bytes, 'none');
+  await writeMetadata(ctx, tableOffset, bytes, 'none', 'ERROR writing reftable');
   const header = new Uint8Array(12);
   view(header).setBigUint64(0, BigInt(tableOffset));
   view(header).setUint32(8, tableClusters);

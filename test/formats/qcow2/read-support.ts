@@ -162,8 +162,12 @@ export async function checkBoth(name: string, args: string[] = []): Promise<Comp
   return { ours, theirs };
 }
 
-/** check (human and JSON, optionally repairing) prints the same stdout, messages and status. */
-export async function sameCheck(name: string, repair?: 'leaks' | 'all'): Promise<void> {
+/**
+ * check (human and JSON, optionally repairing) prints the same stdout, messages and status, and
+ * a repair leaves the same bytes. `keepsDirtyBit`: the repair fails, and QEMU still clears the
+ * dirty bit when it closes the image while vmimg keeps it (the refcounts are still wrong).
+ */
+export async function sameCheck(name: string, repair?: 'leaks' | 'all', keepsDirtyBit = false): Promise<void> {
   for (const out of both) {
     const args = [...out, ...(repair ? ['-r', repair] : [])];
     const { ours, theirs } = await checkBoth(name, args);
@@ -173,10 +177,17 @@ export async function sameCheck(name: string, repair?: 'leaks' | 'all'): Promise
     assert.equal(ours.status, theirs.status, label);
     if (repair) {
       // The repaired files are identical, and qemu-img finds ours as consistent as its own.
-      assert.ok(readFileSync(`${name}.v`).equals(readFileSync(`${name}.q`)), `${label}: repaired files differ`);
-      const q = qemuImg(['check', `${name}.v`]);
-      const qq = qemuImg(['check', `${name}.q`]);
-      assert.equal(q.status, qq.status, `${label}: qemu-img check after repair: ${q.stdout}${q.stderr}`);
+      const v = readFileSync(`${name}.v`);
+      const q = readFileSync(`${name}.q`);
+      if (keepsDirtyBit) {
+        assert.equal(v[79]! & 1, 1, `${label}: dirty bit kept`);
+        assert.equal(q[79]! & 1, 0, `${label}: QEMU cleared the dirty bit`);
+        v[79] = v[79]! & ~1;
+      }
+      assert.ok(v.equals(q), `${label}: repaired files differ`);
+      const after = qemuImg(['check', `${name}.v`]);
+      const afterTheirs = qemuImg(['check', `${name}.q`]);
+      assert.equal(after.status, afterTheirs.status, `${label}: qemu-img check after repair: ${after.stdout}${after.stderr}`);
     }
     rmSync(`${name}.q`);
     rmSync(`${name}.v`);
