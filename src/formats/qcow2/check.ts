@@ -248,12 +248,15 @@ async function checkRefblocks(ctx: CheckCtx, fix: CheckFix): Promise<boolean> {
   return rebuild;
 }
 
+/** How far a repair may extend the image file to reach a refcount block past its end. */
+export const MAX_REPAIR_GROWTH = 64 * 1024 * 1024;
+
 /** Grows the image file to hold the cluster at `offset`; returns an error text on failure. */
 async function growFileFor(ctx: CheckCtx, offset: number): Promise<string | undefined> {
   const cs = ctx.s.clusterSize;
   if (!Number.isSafeInteger(offset + cs)) return 'Invalid argument';
-  // vmimg's limit: never grow a file by more than its own size + 1 GiB for a pointer read from it.
-  if (offset + cs > 2 * ctx.fileSize + 2 ** 30) return 'File too large';
+  // vmimg's limit (QEMU has none): a pointer read from the file may grow it by at most 64 MiB.
+  if (offset + cs > ctx.fileSize + MAX_REPAIR_GROWTH) return 'File too large';
   try {
     await ctx.s.storage.truncate(offset + cs);
   } catch (e) {

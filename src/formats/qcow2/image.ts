@@ -51,8 +51,16 @@ class Qcow2Image implements Image {
     return this.s.hasDataFile && this.s.dataFileName !== undefined ? [{ kind: 'data-file', name: this.s.dataFileName }] : [];
   }
 
+  /** QEMU refuses to open (for I/O) an image with the data-file bit but no data file name. */
+  private requireDataFileName(): void {
+    if (this.s.hasDataFile && this.s.dataFileName === undefined) {
+      throw new VmimgError('CORRUPT_IMAGE', `qcow2 image '${this.filename}': 'data-file' is required for this image`, { file: this.filename });
+    }
+  }
+
   async map(start: number, length: number): Promise<Extent[]> {
     checkMapRange('qcow2', this.filename, this.virtualSize, start, length);
+    this.requireDataFileName();
     if (length === 0) return [];
     return mapRange({ s: this.s, tables: this.tables, dataStorage: () => this.dataStorage(), recurse: () => this.recurse() }, start, length);
   }
@@ -60,10 +68,7 @@ class Qcow2Image implements Image {
   /** The storage data clusters live in: the image file, or the external data file (opened once). */
   private dataStorage(): Promise<Storage> {
     if (!this.s.hasDataFile) return Promise.resolve(this.s.storage);
-    const name = this.s.dataFileName;
-    if (name === undefined) {
-      return Promise.reject(new VmimgError('CORRUPT_IMAGE', `qcow2 image '${this.filename}': 'data-file' is required for this image`, { file: this.filename }));
-    }
+    const name = this.s.dataFileName!;
     if (!this.data) {
       this.data = this.options.openReference({ kind: 'data-file', name });
       this.data.catch(() => (this.data = undefined));
@@ -105,6 +110,7 @@ class Qcow2Image implements Image {
     if ((fix.leaks || fix.errors) && !this.s.storage.writable) {
       throw new VmimgError('WRITE_FAILED', `qcow2 image '${this.filename}' must be opened writable to be repaired`, { file: this.filename });
     }
+    this.requireDataFileName();
     try {
       return await checkQcow2(this.s, this.tables, fix, report);
     } finally {
