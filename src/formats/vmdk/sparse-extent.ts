@@ -75,6 +75,12 @@ export type GrainState =
   /** `sector`: the GT entry (grain start in the extent file, in sectors). */
   | { kind: 'allocated'; sector: number };
 
+/** A grain's state; `skipTo` when the whole run up to that extent sector is unallocated. */
+export type GrainLookup = GrainState & { skipTo?: number };
+
+const UNALLOCATED: GrainLookup = { kind: 'unallocated' };
+const ZEROED: GrainLookup = { kind: 'zero' };
+
 export class SparseExtent {
   readonly grainBytes: number;
   readonly capacityBytes: number;
@@ -91,24 +97,63 @@ export class SparseExtent {
     this.capacityBytes = geometry.capacitySectors * SECTOR_SIZE;
   }
 
+  // Lookups run synchronously on cached tables and return a promise only when a table must be
+  // read first: a map or check visits every grain, and an await per grain dominates its cost.
+
+  /** The cached GD chunk (its LRU position refreshed), or undefined. */
+  private cachedChunk(chunk: number): Uint32Array | undefined {
+    const table = this.l1Cache.get(chunk);
+    if (table) {
+      this.l1Cache.delete(chunk);
+      this.l1Cache.set(chunk, table);
+    }
+    return table;
+  }
+
+  private async loadChunk(chunk: number): Promise<void> {
+    const first = chunk * L1_CHUNK_ENTRIES;
+    const count = Math.max(0, Math.min(L1_CHUNK_ENTRIES, this.geometry.l1Size - first));
+    const table = await readU32Table(this.storage, this.fileLength, this.geometry.l1OffsetBytes + first * 4, count);
+    if (this.l1Cache.size >= L1_CACHE_CHUNKS) this.l1Cache.delete(this.l1Cache.keys().next().value!);
+    this.l1Cache.set(chunk, table);
+  }
+
+  /** The cached grain table at `sector` (one past the end of the file is all zeros, never read), or undefined. */
+  private cachedTable(sector: number): GrainTable | undefined {
+    if (sector * SECTOR_SIZE >= this.fileLength) return ZERO_TABLE;
+    const gt = this.gtCache.get(sector);
+    if (gt) {
+      this.gtCache.delete(sector);
+      this.gtCache.set(sector, gt);
+    }
+    return gt;
+  }
+
+  private async loadTable(sector: number): Promise<void> {
+    const entries = await readU32Table(this.storage, this.fileLength, sector * SECTOR_SIZE, this.geometry.gtesPerGt);
+    if (this.gtCache.size >= GT_CACHE_TABLES) this.gtCache.delete(this.gtCache.keys().next().value!);
+    this.gtCache.set(sector, { entries, allZero: entries.every((e) => e === 0) });
+  }
+
   /** The GD entry `index` (< l1Size): a GT's sector, or 0. */
   async gdEntry(index: number): Promise<number> {
     const chunk = Math.floor(index / L1_CHUNK_ENTRIES);
-    return (await this.gdChunk(chunk))[index - chunk * L1_CHUNK_ENTRIES] ?? 0;
+    let table = this.cachedChunk(chunk);
+    if (!table) {
+      await this.loadChunk(chunk);
+      table = this.cachedChunk(chunk)!;
+    }
+    return table[index - chunk * L1_CHUNK_ENTRIES] ?? 0;
   }
 
-  private async gdChunk(chunk: number): Promise<Uint32Array> {
-    let table = this.l1Cache.get(chunk);
-    if (table) {
-      this.l1Cache.delete(chunk);
-    } else {
-      const first = chunk * L1_CHUNK_ENTRIES;
-      const count = Math.max(0, Math.min(L1_CHUNK_ENTRIES, this.geometry.l1Size - first));
-      table = await readU32Table(this.storage, this.fileLength, this.geometry.l1OffsetBytes + first * 4, count);
-      if (this.l1Cache.size >= L1_CACHE_CHUNKS) this.l1Cache.delete(this.l1Cache.keys().next().value!);
+  /** The grain table at `sector` (a non-zero GD entry). */
+  async grainTable(sector: number): Promise<GrainTable> {
+    let gt = this.cachedTable(sector);
+    if (!gt) {
+      await this.loadTable(sector);
+      gt = this.cachedTable(sector)!;
     }
-    this.l1Cache.set(chunk, table);
-    return table;
+    return gt;
   }
 
   /**
@@ -116,35 +161,21 @@ export class SparseExtent {
    * the file, or `limit`: every entry before it is 0 or names a table that reads as zeros.
    * Scans the directory's chunks directly, so long unallocated runs cost no table lookups.
    */
-  async nextLiveL1(index: number, limit: number): Promise<number> {
+  nextLiveL1(index: number, limit: number): number | Promise<number> {
     const fileSectors = this.fileLength / SECTOR_SIZE;
     for (let i = index + 1; i < limit; ) {
       const chunk = Math.floor(i / L1_CHUNK_ENTRIES);
       const first = chunk * L1_CHUNK_ENTRIES;
-      const table = await this.gdChunk(chunk);
+      const table = this.cachedChunk(chunk);
+      if (!table) return this.loadChunk(chunk).then(() => this.nextLiveL1(i - 1, limit));
       const stop = Math.min(limit, first + table.length);
       for (; i < stop; i++) {
         const gt = table[i - first]!;
         if (gt !== 0 && gt < fileSectors) return i;
       }
-      if (stop === first + table.length && table.length < L1_CHUNK_ENTRIES) return limit;
+      if (table.length < L1_CHUNK_ENTRIES) return limit;
     }
     return limit;
-  }
-
-  /** The grain table at `sector` (a GD entry, non-zero); one past the end of the file is all zeros, unread. */
-  async grainTable(sector: number): Promise<GrainTable> {
-    if (sector * SECTOR_SIZE >= this.fileLength) return ZERO_TABLE;
-    let gt = this.gtCache.get(sector);
-    if (gt) {
-      this.gtCache.delete(sector);
-    } else {
-      const entries = await readU32Table(this.storage, this.fileLength, sector * SECTOR_SIZE, this.geometry.gtesPerGt);
-      gt = { entries, allZero: entries.every((e) => e === 0) };
-      if (this.gtCache.size >= GT_CACHE_TABLES) this.gtCache.delete(this.gtCache.keys().next().value!);
-    }
-    this.gtCache.set(sector, gt);
-    return gt;
   }
 
   /** GD index of a sector of this extent; throws where QEMU's lookup fails (index ≥ GD size). */
@@ -170,17 +201,26 @@ export class SparseExtent {
    * table past the end of the file or all zeros), `{ kind: 'unallocated' }` with `skipTo` set
    * to the first sector past the run of such entries (at most the GD entry holding endSector−1).
    */
-  async grainAt(sector: number, endSector: number): Promise<GrainState & { skipTo?: number }> {
+  grainAt(sector: number, endSector: number): GrainLookup | Promise<GrainLookup> {
     const l1Index = this.l1IndexOf(sector);
-    const gtSector = await this.gdEntry(l1Index);
-    const gt = gtSector === 0 ? undefined : await this.grainTable(gtSector);
+    const chunkIndex = Math.floor(l1Index / L1_CHUNK_ENTRIES);
+    const chunk = this.cachedChunk(chunkIndex);
+    if (!chunk) return this.loadChunk(chunkIndex).then(() => this.grainAt(sector, endSector));
+    const gtSector = chunk[l1Index - chunkIndex * L1_CHUNK_ENTRIES] ?? 0;
+    let gt: GrainTable | undefined;
+    if (gtSector !== 0) {
+      gt = this.cachedTable(gtSector);
+      if (!gt) return this.loadTable(gtSector).then(() => this.grainAt(sector, endSector));
+    }
     if (!gt || gt.allZero) {
       const limit = Math.min(this.geometry.l1Size, Math.floor((endSector - 1) / this.geometry.l1EntrySectors) + 1);
-      return { kind: 'unallocated', skipTo: this.nextL1Boundary((await this.nextLiveL1(l1Index, limit)) - 1) };
+      const next = this.nextLiveL1(l1Index, limit);
+      const skip = (n: number): GrainLookup => ({ kind: 'unallocated', skipTo: this.nextL1Boundary(n - 1) });
+      return typeof next === 'number' ? skip(next) : next.then(skip);
     }
     const gte = gt.entries[Math.floor(sector / this.geometry.grainSectors) % this.geometry.gtesPerGt]!;
-    if (gte === 0) return { kind: 'unallocated' };
-    if (gte === GTE_ZEROED && this.geometry.zeroGrain) return { kind: 'zero' };
+    if (gte === 0) return UNALLOCATED;
+    if (gte === GTE_ZEROED && this.geometry.zeroGrain) return ZEROED;
     return { kind: 'allocated', sector: gte };
   }
 
@@ -195,7 +235,8 @@ export class SparseExtent {
       const grain = Math.floor(sector / this.geometry.grainSectors);
       const grainStart = grain * this.grainBytes;
       let n = Math.min(grainStart + this.grainBytes, end) - pos;
-      const state = await this.grainAt(sector, Math.ceil(end / SECTOR_SIZE));
+      let state = this.grainAt(sector, Math.ceil(end / SECTOR_SIZE));
+      if (state instanceof Promise) state = await state;
       if (state.skipTo !== undefined) n = Math.min(state.skipTo * SECTOR_SIZE, end) - pos;
       const start = base + pos;
       if (state.kind === 'unallocated' || state.kind === 'zero') {
@@ -226,15 +267,17 @@ export class SparseExtent {
   }
 
   /** The size field of the grain marker at byte `at` (zeros past the end of the file). */
-  async markerSize(at: number): Promise<number> {
+  markerSize(at: number): number | Promise<number> {
     const w = this.markerWindow;
-    if (!w || at < w.offset || at + GRAIN_MARKER_BYTES > w.offset + w.bytes.length) {
-      const offset = at - (at % SECTOR_SIZE);
-      const bytes = offset >= this.fileLength ? new Uint8Array(MARKER_WINDOW) : await this.storage.read(offset, MARKER_WINDOW);
-      this.markerWindow = { offset, bytes };
+    if (w && at >= w.offset && at + GRAIN_MARKER_BYTES <= w.offset + w.bytes.length) {
+      return new DataView(w.bytes.buffer, w.bytes.byteOffset + (at - w.offset) + 8, 4).getUint32(0, true);
     }
-    const win = this.markerWindow!;
-    return new DataView(win.bytes.buffer, win.bytes.byteOffset + (at - win.offset) + 8, 4).getUint32(0, true);
+    const offset = at - (at % SECTOR_SIZE);
+    const read = offset >= this.fileLength ? Promise.resolve(new Uint8Array(MARKER_WINDOW)) : this.storage.read(offset, MARKER_WINDOW);
+    return read.then((bytes) => {
+      this.markerWindow = { offset, bytes };
+      return this.markerSize(at);
+    });
   }
 }
 
