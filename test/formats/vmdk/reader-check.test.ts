@@ -68,6 +68,25 @@ test('extent files: a flat extent offset and a sparse extent grain past EOF, rep
   await sameFailure(join(dir, 'ts.vmdk'), 'ERROR: cluster offset for sector 4196352 points after EOF');
 });
 
+test('a grain directory whose 32-bit size wrapped: "could not get cluster_offset", Operation not permitted', async (t) => {
+  if (!oracle(t, 'qemu-img')) return;
+  const dir = tempDir(t);
+  sh(dir, 'qemu-img', ['create', '-q', '-f', 'vmdk', 'w.vmdk', '1M']);
+  const path = join(dir, 'w.vmdk');
+  const b = readFileSync(path);
+  b.writeBigUInt64LE((1n << 32n) + 5n, 12); // capacity: GD entries = capacity / 1 sector, kept in 32 bits = 5
+  b.writeBigUInt64LE(1n, 20); // grain: 1 sector
+  b.writeUInt32LE(1, 44); // 1 GTE per GT
+  b.writeUInt32LE(1, 8); // no redundant GD
+  writeFileSync(path, b);
+  const r = await sameAsQemu(['check', path]);
+  assert.equal(r.ours.status, 1);
+  assert.equal(r.qemu.stderr.split('\n')[0], 'ERROR: could not get cluster_offset for sector 5');
+  assert.equal(r.ours.stderr.split('\n')[0], 'ERROR: could not get cluster_offset for sector 5');
+  assert.match(r.qemu.stderr, /Check failed: Operation not permitted/);
+  assert.match(r.ours.stderr, /Check failed: Operation not permitted/);
+});
+
 test('repair is refused like qemu-img (status 63)', async (t) => {
   if (!oracle(t, 'qemu-img')) return;
   const dir = tempDir(t);
