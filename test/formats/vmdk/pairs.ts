@@ -53,6 +53,12 @@ export async function comparePair(dir: string, spec: PairSpec): Promise<Compared
     const again = join(dir, 'v2');
     mkdirSync(again);
     for (const input of spec.inputs ?? []) copyFileSync(input, join(again, basename(input)));
+    // A parent named by a relative path with directories (parents/p.vmdk) sits beside `ours`.
+    if (spec.backingFile !== undefined && spec.backingFile.includes('/') && !spec.backingFile.startsWith('/')) {
+      const target = join(again, spec.backingFile);
+      mkdirSync(dirname(target), { recursive: true });
+      copyFileSync(join(dirname(pair.ours), spec.backingFile), target);
+    }
     await createImage({
       filename: join(again, spec.name),
       format: spec.format,
