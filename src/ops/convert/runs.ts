@@ -26,7 +26,9 @@ export interface ClassifyOptions {
 export function kindOf(e: MapEntry, o: ClassifyOptions): RunKind {
   const inTop = e.present && e.depth === 0;
   if (o.backing && !inTop) return 'skip';
-  if (e.data) return 'data';
+  // Known zeros are never read, even when the format also reports them as data (fixed VHD
+  // holes, preallocated zero clusters): qemu-img's convert_iteration_sectors tests ZERO first.
+  if (e.data && !e.zero) return 'data';
   if (o.fullAllocation) return 'data';
   return o.backing ? 'mask' : 'zero';
 }

@@ -1,0 +1,49 @@
+/** classify(): map entries → granule-aligned convert runs (src/ops/convert/runs.ts). */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { classify, type Run } from '../../src/ops/convert/runs.js';
+import type { MapEntry } from '../../src/ops/map.js';
+
+function entry(start: number, length: number, f: Partial<MapEntry>): MapEntry {
+  return { start, length, depth: 0, present: true, zero: false, data: true, ...f };
+}
+
+async function runs(entries: MapEntry[], end: number, granule: number, backing = false, fullAllocation = false): Promise<Run[]> {
+  async function* gen(): AsyncGenerator<MapEntry> {
+    yield* entries;
+  }
+  const out: Run[] = [];
+  for await (const r of classify(gen(), 0, end, granule, { backing, fullAllocation })) out.push(r);
+  return out;
+}
+
+test('known zeros are never read, even when the format also reports them as data', async () => {
+  const r = await runs([entry(0, 4096, {}), entry(4096, 8192, { zero: true, data: true }), entry(12288, 4096, { zero: true, data: false, present: false })], 16384, 4096);
+  assert.deepEqual(r, [
+    { kind: 'data', start: 0, length: 4096 },
+    { kind: 'zero', start: 4096, length: 12288 },
+  ]);
+});
+
+test('a granule whose parts disagree is data; -S 0 turns zeros into data', async () => {
+  const mixed = [entry(0, 1024, { zero: true, data: false }), entry(1024, 3072, {}), entry(4096, 4096, { zero: true, data: false })];
+  assert.deepEqual(await runs(mixed, 8192, 4096), [
+    { kind: 'data', start: 0, length: 4096 },
+    { kind: 'zero', start: 4096, length: 4096 },
+  ]);
+  assert.deepEqual(await runs(mixed, 8192, 4096, false, true), [{ kind: 'data', start: 0, length: 8192 }]);
+});
+
+test('with a new backing file: top zeros mask, lower layers and holes are skipped', async () => {
+  const r = await runs(
+    [entry(0, 4096, { zero: true, data: true }), entry(4096, 4096, { depth: 1 }), entry(8192, 4096, { present: false, zero: true, data: false }), entry(12288, 1000, {})],
+    13288,
+    4096,
+    true,
+  );
+  assert.deepEqual(r, [
+    { kind: 'mask', start: 0, length: 4096 },
+    { kind: 'skip', start: 4096, length: 8192 },
+    { kind: 'data', start: 12288, length: 1000 },
+  ]);
+});
