@@ -3,14 +3,17 @@
  * the behaviour of qemu-img 7.2's block/vpc.c. Creation writes fixed and dynamic disks
  * byte-identical to `qemu-img create -f vpc` except for the footer's timestamp and UUID
  * (plan.ts); readHeader applies vpc_open's checks and size rules (header.ts); open() maps and
- * checks images the way qemu-img 7.2 sees them (image.ts, check.ts).
+ * checks images the way qemu-img 7.2 sees them (image.ts, check.ts); convert writes them as
+ * `qemu-img convert -O vpc` lays them out (writer.ts); measure answers for that writer (measure.ts).
  */
 import type { Storage } from '../../storage/types.js';
 import type { CreateContext, FormatDriver, HeaderSummary, Layout } from '../types.js';
 import { FOOTER_COOKIE } from './footer.js';
 import { readVpcFacts } from './header.js';
 import { openVpc } from './image.js';
+import { measureVpc } from './measure.js';
 import { parseVpcParams, planVpc, VPC_OPTIONS, VPC_UNSUPPORTED } from './plan.js';
+import { createVpcWriter } from './writer.js';
 
 /** QEMU's vpc_probe: "conectix" at offset 0 (only dynamic disks have a footer copy there). */
 export function probeVpc(head: Uint8Array): number {
@@ -36,4 +39,8 @@ export const vpcDriver: FormatDriver = {
   planCreate(ctx: CreateContext): Layout {
     return planVpc(parseVpcParams(ctx));
   },
+
+  createWriter: createVpcWriter,
+
+  measure: measureVpc,
 };

@@ -143,6 +143,32 @@ export function batBytesFor(entries: number): number {
   return Math.ceil((entries * 4) / SECTOR_SIZE) * SECTOR_SIZE;
 }
 
+/** The dynamic disk header qemu-img writes at DYN_HEADER_OFFSET for a BAT of `entries` entries. */
+export function createDynamicHeader(entries: number): Uint8Array {
+  return encodeDynamicHeader({
+    cookie: DYN_HEADER_COOKIE,
+    dataOffset: NO_OFFSET,
+    tableOffset: BigInt(BAT_OFFSET),
+    headerVersion: FORMAT_VERSION,
+    maxTableEntries: entries,
+    blockSize: VPC_CREATE_BLOCK_SIZE,
+    checksum: 0,
+    parentUuid: new Uint8Array(16),
+    parentTimestamp: 0,
+    parentName: new Uint8Array(512),
+    parentLocators: new Uint8Array(192),
+  });
+}
+
+/**
+ * Where the first data block goes: right after the BAT, rounded up to a sector (QEMU's
+ * vpc_open sets free_data_block_offset there; create's footer sits there until a block is
+ * allocated over it).
+ */
+export function firstBlockOffset(entries: number): number {
+  return BAT_OFFSET + batBytesFor(entries);
+}
+
 export function planVpc(p: VpcCreateParams): Layout {
   const footer = encodeFooter(createFooter(p));
   if (p.subformat === 'fixed') {
@@ -156,19 +182,7 @@ export function planVpc(p: VpcCreateParams): Layout {
   }
   const entries = batEntriesFor(p.size);
   const batBytes = batBytesFor(entries);
-  const dynHeader = encodeDynamicHeader({
-    cookie: DYN_HEADER_COOKIE,
-    dataOffset: NO_OFFSET,
-    tableOffset: BigInt(BAT_OFFSET),
-    headerVersion: FORMAT_VERSION,
-    maxTableEntries: entries,
-    blockSize: VPC_CREATE_BLOCK_SIZE,
-    checksum: 0,
-    parentUuid: new Uint8Array(16),
-    parentTimestamp: 0,
-    parentName: new Uint8Array(512),
-    parentLocators: new Uint8Array(192),
-  });
+  const dynHeader = createDynamicHeader(entries);
   const writes: PlannedWrite[] = [
     { offset: 0, data: footer },
     { offset: DYN_HEADER_OFFSET, data: dynHeader },
