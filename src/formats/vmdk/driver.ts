@@ -4,7 +4,8 @@
  * `qemu-img create -f vmdk` except the random CID (plan.ts); readHeader applies QEMU's open
  * checks to sparse extents and descriptor files without opening any other file (open.ts);
  * open() reads every subformat qemu-img writes, with extents opened only through the chain
- * Policy (image.ts).
+ * Policy (image.ts); createWriter streams `convert` output in the layout qemu-img convert writes
+ * (writer.ts) and measure answers from that layout (measure.ts).
  * A vmdk child records its parent's CID, so creation needs the parent's header even with -u.
  */
 import type { Storage } from '../../storage/types.js';
@@ -15,6 +16,8 @@ import { readVmdkFacts } from './open.js';
 import { parseCreateParams, VMDK_OPTIONS, VMDK_UNSUPPORTED } from './params.js';
 import { planVmdk } from './plan.js';
 import { probeVmdk } from './probe.js';
+import { measureVmdk } from './measure.js';
+import { createVmdkWriter } from './writer.js';
 
 export const vmdkDriver: FormatDriver = {
   name: 'vmdk',
@@ -37,5 +40,11 @@ export const vmdkDriver: FormatDriver = {
 
   open(storage: Storage, options: OpenOptions): Promise<Image> {
     return openVmdk(storage, options);
+  },
+
+  createWriter: createVmdkWriter,
+
+  measure(ctx, source) {
+    return measureVmdk(parseCreateParams(ctx), source);
   },
 };
