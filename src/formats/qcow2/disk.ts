@@ -48,22 +48,33 @@ export class SparseFile {
 
 /** Zero gaps shorter than this stay inside a write rather than splitting it. */
 const MIN_ZERO_GAP = 4096;
+/** Scan unit: zero detection compares whole blocks natively (Buffer.compare), not byte by byte. */
+const BLOCK = 512;
+const ZERO_BLOCK = Buffer.alloc(BLOCK);
 
+function zeroBlock(data: Uint8Array, at: number): boolean {
+  const end = Math.min(at + BLOCK, data.length);
+  return Buffer.compare(data.subarray(at, end), ZERO_BLOCK.subarray(0, end - at)) === 0;
+}
+
+/**
+ * The parts of `data` that are not zero, at block granularity: runs of non-zero blocks, merged
+ * across zero gaps shorter than MIN_ZERO_GAP. Zero bytes inside a piece are written as zeros,
+ * which leaves the file's content the same as writing every byte.
+ */
 function nonZeroRuns(offset: number, data: Uint8Array): PlannedWrite[] {
   const out: PlannedWrite[] = [];
-  let i = 0;
-  while (i < data.length) {
-    while (i < data.length && data[i] === 0) i++;
-    if (i === data.length) break;
-    const start = i;
-    let lastNonZero = i;
-    while (i < data.length && i - lastNonZero <= MIN_ZERO_GAP) {
-      if (data[i] !== 0) lastNonZero = i;
-      i++;
+  let run: { start: number; end: number } | undefined;
+  for (let at = 0; at < data.length; at += BLOCK) {
+    if (zeroBlock(data, at)) continue;
+    const end = Math.min(at + BLOCK, data.length);
+    if (run && at - run.end < MIN_ZERO_GAP) run.end = end;
+    else {
+      if (run) out.push({ offset: offset + run.start, data: data.subarray(run.start, run.end) });
+      run = { start: at, end };
     }
-    out.push({ offset: offset + start, data: data.subarray(start, lastNonZero + 1) });
-    i = lastNonZero + 1;
   }
+  if (run) out.push({ offset: offset + run.start, data: data.subarray(run.start, run.end) });
   return out;
 }
 
