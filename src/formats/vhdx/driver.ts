@@ -3,7 +3,9 @@
  * qemu-img 7.2's block/vhdx.c. Creation writes fixed and dynamic disks structurally identical to
  * `qemu-img create -f vhdx` (same offsets, tables and BAT; random GUIDs, sequence number and the
  * creator string differ) (plan.ts); readHeader applies vhdx_open's checks (header.ts); open()
- * reads, maps and checks images (image.ts, bat.ts, check.ts).
+ * reads, maps and checks images (image.ts, bat.ts, check.ts); createWriter makes it a convert
+ * target laid out like `qemu-img convert -O vhdx`, and measure answers with the same arithmetic
+ * (writer.ts).
  */
 import type { Storage } from '../../storage/types.js';
 import type { CreateContext, FormatDriver, HeaderSummary, Layout } from '../types.js';
@@ -12,6 +14,7 @@ import { openVhdx } from './image.js';
 import { VHDX_OPTIONS, VHDX_UNSUPPORTED } from './params.js';
 import { planVhdxCreate } from './plan.js';
 import { hasFileSignature } from './structs.js';
+import { createVhdxWriter, measureVhdx } from './writer.js';
 
 /** QEMU's vhdx_probe: "vhdxfile" at offset 0. */
 export function probeVhdx(head: Uint8Array): number {
@@ -35,4 +38,8 @@ export const vhdxDriver: FormatDriver = {
   planCreate(ctx: CreateContext): Layout {
     return planVhdxCreate(ctx);
   },
+
+  createWriter: createVhdxWriter,
+
+  measure: measureVhdx,
 };
