@@ -1,6 +1,8 @@
 /**
- * `vmimg measure [--output=human|json] (--size SIZE | [-f FMT] FILE) -O FMT [-o OPTIONS]` —
- * qemu-img measure's numbers and output for raw and qcow2; vmdk, vpc and vhdx answered too.
+ * `vmimg measure [--output=human|json] (--size SIZE | [-f FMT] [-l SNAPSHOT] FILE) [-O FMT] [-o OPTIONS]`
+ * — qemu-img measure's numbers, output and argument rules for raw and qcow2 targets; vmdk, vpc
+ * and vhdx answered too. Human output: "required size: N", "fully allocated size: N" and, when
+ * known, "bitmaps size: N"; JSON in QEMU's key order (bitmaps, required, fully-allocated).
  */
 import type { Command } from 'commander';
 import { measureDict, measureHuman, measureImage } from '../ops/measure.js';
@@ -12,6 +14,7 @@ import { collect, parseOutputFormat, runCommand, type CliIO } from './run.js';
 interface MeasureFlags extends PolicyFlags {
   size?: string;
   format?: string;
+  snapshot?: string;
   outputFormat?: string;
   options?: string[];
   output?: string;
@@ -22,19 +25,29 @@ export function registerMeasure(program: Command, io: CliIO, setStatus: (s: numb
   const cmd = program
     .command('measure')
     .description('compute the size an image in a given format needs (qemu-img measure work-alike)')
-    .argument('[filename]', 'image to measure (or use --size)')
+    .argument('[filename...]', 'image to measure (or use --size)')
     .option('--size <size>', 'measure a new image of this virtual size')
     .option('-f, --format <fmt>', 'format of the image (default: probe)')
+    .option('-l, --snapshot <snapshot>', 'internal snapshot of the image (id or name)')
     .option('-O, --output-format <fmt>', 'target format (default raw)')
     .option('-o, --options <options>', 'target format options, as for create', collect)
     .option('--output <fmt>', "'human' (default) or 'json'")
     .option('-U, --force-share', 'accepted for qemu-img compatibility (vmimg never takes image locks)');
-  addPolicyFlags(cmd).action(async (filename: string | undefined, flags: MeasureFlags) => {
+  addPolicyFlags(cmd).action(async (filenames: string[], flags: MeasureFlags) => {
     setStatus(
       await runCommand(io, async () => {
         const output = parseOutputFormat(flags.output);
-        if (filename !== undefined && flags.size !== undefined) throw new VmimgError('USAGE', '--size N cannot be used together with a filename.', {});
-        const r = await measureImage({ size: flags.size, source: filename, sourceFormat: flags.format, targetFormat: flags.outputFormat ?? 'raw', optionStrings: flags.options, policyFor: (p) => policyFrom(flags, p) });
+        if (filenames.length > 1) throw new VmimgError('USAGE', 'At most one filename argument is allowed.', {});
+        const source = filenames[0];
+        const r = await measureImage({
+          size: flags.size,
+          source,
+          sourceFormat: flags.format,
+          snapshot: flags.snapshot,
+          targetFormat: flags.outputFormat ?? 'raw',
+          optionStrings: flags.options,
+          policyFor: (p) => policyFrom(flags, p),
+        });
         io.out(output === 'json' ? toQemuJson(measureDict(r)) + '\n' : measureHuman(r));
         return 0;
       }),

@@ -2,14 +2,24 @@
  * `measure`: how large an image in format -O (with -o options) would be for the given source
  * (or --size), as qemu-img 7.2's img_measure reports it for raw and qcow2, and computed the same
  * honest way for vmdk, vpc and vhdx (which qemu-img refuses).
+ *
+ * Order and messages follow img_measure: --size is parsed first; then the argument rules; the
+ * source is opened (and -l checked); then the target format is looked up and -o parsed (types
+ * and known keys only, as qemu_opts_do_parse does; --size overrides -o size); the driver's
+ * measure hook validates the values it reads. Unlike create, nothing about the backing file
+ * named in -o is checked or opened.
  */
+import { randomBytes } from 'node:crypto';
 import { openChain, type ImageChain } from '../chain/open.js';
 import type { ChainPolicy } from '../chain/policy.js';
-import type { MeasureResult, MeasureSource } from '../formats/types.js';
+import { CreateOptions, splitOptionString, type OptionSpec } from '../formats/options.js';
+import { persistentBitmapsOf } from '../formats/qcow2/image.js';
+import type { Qcow2MeasureSource } from '../formats/qcow2/measure.js';
+import { getDriver } from '../formats/registry.js';
+import type { CreateContext, MeasureResult } from '../formats/types.js';
 import { VmimgError } from '../util/errors.js';
 import { INT64_MAX, parseSize } from '../util/size.js';
 import { QDict } from '../util/qjson.js';
-import { prepareCreate } from './create.js';
 import { mapChain } from './map.js';
 
 export interface MeasureRequest {
@@ -17,41 +27,94 @@ export interface MeasureRequest {
   size?: string;
   source?: string;
   sourceFormat?: string;
+  /** -l: an internal snapshot of the source (id or name). */
+  snapshot?: string;
   targetFormat: string;
   optionStrings?: string[];
   policyFor: (path: string) => ChainPolicy;
 }
 
+/**
+ * Options QEMU accepts for the target but no measure implementation reads (qemu-img appends the
+ * file protocol's create options to every format's; qcow2_measure ignores data-file and legacy
+ * encryption keys). vmimg refuses them for create; measure takes and ignores them, typed.
+ */
+const MEASURE_IGNORED: readonly OptionSpec[] = [
+  { name: 'nocow', type: 'bool', help: '' },
+  { name: 'extent_size_hint', type: 'size', help: '' },
+  { name: 'data_file', type: 'str', help: '' },
+  { name: 'data_file_raw', type: 'bool', help: '' },
+  { name: 'encryption', type: 'bool', help: '' },
+];
+
 export async function measureImage(req: MeasureRequest): Promise<MeasureResult> {
-  if ((req.size === undefined) === (req.source === undefined)) {
-    throw new VmimgError('USAGE', 'Either --size N or one filename must be specified.', {});
+  const size = req.size === undefined ? undefined : parseSize(req.size, { what: 'image size', max: INT64_MAX });
+  if (req.source === undefined && (req.sourceFormat !== undefined || req.snapshot !== undefined)) {
+    throw new VmimgError('USAGE', '--image-opts, -f, and -l require a filename argument.', {});
   }
+  if (req.source !== undefined && size !== undefined) throw new VmimgError('USAGE', '--size N cannot be used together with a filename.', {});
+  if (req.source === undefined && size === undefined) throw new VmimgError('USAGE', 'Either --size N or one filename must be specified.', {});
+
   let chain: ImageChain | undefined;
   try {
-    let virtualSize: bigint;
-    let source: MeasureSource | undefined;
+    let source: Qcow2MeasureSource | undefined;
     if (req.source !== undefined) {
       chain = await openChain(req.source, { format: req.sourceFormat, policy: req.policyFor(req.source) });
+      if (req.snapshot !== undefined) checkSnapshot(chain, req.snapshot);
       const c = chain;
-      virtualSize = BigInt(c.top.virtualSize);
-      source = {
-        virtualSize: c.top.virtualSize,
-        allocatedBytes: (granule) => allocatedBytes(c, granule),
-        bitmapsSize: c.top.format === 'qcow2' && c.top.info().formatSpecific?.get('data') instanceof QDict && (c.top.info().formatSpecific!.get('data') as QDict).get('compat') === '1.1' ? 0 : undefined,
-      };
-    } else {
-      virtualSize = parseSize(req.size!, { what: 'image size', max: INT64_MAX });
+      source = { virtualSize: c.top.virtualSize, allocatedBytes: (granule) => allocatedBytes(c, granule) };
+      const bitmaps = persistentBitmapsOf(c.top);
+      if (bitmaps) source.persistentBitmaps = bitmaps;
     }
-    const prepared = await prepareCreate({ filename: 'measure', format: req.targetFormat, size: virtualSize, optionStrings: req.optionStrings, unsafe: true });
-    const driver = prepared.driver;
-    if (!driver.measure) throw new VmimgError('UNSUPPORTED_OPTION', `Block driver '${driver.name}' does not support size measurement in vmimg yet`, { format: driver.name });
-    return await driver.measure(prepared.ctx, source);
+
+    const driver = getDriver(req.targetFormat);
+    const unsupported = driver.unsupportedCreateOptions ?? {};
+    const ignored = MEASURE_IGNORED.filter((s) => Object.hasOwn(unsupported, s.name) && !driver.createOptions.some((c) => c.name === s.name));
+    const options = new CreateOptions([...driver.createOptions, ...ignored], unsupported);
+    for (const text of req.optionStrings ?? []) {
+      for (const [key, value] of splitOptionString(text)) options.setText(key, value);
+    }
+    if (size !== undefined) options.setText('size', size.toString());
+    if (!driver.measure) throw new VmimgError('UNSUPPORTED_OPTION', `Block driver '${driver.name}' does not support size measurement`, { format: driver.name });
+
+    const ctx: CreateContext = {
+      filename: req.source ?? '',
+      size: source ? BigInt(source.virtualSize) : size!,
+      options,
+      sizeFromBacking: false,
+      random: (n) => new Uint8Array(randomBytes(n)),
+      now: () => Date.now(),
+    };
+    return await driver.measure(ctx, source);
   } finally {
     await chain?.close();
   }
 }
 
-/** Bytes of `granule`-aligned granules that hold data (not zeros) anywhere in the chain. */
+/**
+ * -l: QEMU loads the snapshot (by id, then by name) and measures it. vmimg finds it the same way
+ * but does not read snapshot tables yet, so a snapshot that exists is refused.
+ */
+function checkSnapshot(chain: ImageChain, wanted: string): void {
+  const top = chain.top;
+  if (top.format !== 'qcow2') {
+    throw new VmimgError('UNSUPPORTED_IMAGE', `Failed to load snapshot: Block format '${top.format}' used by device '' does not support temporarily loading internal snapshots`, {
+      format: top.format,
+    });
+  }
+  const snapshots = top.info().snapshots ?? [];
+  if (!snapshots.some((s) => s.id === wanted) && !snapshots.some((s) => s.name === wanted)) {
+    throw new VmimgError('USAGE', "Failed to load snapshot: Can't find snapshot", { snapshot: wanted });
+  }
+  throw new VmimgError('UNSUPPORTED_OPTION', `vmimg cannot measure internal snapshot '${wanted}' yet (measure the image without -l)`, { snapshot: wanted });
+}
+
+/**
+ * Bytes of the `granule`-aligned granules touched by data anywhere in the chain, as
+ * qcow2_measure counts them over bdrv_block_status_above(): an extent counts when it is data
+ * and not known zero (so zero clusters, holes of a raw file and unallocated ranges do not;
+ * compressed clusters do), and each counted extent is extended to the end of its granule.
+ */
 async function allocatedBytes(chain: ImageChain, granule: number): Promise<number> {
   let total = 0;
   let lastGranule = -1;
@@ -63,7 +126,7 @@ async function allocatedBytes(chain: ImageChain, granule: number): Promise<numbe
     if (last >= first) total += (last - first + 1) * granule;
     lastGranule = Math.max(lastGranule, last);
   }
-  return Math.min(total, Math.ceil(chain.top.virtualSize / granule) * granule);
+  return total;
 }
 
 /** qemu-img measure's output object (QDict order: bitmaps, required, fully-allocated). */

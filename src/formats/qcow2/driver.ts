@@ -10,6 +10,7 @@ import { planQcow2 } from './plan.js';
 import { probeQcow2, readQcow2Header } from './validate.js';
 import { createQcow2Writer } from './writer.js';
 import { openQcow2 } from './image.js';
+import { measureQcow2 } from './measure.js';
 
 export const qcow2Driver: FormatDriver = {
   name: 'qcow2',
@@ -32,4 +33,6 @@ export const qcow2Driver: FormatDriver = {
   createWriter: createQcow2Writer,
 
   open: openQcow2,
+
+  measure: measureQcow2,
 };
