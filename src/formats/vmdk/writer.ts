@@ -91,16 +91,17 @@ class VmdkWriter implements ImageWriter {
   async write(offset: number, data: Uint8Array): Promise<void> {
     for (let pos = 0; pos < data.length; pos += GRAIN_BYTES) {
       const piece = data.subarray(pos, Math.min(data.length, pos + GRAIN_BYTES));
-      if (this.stream) await this.storeCompressed(offset + pos, this.deflate(piece));
+      if (this.stream) await this.storeCompressed(offset + pos, this.deflate(sectorPad(piece)));
       else await this.storePlain(offset + pos, piece);
     }
   }
 
   async writeCompressed(offset: number, length: number, compressed: Uint8Array): Promise<void> {
     if (!this.stream) throw new VmimgError('INTERNAL', 'writeCompressed on an uncompressed vmdk extent', { offset });
-    // The engine compresses a short tail zero-padded to a grain; QEMU compresses only the bytes
-    // that exist. Re-encode that one grain so the stream matches.
-    if (length < GRAIN_BYTES) compressed = deflateSync(inflateSync(compressed).subarray(0, length));
+    // The engine compresses a short tail zero-padded to a grain; QEMU compresses only the
+    // sectors that exist. Re-encode that one grain so the stream matches.
+    const n = sectorCeil(length);
+    if (n < GRAIN_BYTES) compressed = deflateSync(inflateSync(compressed).subarray(0, n));
     await this.storeCompressed(offset, compressed);
   }
 
@@ -109,7 +110,8 @@ class VmdkWriter implements ImageWriter {
     for (let pos = offset; pos < end; ) {
       const grainEnd = Math.min((Math.floor(pos / GRAIN_BYTES) + 1) * GRAIN_BYTES, this.virtualSize);
       const n = Math.min(end, grainEnd) - pos;
-      const whole = pos % GRAIN_BYTES === 0 && pos + n === grainEnd;
+      // QEMU marks only whole grains zeroed; a short tail grain is written as zero data.
+      const whole = pos % GRAIN_BYTES === 0 && n === GRAIN_BYTES;
       if (this.p.zeroedGrain && whole) this.setEntry(pos / GRAIN_BYTES, GTE_ZEROED);
       else {
         this.zeroGrain ??= new Uint8Array(GRAIN_BYTES);
@@ -194,6 +196,16 @@ class VmdkWriter implements ImageWriter {
     }
     this.flushedBelow = Math.min(limit, this.g.gtCount);
   }
+}
+
+const sectorCeil = (n: number): number => Math.ceil(n / SECTOR_SIZE) * SECTOR_SIZE;
+
+/** A tail that ends inside a sector, zero-padded to the sector (the guest sees whole sectors). */
+function sectorPad(piece: Uint8Array): Uint8Array {
+  if (piece.length % SECTOR_SIZE === 0) return piece;
+  const out = new Uint8Array(sectorCeil(piece.length));
+  out.set(piece);
+  return out;
 }
 
 function encodeTable(table: Uint32Array): Uint8Array {
