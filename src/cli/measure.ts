@@ -36,6 +36,9 @@ export function registerMeasure(program: Command, io: CliIO, setStatus: (s: numb
   addPolicyFlags(cmd).action(async (filenames: string[], flags: MeasureFlags) => {
     setStatus(
       await runCommand(io, async () => {
+        if (flags.output !== undefined && flags.output !== 'human' && flags.output !== 'json') {
+          throw new VmimgError('USAGE', '--output must be used with human or json as argument.', { value: flags.output });
+        }
         const output = parseOutputFormat(flags.output);
         if (filenames.length > 1) throw new VmimgError('USAGE', 'At most one filename argument is allowed.', {});
         const source = filenames[0];

@@ -48,7 +48,7 @@ const MEASURE_IGNORED: readonly OptionSpec[] = [
 ];
 
 export async function measureImage(req: MeasureRequest): Promise<MeasureResult> {
-  const size = req.size === undefined ? undefined : parseSize(req.size, { what: 'image size', max: INT64_MAX });
+  const size = req.size === undefined ? undefined : parseSizeArgument(req.size);
   if (req.source === undefined && (req.sourceFormat !== undefined || req.snapshot !== undefined)) {
     throw new VmimgError('USAGE', '--image-opts, -f, and -l require a filename argument.', {});
   }
@@ -91,6 +91,20 @@ export async function measureImage(req: MeasureRequest): Promise<MeasureResult> 
   }
 }
 
+/** --size as img_measure's cvtnum("image size", …) takes it, with its messages. */
+function parseSizeArgument(text: string): bigint {
+  try {
+    return parseSize(text, { what: 'image size', max: INT64_MAX });
+  } catch (e) {
+    if (!(e instanceof VmimgError) || (e.code !== 'INVALID_SIZE' && e.code !== 'SIZE_OUT_OF_RANGE')) throw e;
+    const message =
+      e.code === 'SIZE_OUT_OF_RANGE'
+        ? `Invalid image size specified. Must be between 0 and ${INT64_MAX}.`
+        : 'Invalid image size specified. You may use k, M, G, T, P or E suffixes for kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.';
+    throw new VmimgError(e.code, message, { value: text }, { cause: e });
+  }
+}
+
 /**
  * -l: QEMU loads the snapshot (by id, then by name) and measures it. vmimg finds it the same way
  * but does not read snapshot tables yet, so a snapshot that exists is refused.
@@ -129,10 +143,14 @@ async function allocatedBytes(chain: ImageChain, granule: number): Promise<numbe
   return total;
 }
 
-/** qemu-img measure's output object (QDict order: bitmaps, required, fully-allocated). */
+/**
+ * qemu-img measure's output object (QDict order: bitmaps, required, fully-allocated). The QAPI
+ * fields are int64, so JSON shows a value of 2^63 or more wrapped negative (raw --size of
+ * INT64_MAX rounds up to 2^63), while the human output prints it unsigned.
+ */
 export function measureDict(r: MeasureResult): QDict {
-  const d = new QDict().put('required', r.required).put('fully-allocated', r.fullyAllocated);
-  if (r.bitmaps !== undefined) d.put('bitmaps', r.bitmaps);
+  const d = new QDict().put('required', BigInt.asIntN(64, r.required)).put('fully-allocated', BigInt.asIntN(64, r.fullyAllocated));
+  if (r.bitmaps !== undefined) d.put('bitmaps', BigInt.asIntN(64, r.bitmaps));
   return d;
 }
 
