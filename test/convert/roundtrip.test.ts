@@ -37,6 +37,11 @@ const TARGETS: Array<{ fmt: string; opts: string[]; checkable: boolean }> = [
   { fmt: 'qcow2', opts: ['-o', 'extended_l2=on'], checkable: true },
   { fmt: 'qcow2', opts: ['-c'], checkable: true },
   { fmt: 'qcow2', opts: ['-c', '-o', 'compression_type=zstd,cluster_size=16k'], checkable: true },
+  { fmt: 'vmdk', opts: [], checkable: true },
+  { fmt: 'vmdk', opts: ['-o', 'subformat=streamOptimized'], checkable: true },
+  // qemu-img has no check for vpc (exit 63); compare still judges the content.
+  { fmt: 'vpc', opts: [], checkable: false },
+  { fmt: 'vpc', opts: ['-o', 'subformat=fixed'], checkable: false },
 ];
 
 test('convert: every source format into every target format reads back identical and checks clean', async (t) => {
