@@ -228,3 +228,41 @@ test('measure -O vhdx --size: required is the empty image create makes, fully al
     run('rm', ['-f', created, full]);
   }
 });
+
+test('convert -O vhdx from vmdk, vhdx and vpc sources: qemu-img\'s layout; measure required bounds the file', async (t) => {
+  const dir = tempDir(t);
+  if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
+  const raw = makeSource(dir);
+  for (const fmt of ['vmdk', 'vhdx', 'vpc']) {
+    const src = join(dir, `src.${fmt}`);
+    assert.equal(qemuImg(['convert', '-f', 'raw', '-O', fmt, raw, src]).status, 0);
+    for (const opts of ['block_size=1M', 'subformat=fixed,block_size=1M,block_state_zero=off']) {
+      const size = await convertBoth(t, dir, src, opts);
+      // qemu-img (and so vmimg's generic map) reports a vhdx source as data throughout, and a
+      // vpc source per 2 MiB block: blocks of zeros are counted but never written.
+      const m = await measure(src, opts);
+      if (fmt === 'vmdk' || opts.includes('fixed')) assert.equal(m.required, size, `${fmt} ${opts}`);
+      else assert.ok(m.required > size && m.required <= m['fully-allocated'], `${fmt} ${opts}: ${m.required} vs ${size}`);
+    }
+  }
+});
+
+test('convert -O vhdx fixed, block_state_zero=off, short last block past 4 GiB: qemu-img fails to reopen its own image, vmimg pads it like create', async (t) => {
+  const dir = tempDir(t);
+  if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
+  const src = join(dir, 'o.raw');
+  assert.equal(qemuImg(['create', '-q', '-f', 'raw', src, '4097M']).status, 0);
+  assert.equal(run('qemu-io', ['-f', 'raw', '-c', 'write -P 1 4096M 1M', src]).status, 0);
+  const opts = 'subformat=fixed,block_state_zero=off,block_size=2M';
+  const q = qemuImg(['convert', '-O', 'vhdx', '-o', opts, src, join(dir, 'q.vhdx')]);
+  assert.equal(q.status, 1);
+  assert.match(q.stderr, /VHDX BAT entry 2049 end offset \d+ points after end of file/);
+  const ours = join(dir, 'ours.vhdx');
+  const r = await vmimg(['convert', '-O', 'vhdx', '-o', opts, src, ours]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(qemuImg(['check', ours]).status, 0);
+  assert.equal(qemuImg(['compare', src, ours]).status, 0);
+  // Whole blocks: data offset 8 MiB + 2049 blocks of 2 MiB.
+  assert.equal(statSync(ours).size, 8 * MiB + 2049 * 2 * MiB);
+  assert.equal((await measure(src, opts)).required, statSync(ours).size);
+});
