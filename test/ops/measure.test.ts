@@ -10,7 +10,7 @@
  * chains and persistent bitmaps (several granularities and names, a 2 TiB image).
  */
 import assert from 'node:assert/strict';
-import { closeSync, openSync, truncateSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { vmimg } from '../helpers/cli.js';
@@ -178,6 +178,76 @@ test('sources: raw and qcow2 images (holes, zeros, compressed, chains, bitmaps) 
   cases.push(['-O', 'qcow2', '-o', 'size=1P,cluster_size=512', 'base.qcow2'], ['-O', 'qcow2', '-o', 'size=1G', 'huge.qcow2']);
   cases.push(['-O', 'qcow2', '-o', 'cluster_size=512', 'huge.qcow2']);
   await runMatrix(t, dir, cases);
+});
+
+test('sources in other formats (vmdk, vpc, vhdx) and a fallocated raw file', async (t) => {
+  if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
+  const dir = tempDir(t);
+  sh(dir, 'qemu-img', ['create', '-q', '-f', 'qcow2', 'd.qcow2', '256M']);
+  qemuIo(dir, 'd.qcow2', ['write -P 1 0 1M', 'write -P 2 100M 64k', 'write -P 3 200M 3k', 'write -z 201M 1M']);
+  const sources: Array<[string, string[]]> = [
+    ['d.vmdk', ['-O', 'vmdk']],
+    ['so.vmdk', ['-O', 'vmdk', '-o', 'subformat=streamOptimized']],
+    ['d.vhd', ['-O', 'vpc']],
+    ['f.vhd', ['-O', 'vpc', '-o', 'subformat=fixed']],
+    ['d.vhdx', ['-O', 'vhdx']],
+  ];
+  for (const [name, args] of sources) sh(dir, 'qemu-img', ['convert', ...args, 'd.qcow2', name]);
+  sh(dir, 'fallocate', ['-l', '10M', 'fa.raw']);
+  const fd = openSync(join(dir, 'fa.raw'), 'r+');
+  writeSync(fd, Buffer.from('abc'), 0, 3, 5_000_000);
+  closeSync(fd);
+  const cases: string[][] = [];
+  for (const file of [...sources.map(([n]) => n), 'fa.raw']) {
+    cases.push(...outputs(['-O', 'raw', file]));
+    for (const o of ['', 'cluster_size=512', 'cluster_size=2M', 'backing_file=x']) cases.push(...outputs(['-O', 'qcow2', ...(o ? ['-o', o] : []), file]));
+  }
+  await runMatrix(t, dir, cases);
+});
+
+/** Sets bits in a big-endian u32 or u64 field of a file. */
+function pokeBits(path: string, offset: number, bytes: 4 | 8, set: bigint, clear = 0n): void {
+  const b = readFileSync(path);
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  if (bytes === 4) v.setUint32(offset, Number((BigInt(v.getUint32(offset)) | set) & ~clear));
+  else v.setBigUint64(offset, (v.getBigUint64(offset) | set) & ~clear);
+  writeFileSync(path, b);
+}
+
+/** The bitmap directory offset from the qcow2 v3 bitmaps header extension. */
+function bitmapDirectory(path: string): number {
+  const b = readFileSync(path);
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  for (let at = v.getUint32(100); at + 8 <= b.length; ) {
+    const type = v.getUint32(at);
+    const len = v.getUint32(at + 4);
+    if (type === 0) break;
+    if (type === 0x23852875) return Number(v.getBigUint64(at + 8 + 16));
+    at += 8 + Math.ceil(len / 8) * 8;
+  }
+  throw new Error(`${path}: no bitmaps extension`);
+}
+
+test('persistent bitmaps: in-use bitmaps count, a cleared autoclear bit drops them, compat=0.10 and raw targets omit the key', async (t) => {
+  if (!oracle(t, 'qemu-img')) return;
+  const dir = tempDir(t);
+  for (const name of ['inuse.qcow2', 'stale.qcow2']) {
+    sh(dir, 'qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4k', name, '3G']);
+    sh(dir, 'qemu-img', ['bitmap', '--add', '-g', '16k', name, 'first']);
+    sh(dir, 'qemu-img', ['bitmap', '--add', '-g', '1M', name, 'second-bitmap']);
+  }
+  pokeBits(join(dir, 'inuse.qcow2'), bitmapDirectory(join(dir, 'inuse.qcow2')) + 12, 4, 1n);
+  pokeBits(join(dir, 'stale.qcow2'), 88, 8, 0n, 1n);
+  const cases: string[][] = [];
+  for (const file of ['inuse.qcow2', 'stale.qcow2']) {
+    for (const o of ['', 'cluster_size=512', 'cluster_size=2M', 'compat=0.10']) cases.push(...outputs(['-O', 'qcow2', ...(o ? ['-o', o] : []), file]));
+    cases.push(...outputs(['-O', 'raw', file]));
+  }
+  await runMatrix(t, dir, cases);
+  const ours = await compareMeasure(dir, ['-O', 'qcow2', 'inuse.qcow2']);
+  assert.equal(ours, undefined);
+  // 3 GiB at 16 KiB granularity is 24 KiB of bitmap: 6 clusters, table 1; at 1 MiB: 1 + 1; directory 1.
+  assert.match(qemuImg(['measure', '-O', 'qcow2', '-o', 'cluster_size=4k', join(dir, 'inuse.qcow2')]).stdout, /bitmaps size: 40960\n/);
 });
 
 test('argument and option errors: same exit status and message as qemu-img', async (t) => {
