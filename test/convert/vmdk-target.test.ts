@@ -116,6 +116,8 @@ test('convert -O vmdk writes what qemu-img convert writes (check, compare, info,
     assertChecks(ours, c.name);
     const cmp = qemuImg(['compare', '-f', 'raw', '-F', 'vmdk', src, ours]);
     assert.equal(cmp.status, 0, `${c.name}: ${cmp.stdout}${cmp.stderr}`);
+    const own = await vmimg(['compare', '-f', 'raw', '-F', 'vmdk', src, ours]);
+    assert.equal(own.status, 0, `${c.name}: vmimg compare: ${own.stdout}${own.stderr}`);
     assertSameAsQemu(ours, theirs, c.name, c.stream);
     const specific = (JSON.parse(qemuImg(['info', '--output=json', ours]).stdout) as { 'format-specific': { data: { extents: Array<{ compressed?: boolean }> } } })['format-specific'];
     assert.equal(specific.data.extents[0]!.compressed, c.stream ? true : undefined, `${c.name}: extent compressed flag`);
