@@ -98,6 +98,8 @@ const CASES: Array<{ name: string; args: string[]; stream: boolean }> = [
   { name: 'streamOptimized -c', args: ['-c', '-o', 'subformat=streamOptimized'], stream: true },
   { name: 'streamOptimized zeroed_grain=on buslogic', args: ['-o', 'subformat=streamOptimized,zeroed_grain=on,adapter_type=buslogic'], stream: true },
   { name: 'monolithicSparse -S 0', args: ['-S', '0'], stream: false },
+  { name: 'streamOptimized -S 0 (zero grains compressed too)', args: ['-S', '0', '-o', 'subformat=streamOptimized'], stream: true },
+  { name: 'monolithicSparse compat6 legacyESX', args: ['-o', 'compat6=on,adapter_type=legacyESX'], stream: false },
 ];
 
 test('convert -O vmdk writes what qemu-img convert writes (check, compare, info, map, tables, length)', async (t) => {
