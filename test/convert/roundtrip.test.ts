@@ -42,6 +42,8 @@ const TARGETS: Array<{ fmt: string; opts: string[]; checkable: boolean }> = [
   // qemu-img has no check for vpc (exit 63); compare still judges the content.
   { fmt: 'vpc', opts: [], checkable: false },
   { fmt: 'vpc', opts: ['-o', 'subformat=fixed'], checkable: false },
+  { fmt: 'vhdx', opts: [], checkable: true },
+  { fmt: 'vhdx', opts: ['-o', 'subformat=fixed,block_size=1M'], checkable: true },
 ];
 
 test('convert: every source format into every target format reads back identical and checks clean', async (t) => {

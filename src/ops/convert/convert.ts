@@ -10,6 +10,7 @@ import { createAtomically } from '../../storage/atomic.js';
 import { FileStorage } from '../../storage/file.js';
 import { VmimgError } from '../../util/errors.js';
 import { backingSizeError, prepareCreate } from '../create.js';
+import { getDriver, isFormatName } from '../../formats/registry.js';
 import { copyChains } from './engine.js';
 import type { ImageWriter } from '../../formats/writer.js';
 
@@ -55,7 +56,8 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
   if (req.sources.length === 0) throw new VmimgError('USAGE', 'Expecting at least one source image', {});
   if (req.targetIsZero && !req.noCreate) throw new VmimgError('USAGE', '--target-is-zero requires use of -n flag', {});
   if (req.backingFile !== undefined && req.noCreate) throw new VmimgError('USAGE', 'Cannot use -B with -n (the target already exists)', {});
-  if (req.backingFile !== undefined && req.backingFormat === undefined && !req.unsafe) {
+  // qemu-img first refuses -B for formats without backing files (prepareCreate says so), then -B without -F.
+  if (req.backingFile !== undefined && req.backingFormat === undefined && !req.unsafe && supportsBacking(req.targetFormat ?? 'raw')) {
     throw new VmimgError('BACKING_FORMAT_REQUIRED', 'Use of backing file requires explicit backing format (-F)', {});
   }
 
@@ -92,6 +94,10 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
   } finally {
     for (const c of chains) await c.close();
   }
+}
+
+function supportsBacking(format: string): boolean {
+  return isFormatName(format) && getDriver(format).createOptions.some((o) => o.name === 'backing_file');
 }
 
 /** convert -n: the target exists; only raw targets can be written in place for now. */
