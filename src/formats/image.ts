@@ -8,7 +8,7 @@
  */
 import type { Storage } from '../storage/types.js';
 import type { QDict } from '../util/qjson.js';
-import type { FormatName } from './types.js';
+import type { FormatName, PersistentBitmap } from './types.js';
 
 export type CompressionCodec =
   /** qcow2 compression_type=zlib: raw deflate (no zlib header), window 2^12. */
@@ -171,6 +171,8 @@ export interface Image {
    * Backing files and other references are checked generically from `references()`.
    */
   safetyIssues?(): string[];
+  /** The persistent dirty bitmaps QEMU would load, when the format supports them (qcow2 v3). */
+  persistentBitmaps?(): PersistentBitmap[] | undefined;
   /** Allocated bytes of the image and the files it consists of (default: its own storage). */
   allocatedSize?(): Promise<number>;
   /**

@@ -109,8 +109,19 @@ export interface MeasureSource {
   virtualSize: number;
   /** Bytes of the granules (at `granule` size, aligned) that hold data anywhere in the source chain. */
   allocatedBytes(granule: number): Promise<number>;
-  /** Persistent bitmap bytes the target would need, when the source can carry bitmaps (qcow2 v3). */
-  bitmapsSize?: number;
+  /**
+   * The source's persistent dirty bitmaps, present exactly when the source supports them
+   * (QEMU's bdrv_supports_persistent_dirty_bitmap: a qcow2 v3 image at the top of the chain),
+   * possibly empty. A qcow2 v3 target then reports the space they need.
+   */
+  persistentBitmaps?: readonly PersistentBitmap[];
+}
+
+/** A persistent dirty bitmap, as QEMU loads it (every directory entry counts, in-use ones too). */
+export interface PersistentBitmap {
+  name: string;
+  /** Bytes per bit. */
+  granularity: number;
 }
 
 export interface MeasureResult {

@@ -13,10 +13,8 @@ import { randomBytes } from 'node:crypto';
 import { openChain, type ImageChain } from '../chain/open.js';
 import type { ChainPolicy } from '../chain/policy.js';
 import { CreateOptions, splitOptionString, type OptionSpec } from '../formats/options.js';
-import { persistentBitmapsOf } from '../formats/qcow2/image.js';
-import type { Qcow2MeasureSource } from '../formats/qcow2/measure.js';
 import { getDriver } from '../formats/registry.js';
-import type { CreateContext, MeasureResult } from '../formats/types.js';
+import type { CreateContext, MeasureResult, MeasureSource } from '../formats/types.js';
 import { VmimgError } from '../util/errors.js';
 import { INT64_MAX, parseSize } from '../util/size.js';
 import { QDict } from '../util/qjson.js';
@@ -57,13 +55,13 @@ export async function measureImage(req: MeasureRequest): Promise<MeasureResult> 
 
   let chain: ImageChain | undefined;
   try {
-    let source: Qcow2MeasureSource | undefined;
+    let source: MeasureSource | undefined;
     if (req.source !== undefined) {
       chain = await openChain(req.source, { format: req.sourceFormat, policy: req.policyFor(req.source) });
       if (req.snapshot !== undefined) checkSnapshot(chain, req.snapshot);
       const c = chain;
       source = { virtualSize: c.top.virtualSize, allocatedBytes: (granule) => allocatedBytes(c, granule) };
-      const bitmaps = persistentBitmapsOf(c.top);
+      const bitmaps = c.top.persistentBitmaps?.();
       if (bitmaps) source.persistentBitmaps = bitmaps;
     }
 

@@ -16,20 +16,10 @@ import type { BitmapEntry } from './bitmaps.js';
 import { checkQcow2 } from './checkrun.js';
 import { infoFields, qcow2SafetyIssues } from './info.js';
 import { mapRange } from './map.js';
-import type { PersistentBitmap } from './measure.js';
+import type { PersistentBitmap } from '../types.js';
 import { openQcow2State } from './open.js';
 import { RefcountReader } from './reftable.js';
 import { TableReader, type Qcow2State } from './state.js';
-
-/**
- * The persistent bitmaps QEMU would load from `image` when it is a qcow2 image that supports
- * them (version 3: qcow2_supports_persistent_dirty_bitmap); undefined otherwise. Every directory
- * entry counts, in-use ones too; none when the extension was dropped (autoclear bit clear).
- */
-export function persistentBitmapsOf(image: Image): PersistentBitmap[] | undefined {
-  if (!(image instanceof Qcow2Image)) return undefined;
-  return image.persistentBitmaps();
-}
 
 export async function openQcow2(storage: Storage, options: OpenOptions): Promise<Image> {
   const { state, bitmaps } = await openQcow2State(storage, options.filename, { check: options.check ?? false });
@@ -109,6 +99,10 @@ class Qcow2Image implements Image {
     return this.metadataPrealloc;
   }
 
+  /**
+   * Version 3 only (qcow2_supports_persistent_dirty_bitmap); none when the extension was
+   * dropped (autoclear bit clear).
+   */
   persistentBitmaps(): PersistentBitmap[] | undefined {
     if (this.s.version < 3) return undefined;
     return this.bitmaps.map((b) => ({ name: b.name, granularity: 2 ** b.granularityBits }));

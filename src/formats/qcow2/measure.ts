@@ -19,25 +19,10 @@
  *   entries' bytes rounded up to a cluster (qcow2_get_persistent_dirty_bitmap_size).
  */
 import { VmimgError } from '../../util/errors.js';
-import type { CreateContext, MeasureResult, MeasureSource } from '../types.js';
+import type { CreateContext, MeasureResult, MeasureSource, PersistentBitmap } from '../types.js';
 import { DEFAULT_CLUSTER_SIZE, EXTL2_SUBCLUSTERS, L1E_SIZE, L2E_SIZE_EXTENDED, L2E_SIZE_NORMAL, MAX_CLUSTER_BITS, MAX_L1_SIZE_BYTES, MIN_CLUSTER_BITS } from './constants.js';
 import { refcountMetadataSize } from './refcount.js';
 
-/** A persistent dirty bitmap of the source, as QEMU loads it (all directory entries count). */
-export interface PersistentBitmap {
-  name: string;
-  /** Bytes per bit. */
-  granularity: number;
-}
-
-/**
- * What qcow2's measure reads beyond MeasureSource: `persistentBitmaps` is present exactly when
- * the source supports persistent bitmaps (bdrv_supports_persistent_dirty_bitmap: a qcow2 v3
- * image at the top of the chain), possibly empty.
- */
-export interface Qcow2MeasureSource extends MeasureSource {
-  persistentBitmaps?: readonly PersistentBitmap[];
-}
 
 /** Sizes of the Bitmap directory entry header and of a bitmap table entry (spec "Bitmaps"). */
 const BITMAP_DIR_ENTRY_SIZE = 24;
@@ -143,7 +128,7 @@ export function bitmapsSize(bitmaps: readonly PersistentBitmap[], virtualSize: b
   return total + roundUp(directory, clusterSize);
 }
 
-export async function measureQcow2(ctx: CreateContext, source: Qcow2MeasureSource | undefined): Promise<MeasureResult> {
+export async function measureQcow2(ctx: CreateContext, source: MeasureSource | undefined): Promise<MeasureResult> {
   const p = measureParams(ctx);
   const cs = p.clusterSize;
   const l2e = BigInt(p.extendedL2 ? L2E_SIZE_EXTENDED : L2E_SIZE_NORMAL);
