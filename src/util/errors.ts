@@ -37,6 +37,20 @@ export const ERROR_CODES = [
   'REFERENCE_DENIED',
   'BACKING_LOOP',
   'CHAIN_TOO_DEEP',
+  // virtio-blk (src/virtio): driver/device protocol failures and request statuses
+  'GUEST_MEMORY_FAULT',
+  'VIRTIO_INIT_FAILED',
+  'VIRTIO_DEVICE_ERROR',
+  'VIRTIO_IOERR',
+  'VIRTIO_UNSUPP',
+  'VIRTIO_READ_ONLY',
+  // file trees (src/tree) and filesystem images (src/fs)
+  'UNSAFE_PATH',
+  'CORRUPT_ARCHIVE',
+  'UNSUPPORTED_ENTRY',
+  'SOURCE_CHANGED',
+  'FS_TOO_LARGE',
+  'CHECKSUM_MISMATCH',
   // catch-all for bugs
   'INTERNAL',
 ] as const;
