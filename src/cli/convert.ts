@@ -50,7 +50,7 @@ export function registerConvert(program: Command, io: CliIO, setStatus: (s: numb
     .option('-p, --progress', 'show a progress bar on stderr')
     .option('-q, --quiet', 'quiet')
     .option('--target-is-zero', 'with -n: the target already reads as zeros, skip writing zeros')
-    .option('-t, --cache <mode>', 'target cache mode; accepted for compatibility (vmimg writes through the page cache and syncs at the end)')
+    .option('-t, --cache <mode>', 'target cache mode: unsafe (default, as qemu-img: never flush) or writeback/writethrough/none/directsync (flush the target to disk at the end)')
     .option('-T, --source-cache <mode>', 'source cache mode; accepted for compatibility (vmimg reads through the page cache)')
     .option('-U, --force-share', 'accepted for qemu-img compatibility (vmimg never takes image locks)');
   addPolicyFlags(cmd).action(async (files: string[], flags: ConvertFlags) => {
@@ -86,6 +86,7 @@ async function convert(files: string[], flags: ConvertFlags): Promise<number> {
       minSparse,
       parallel,
       targetIsZero: flags.targetIsZero,
+      sync: flags.cache !== undefined && flags.cache !== 'unsafe',
       policyFor: (source) => policyFrom(flags, source),
       onProgress: (done, total) => bar.update(done, total),
     });

@@ -32,9 +32,10 @@ export function temporaryPathFor(target: string): string {
 
 /**
  * Creates `target` atomically: `fill` writes the content into a fresh temporary file; on success
- * the file is flushed and renamed to `target`.
+ * the file is flushed (unless `sync` is false: convert's default "unsafe" cache mode) and
+ * renamed to `target`.
  */
-export async function createAtomically<T>(target: string, fill: (storage: FileStorage) => Promise<T>): Promise<T> {
+export async function createAtomically<T>(target: string, fill: (storage: FileStorage) => Promise<T>, options: { sync?: boolean } = {}): Promise<T> {
   if (basename(target) === '' || target.endsWith('/')) {
     throw new VmimgError('WRITE_FAILED', `Could not create '${target}': not a file name`, { path: target });
   }
@@ -44,7 +45,7 @@ export async function createAtomically<T>(target: string, fill: (storage: FileSt
   let result: T;
   try {
     result = await fill(storage);
-    await storage.flush();
+    if (options.sync ?? true) await storage.flush();
     await storage.close();
   } catch (e) {
     await storage.close().catch(() => undefined);

@@ -8,6 +8,7 @@ import { openChain, type ImageChain } from '../../chain/open.js';
 import type { ChainPolicy } from '../../chain/policy.js';
 import { createAtomically } from '../../storage/atomic.js';
 import { FileStorage } from '../../storage/file.js';
+import { unsynced } from '../../storage/unsynced.js';
 import { VmimgError } from '../../util/errors.js';
 import { backingSizeError, prepareCreate } from '../create.js';
 import { getDriver, isFormatName } from '../../formats/registry.js';
@@ -37,6 +38,11 @@ export interface ConvertRequest {
   minSparse?: number;
   /** -m (1..16, default 8). */
   parallel?: number;
+  /**
+   * Flush the target to stable storage before returning (-t writeback and other modes); the
+   * default is qemu-img convert's "unsafe" cache mode, which never flushes.
+   */
+  sync?: boolean;
   /** --target-is-zero (with -n). */
   targetIsZero?: boolean;
   /** The chain policy for a source. */
@@ -84,13 +90,14 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
     });
     const { driver } = prepared;
     if (!driver.createWriter) throw new VmimgError('UNSUPPORTED_OPTION', `Writing ${driver.name} images with convert is not supported yet`, { format: driver.name });
-    await createAtomically(req.target, async (storage) => {
+    await createAtomically(req.target, async (file) => {
+      const storage = req.sync ? file : unsynced(file);
       const writer = await driver.createWriter!(storage, prepared.ctx, req.compress ?? false).catch((e: unknown) => {
         throw backingSizeError(prepared, e);
       });
       await copy(writer, false);
       await writer.finish();
-    });
+    }, { sync: req.sync ?? false });
   } finally {
     for (const c of chains) await c.close();
   }
@@ -117,7 +124,9 @@ async function convertIntoExisting(req: ConvertRequest, total: number, copy: (w:
       async writeZeroes(offset, length) {
         for (let done = 0; done < length; done += zeros.length) await storage.write(offset + done, zeros.subarray(0, Math.min(zeros.length, length - done)));
       },
-      finish: () => storage.flush(),
+      finish: async () => {
+        if (req.sync) await storage.flush();
+      },
     };
     await copy(writer, !req.targetIsZero);
     await writer.finish();
