@@ -67,6 +67,8 @@ interface Prepared {
   length: number;
   /** The read buffer to recycle once applied. */
   buffer?: Uint8Array;
+  /** Returns pooled compression output once applied. */
+  release?: () => void;
 }
 
 export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: CopyOptions): Promise<void> {
@@ -86,7 +88,8 @@ export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: C
 
   // Read buffers are recycled: steady-state copying allocates nothing per chunk.
   const free: Uint8Array[] = [];
-  const take = (n: number): Uint8Array => (free.pop() ?? new Uint8Array(chunk)).subarray(0, n);
+  // With compression they are shared with the workers, so posting a chunk copies nothing.
+  const take = (n: number): Uint8Array => (free.pop() ?? (pool ? CompressPool.sharedBuffer(chunk) : new Uint8Array(chunk))).subarray(0, n);
   const give = (b: Uint8Array): void => void free.push(new Uint8Array(b.buffer, b.byteOffset, chunk));
 
   const prepareData = async (offset: number, length: number): Promise<Prepared> => {
@@ -101,10 +104,12 @@ export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: C
         else units.push([pos, n]);
       }
       // Each unit is compressed as a whole cluster/grain (the image's tail zero-padded by the worker).
-      const compressed = units.length ? await pool.compress(bytes, units, g) : [];
+      const result = units.length ? await pool.compress(bytes, units, g) : undefined;
+      const compressed = result?.outputs ?? [];
       return {
         length,
         buffer: bytes,
+        release: result?.release,
         apply: async () => {
           let zi = 0;
           for (const [i, [start, n]] of units.entries()) {
@@ -143,6 +148,7 @@ export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: C
     while (inFlight.length > keep) {
       const p = await inFlight.shift()!;
       await p.apply();
+      p.release?.();
       if (p.buffer) give(p.buffer);
       done += p.length;
       o.onProgress?.(done, total);
