@@ -8,10 +8,8 @@ import type { CreateContext, FormatDriver, HeaderSummary, Layout } from '../type
 import { parseCreateParams, QCOW2_OPTIONS, QCOW2_UNSUPPORTED } from './params.js';
 import { planQcow2 } from './plan.js';
 import { probeQcow2, readQcow2Header } from './validate.js';
-import { createQcow2Writer } from './writer.js';
-import { openQcow2 } from './image.js';
-import { measureQcow2 } from './measure.js';
 
+/* Readers, writers and measure load on first use: `create` needs none of them (start-up time). */
 export const qcow2Driver: FormatDriver = {
   name: 'qcow2',
   createOptions: QCOW2_OPTIONS,
@@ -30,9 +28,15 @@ export const qcow2Driver: FormatDriver = {
     return planQcow2(parseCreateParams(ctx));
   },
 
-  createWriter: createQcow2Writer,
+  async createWriter(storage, ctx, compress) {
+    return (await import('./writer.js')).createQcow2Writer(storage, ctx, compress);
+  },
 
-  open: openQcow2,
+  async open(storage, options) {
+    return (await import('./image.js')).openQcow2(storage, options);
+  },
 
-  measure: measureQcow2,
+  async measure(ctx, source) {
+    return (await import('./measure.js')).measureQcow2(ctx, source);
+  },
 };

@@ -7,14 +7,13 @@ import { roundUpBig, SECTOR_SIZE } from '../../util/units.js';
 import type { Storage } from '../../storage/types.js';
 import { preallocationOf, PROTOCOL_OPTIONS_UNSUPPORTED, type OptionSpec } from '../options.js';
 import type { CreateContext, FormatDriver, HeaderSummary, Layout } from '../types.js';
-import { openRaw } from './image.js';
-import { createRawWriter } from './writer.js';
 
 export const RAW_OPTIONS: readonly OptionSpec[] = [
   { name: 'size', type: 'size', help: 'Virtual disk size' },
   { name: 'preallocation', type: 'str', help: 'Preallocation mode (allowed values: off, falloc, full)' },
 ];
 
+/* Readers, writers and measure load on first use: `create` needs none of them (start-up time). */
 export const rawDriver: FormatDriver = {
   name: 'raw',
   createOptions: RAW_OPTIONS,
@@ -29,8 +28,12 @@ export const rawDriver: FormatDriver = {
     return { format: 'raw', virtualSize: roundUpBig(length, BigInt(SECTOR_SIZE)) };
   },
 
-  open: openRaw,
-  createWriter: createRawWriter,
+  async open(storage, options) {
+    return (await import('./image.js')).openRaw(storage, options);
+  },
+  async createWriter(storage, ctx, compress) {
+    return (await import('./writer.js')).createRawWriter(storage, ctx, compress);
+  },
 
   /** A raw file needs exactly its (sector-rounded) size, whatever the source holds. */
   async measure(ctx) {

@@ -10,17 +10,16 @@
 import type { Storage } from '../../storage/types.js';
 import type { CreateContext, FormatDriver, HeaderSummary, Layout } from '../types.js';
 import { readVhdxFacts } from './header.js';
-import { openVhdx } from './image.js';
 import { VHDX_OPTIONS, VHDX_UNSUPPORTED } from './params.js';
 import { planVhdxCreate } from './plan.js';
 import { hasFileSignature } from './structs.js';
-import { createVhdxWriter, measureVhdx } from './writer.js';
 
 /** QEMU's vhdx_probe: "vhdxfile" at offset 0. */
 export function probeVhdx(head: Uint8Array): number {
   return hasFileSignature(head) ? 100 : 0;
 }
 
+/* Readers, writers and measure load on first use: `create` needs none of them (start-up time). */
 export const vhdxDriver: FormatDriver = {
   name: 'vhdx',
   createOptions: VHDX_OPTIONS,
@@ -33,13 +32,19 @@ export const vhdxDriver: FormatDriver = {
     return { format: 'vhdx', virtualSize: facts.virtualSize };
   },
 
-  open: openVhdx,
+  async open(storage, options) {
+    return (await import('./image.js')).openVhdx(storage, options);
+  },
 
   planCreate(ctx: CreateContext): Layout {
     return planVhdxCreate(ctx);
   },
 
-  createWriter: createVhdxWriter,
+  async createWriter(storage, ctx, compress) {
+    return (await import('./writer.js')).createVhdxWriter(storage, ctx, compress);
+  },
 
-  measure: measureVhdx,
+  async measure(ctx, source) {
+    return (await import('./writer.js')).measureVhdx(ctx, source);
+  },
 };

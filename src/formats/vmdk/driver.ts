@@ -11,14 +11,12 @@
 import type { Storage } from '../../storage/types.js';
 import type { Image, OpenOptions } from '../image.js';
 import type { CreateContext, FormatDriver, HeaderSummary, Layout } from '../types.js';
-import { openVmdk } from './image.js';
 import { readVmdkFacts } from './open.js';
 import { parseCreateParams, VMDK_OPTIONS, VMDK_UNSUPPORTED } from './params.js';
 import { planVmdk } from './plan.js';
 import { probeVmdk } from './probe.js';
-import { measureVmdk } from './measure.js';
-import { createVmdkWriter } from './writer.js';
 
+/* Readers, writers and measure load on first use: `create` needs none of them (start-up time). */
 export const vmdkDriver: FormatDriver = {
   name: 'vmdk',
   createOptions: VMDK_OPTIONS,
@@ -38,13 +36,15 @@ export const vmdkDriver: FormatDriver = {
     return planVmdk(parseCreateParams(ctx));
   },
 
-  open(storage: Storage, options: OpenOptions): Promise<Image> {
-    return openVmdk(storage, options);
+  async open(storage: Storage, options: OpenOptions): Promise<Image> {
+    return (await import('./image.js')).openVmdk(storage, options);
   },
 
-  createWriter: createVmdkWriter,
+  async createWriter(storage, ctx, compress) {
+    return (await import('./writer.js')).createVmdkWriter(storage, ctx, compress);
+  },
 
-  measure(ctx, source) {
-    return measureVmdk(parseCreateParams(ctx), source);
+  async measure(ctx, source) {
+    return (await import('./measure.js')).measureVmdk(parseCreateParams(ctx), source);
   },
 };

@@ -10,10 +10,7 @@ import type { Storage } from '../../storage/types.js';
 import type { CreateContext, FormatDriver, HeaderSummary, Layout } from '../types.js';
 import { FOOTER_COOKIE } from './footer.js';
 import { readVpcFacts } from './header.js';
-import { openVpc } from './image.js';
-import { measureVpc } from './measure.js';
 import { parseVpcParams, planVpc, VPC_OPTIONS, VPC_UNSUPPORTED } from './plan.js';
-import { createVpcWriter } from './writer.js';
 
 /** QEMU's vpc_probe: "conectix" at offset 0 (only dynamic disks have a footer copy there). */
 export function probeVpc(head: Uint8Array): number {
@@ -22,6 +19,7 @@ export function probeVpc(head: Uint8Array): number {
   return 100;
 }
 
+/* Readers, writers and measure load on first use: `create` needs none of them (start-up time). */
 export const vpcDriver: FormatDriver = {
   name: 'vpc',
   createOptions: VPC_OPTIONS,
@@ -34,13 +32,19 @@ export const vpcDriver: FormatDriver = {
     return { format: 'vpc', virtualSize: facts.virtualSize };
   },
 
-  open: openVpc,
+  async open(storage, options) {
+    return (await import('./image.js')).openVpc(storage, options);
+  },
 
   planCreate(ctx: CreateContext): Layout {
     return planVpc(parseVpcParams(ctx));
   },
 
-  createWriter: createVpcWriter,
+  async createWriter(storage, ctx, compress) {
+    return (await import('./writer.js')).createVpcWriter(storage, ctx, compress);
+  },
 
-  measure: measureVpc,
+  async measure(ctx, source) {
+    return (await import('./measure.js')).measureVpc(ctx, source);
+  },
 };
