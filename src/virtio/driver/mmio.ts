@@ -95,13 +95,15 @@ export function setupMmioDevice(t: MmioTransport, mem: GuestMemory, alloc: Guest
   }
 
   // Step 7: device-specific setup: config, then queue 0.
+  let queue: DriverQueue;
   try {
     o.readConfig(configReader(t, legacy), features);
+    queue = setupQueue(t, mem, alloc, legacy, features, o, fail);
   } catch (e) {
-    if (e instanceof VmimgError) fail(e.message, { ...e.details });
+    // Hostile config values and an exhausted driver region end bring-up like a refusal.
+    if (e instanceof VmimgError && !(t.read32(REG.STATUS) & STATUS.FAILED)) fail(e.message, { ...e.details });
     throw e;
   }
-  const queue = setupQueue(t, mem, alloc, legacy, features, o, fail);
 
   // Step 8.
   const base = legacy ? STATUS.ACKNOWLEDGE | STATUS.DRIVER : STATUS.ACKNOWLEDGE | STATUS.DRIVER | STATUS.FEATURES_OK;
