@@ -10,6 +10,7 @@ import type { FileReference, Image } from '../formats/image.js';
 import { getDriver, isFormatName, probeFormat } from '../formats/registry.js';
 import type { FormatName } from '../formats/types.js';
 import { resolveReferencedPath } from './paths.js';
+import { ChainReader } from './read.js';
 import { checkReference, openReference, type ChainPolicy } from './policy.js';
 
 export interface OpenImageOptions {
@@ -17,7 +18,10 @@ export interface OpenImageOptions {
   format?: string;
   /** Governs every file the image refers to. */
   policy: ChainPolicy;
+  /** Open the top image for writing (its driver's write path); backing layers stay read-only. */
   writable?: boolean;
+  /** See OpenOptions.writeBarriers. */
+  writeBarriers?: boolean;
   /** Opened by `check`: see OpenOptions.check. */
   check?: boolean;
 }
@@ -39,6 +43,8 @@ export async function openImageFromStorage(storage: Storage, filename: string, o
     filename,
     openReference: (ref: FileReference) => openReference(options.policy, filename, ref, options.writable ?? false),
     check: options.check,
+    writable: options.writable ?? false,
+    writeBarriers: options.writeBarriers,
   });
   if (!Number.isSafeInteger(image.virtualSize) || image.virtualSize < 0) {
     await image.close();
@@ -112,7 +118,18 @@ export async function openChain(path: string, options: OpenImageOptions): Promis
     await new ImageChain(layers).close();
     throw e;
   }
+  if (top.writable && top.setBackingReader && layers.length > 1) top.setBackingReader(backingReader(new ChainReader(layers.slice(1))));
   return new ImageChain(layers);
+}
+
+/** What a writable top image reads below itself: the backing chain, zeros past its end. */
+function backingReader(below: ChainReader): (offset: number, length: number) => Promise<Uint8Array> {
+  return async (offset, length) => {
+    const out = new Uint8Array(length);
+    const n = Math.max(0, Math.min(length, below.virtualSize - offset));
+    if (n > 0) await below.readInto(offset, out.subarray(0, n));
+    return out;
+  };
 }
 
 function realOrSelf(path: string): string {

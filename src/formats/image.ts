@@ -87,6 +87,33 @@ export interface OpenOptions {
    * the tables' own bounds are still validated.
    */
   check?: boolean;
+  /**
+   * Open for writing (the storage must be writable): drivers that implement `write` set
+   * `Image.writable` and refuse (UNSUPPORTED_IMAGE) images they cannot update safely. Only the
+   * top image of a chain is ever opened writable; backing layers are always read-only.
+   */
+  writable?: boolean;
+  /**
+   * With `writable`: make the write path's crash ordering hold across power loss by flushing the
+   * storage between dependent metadata stages (default true). false keeps only the order in
+   * which writes are issued (enough for a crashed or killed process; like QEMU's cache=unsafe).
+   */
+  writeBarriers?: boolean;
+}
+
+/**
+ * What the guest currently reads below an image (its backing chain): `length` bytes at guest
+ * offset `offset` of the image (zeros past the backing image's end). Supplied by the chain layer.
+ */
+export type BackingRead = (offset: number, length: number) => Promise<Uint8Array>;
+
+/** Options of Image.writeZeroes. */
+export interface WriteZeroesOptions {
+  /**
+   * QEMU's BDRV_REQ_MAY_UNMAP: whole clusters may lose their host allocation (default false:
+   * a driver keeps allocations and only marks them as reading zeros where it can).
+   */
+  mayUnmap?: boolean;
 }
 
 /** Fields of `qemu-img info` that a driver knows about its image. */
@@ -182,6 +209,35 @@ export interface Image {
    * check cannot complete ("Check failed").
    */
   check?(fix: CheckFix, report: (line: string) => void): Promise<CheckResult>;
+
+  // ---- The write side (optional; see docs/formats/qcow2.md "Writing") ----
+  //
+  // Contract for drivers that implement it:
+  // - Only an image opened with OpenOptions.writable has `writable` true; write/writeZeroes
+  //   throw WRITE_FAILED on any other, and OUT_OF_BOUNDS for a range past the virtual size.
+  // - Offsets and lengths are guest bytes of any alignment; afterwards the guest reads exactly
+  //   what was written (writeZeroes: zeros, masking any backing file).
+  // - Crash ordering: new data and new metadata are written before anything refers to them,
+  //   in the order data, refcounts, L2 tables, L1 table/header; a reference is dropped before
+  //   the refcount it held is decremented. A crash at any point may leak clusters (refcount
+  //   higher than the references) but never leaves a reference to unaccounted or reused space.
+  // - After flush() resolves every completed write is durable.
+  // - Calls are serialised by the driver; a read overlapping a write in flight may see either.
+
+  /** True when the image was opened writable and its driver can write it. */
+  readonly writable?: boolean;
+  /** Writes guest bytes at `offset`. */
+  write?(offset: number, data: Uint8Array): Promise<void>;
+  /** Makes [offset, offset+length) read as zeros, masking any backing file. */
+  writeZeroes?(offset: number, length: number, options?: WriteZeroesOptions): Promise<void>;
+  /** Makes every completed write durable (metadata and data). */
+  flush?(): Promise<void>;
+  /**
+   * Supplies what the layers below read, for the partial-cluster copy-on-write of a writable
+   * image with a backing file (the chain layer calls it after opening the chain). Without it a
+   * write that needs backing bytes fails.
+   */
+  setBackingReader?(read: BackingRead): void;
   /** Closes the image and every reference it opened. */
   close(): Promise<void>;
 }

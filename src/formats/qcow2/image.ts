@@ -11,7 +11,7 @@
 import type { Storage } from '../../storage/types.js';
 import { VmimgError } from '../../util/errors.js';
 import { checkMapRange } from '../extents.js';
-import type { CheckFix, CheckResult, Extent, FileReference, Image, ImageInfoFields, OpenOptions } from '../image.js';
+import type { BackingRead, CheckFix, CheckResult, Extent, FileReference, Image, ImageInfoFields, OpenOptions, WriteZeroesOptions } from '../image.js';
 import type { BitmapEntry } from './bitmaps.js';
 import { checkQcow2 } from './checkrun.js';
 import { infoFields, qcow2SafetyIssues } from './info.js';
@@ -20,10 +20,15 @@ import type { PersistentBitmap } from '../types.js';
 import { openQcow2State } from './open.js';
 import { RefcountReader } from './reftable.js';
 import { TableReader, type Qcow2State } from './state.js';
+import { Qcow2Writer, writeRefusal } from './write.js';
 
 export async function openQcow2(storage: Storage, options: OpenOptions): Promise<Image> {
   const { state, bitmaps } = await openQcow2State(storage, options.filename, { check: options.check ?? false });
-  return new Qcow2Image(state, bitmaps, options);
+  // The write path (write.ts) is for plain writable opens; check's repairs write on their own.
+  const writable = (options.writable ?? false) && !(options.check ?? false);
+  const refusal = writable ? writeRefusal(state) : undefined;
+  if (refusal) throw refusal;
+  return new Qcow2Image(state, bitmaps, options, writable);
 }
 
 class Qcow2Image implements Image {
@@ -35,17 +40,44 @@ class Qcow2Image implements Image {
   private readonly tables: TableReader;
   private data: Promise<Storage> | undefined;
   private metadataPrealloc: Promise<boolean> | undefined;
+  private readonly writer: Qcow2Writer | undefined;
 
   constructor(
     private readonly s: Qcow2State,
     private readonly bitmaps: BitmapEntry[],
     private readonly options: OpenOptions,
+    readonly writable = false,
   ) {
     this.filename = options.filename;
     this.storage = s.storage;
     this.virtualSize = s.virtualSize;
     if (s.vh.backingFile !== undefined) this.backing = { name: s.vh.backingFile, format: s.vh.backingFormat };
     this.tables = new TableReader(s);
+    if (writable) {
+      const map = (start: number, length: number): Promise<Extent[]> => this.map(start, length);
+      this.writer = new Qcow2Writer({ s, tables: this.tables, map, barriers: options.writeBarriers ?? true });
+    }
+  }
+
+  private requireWriter(): Qcow2Writer {
+    if (!this.writer) throw new VmimgError('WRITE_FAILED', `qcow2 image '${this.filename}' was not opened for writing`, { file: this.filename });
+    return this.writer;
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    return this.requireWriter().write(offset, data);
+  }
+
+  async writeZeroes(offset: number, length: number, options?: WriteZeroesOptions): Promise<void> {
+    return this.requireWriter().writeZeroes(offset, length, options);
+  }
+
+  async flush(): Promise<void> {
+    if (this.writer) await this.writer.flush();
+  }
+
+  setBackingReader(read: BackingRead): void {
+    this.writer?.setBackingReader(read);
   }
 
   references(): FileReference[] {

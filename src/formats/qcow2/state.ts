@@ -131,6 +131,40 @@ export class TableReader {
     return slice;
   }
 
+  /**
+   * Write-path hook: the L1 table at `l1Offset` now holds `bytes` (whole 8-byte entries) from
+   * entry `index` on disk; cached pages are patched in place.
+   */
+  patchL1(l1Offset: bigint, index: number, bytes: Uint8Array): void {
+    const n = bytes.length / L1E_SIZE;
+    this.lastL1 = undefined;
+    for (let i = index; i < index + n; ) {
+      const pageNo = Math.floor(i / L1_PAGE);
+      const pageEnd = Math.min(index + n, (pageNo + 1) * L1_PAGE);
+      const cached = this.l1Pages.get(`${l1Offset}:${pageNo}`);
+      if (cached) cached.set(bytes.subarray((i - index) * L1E_SIZE, (pageEnd - index) * L1E_SIZE), (i - pageNo * L1_PAGE) * L1E_SIZE);
+      i = pageEnd;
+    }
+  }
+
+  /**
+   * Write-path hook: the L2 table at `l2Offset` now holds `bytes` (whole entries) from entry
+   * `index` on disk; cached slices are patched in place (also those of a table that used to live
+   * at that offset, so a reused cluster never answers with stale entries).
+   */
+  patchL2(l2Offset: number, index: number, bytes: Uint8Array): void {
+    const es = this.s.l2EntrySize;
+    const n = bytes.length / es;
+    this.lastL2 = undefined;
+    for (let i = index; i < index + n; ) {
+      const first = i - (i % this.sliceEntries);
+      const sliceEnd = Math.min(index + n, first + this.sliceEntries);
+      const cached = this.l2Slices.get(`${l2Offset}:${first}`);
+      if (cached) cached.set(bytes.subarray((i - index) * es, (sliceEnd - index) * es), (i - first) * es);
+      i = sliceEnd;
+    }
+  }
+
   /** Drops cached tables (after a repair wrote to them). */
   invalidate(): void {
     this.lastL1 = undefined;
