@@ -23,6 +23,11 @@ export class GuestAllocator {
     this.end = base + size;
   }
 
+  /** Bytes left (ignoring alignment). */
+  get remaining(): number {
+    return this.end - this.#next;
+  }
+
   /** `length` zeroed bytes aligned to `align` (a power of two); VIRTIO_INIT_FAILED when full. */
   alloc(length: number, align: number): number {
     const at = alignUp(this.#next, align);

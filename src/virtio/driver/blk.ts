@@ -155,7 +155,13 @@ export class VirtioBlkDriver {
       maxTransfer = Math.floor(Math.min(MAX_TRANSFER, segLimit * segSize) / BLK_SECTOR) * BLK_SECTOR;
       descsPerRequest = 2 + Math.ceil(maxTransfer / segSize);
     }
-    const slotCount = Math.max(1, Math.min(o.maxInFlight ?? 4, Math.floor(qsz / descsPerRequest)));
+    // Slots: as many as asked, as the queue's descriptors allow, and as fit in the region.
+    const slotBytes = BLK_HEADER_SIZE + maxTransfer + 1 + 15;
+    const slotCount = Math.min(Math.max(1, Math.min(o.maxInFlight ?? 4, Math.floor(qsz / descsPerRequest))), Math.floor(alloc.remaining / slotBytes));
+    if (slotCount < 1) {
+      o.transport.write32(REG.STATUS, o.transport.read32(REG.STATUS) | STATUS.FAILED);
+      throw new VmimgError('VIRTIO_INIT_FAILED', `Driver region has no room for a ${slotBytes}-byte request slot`, { remaining: alloc.remaining });
+    }
     const slots: Slot[] = [];
     for (let i = 0; i < slotCount; i++) {
       const header = alloc.alloc(BLK_HEADER_SIZE + maxTransfer + 1, 16);
