@@ -7,17 +7,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { vmimg } from '../helpers/cli.js';
+import { patternSource } from '../helpers/images.js';
 import { oracle, qemuImg, run, tempDir } from '../helpers/oracle.js';
-
-/** A 24 MiB pattern image: data runs, written zeros, holes, an unaligned tail of data. */
-function makeSource(dir: string): string {
-  const raw = join(dir, 'src.raw');
-  assert.equal(qemuImg(['create', '-q', '-f', 'raw', raw, '24M']).status, 0);
-  const writes = ['write -P 0x11 0 1M', 'write -P 0x22 3M 64k', 'write -z 4M 1M', 'write -P 0x33 6M 4k', 'write -P 0x44 9M 2M', 'write -P 0x55 24575k 1k'];
-  const r = run('qemu-io', ['-f', 'raw', ...writes.flatMap((w) => ['-c', w]), raw]);
-  assert.equal(r.status, 0, r.stderr);
-  return raw;
-}
 
 const SOURCES: Array<{ fmt: string; opts: string[] }> = [
   { fmt: 'raw', opts: [] },
@@ -49,7 +40,7 @@ const TARGETS: Array<{ fmt: string; opts: string[]; checkable: boolean }> = [
 test('convert: every source format into every target format reads back identical and checks clean', async (t) => {
   const dir = tempDir(t);
   if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
-  const raw = makeSource(dir);
+  const raw = patternSource(dir);
   for (const [si, s] of SOURCES.entries()) {
     const src = join(dir, `s${si}.${s.fmt}`);
     assert.equal(qemuImg(['convert', '-f', 'raw', '-O', s.fmt, ...s.opts, raw, src]).status, 0);

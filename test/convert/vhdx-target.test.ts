@@ -8,50 +8,30 @@
  * `measure -O vhdx` must predict the file length.
  */
 import assert from 'node:assert/strict';
-import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { vmimg } from '../helpers/cli.js';
+import { patternSource, readRange } from '../helpers/images.js';
 import { oracle, qemuImg, qemuInfo, run, tempDir } from '../helpers/oracle.js';
 
 const MiB = 1024 * 1024;
 
-/** A 24 MiB pattern image: data runs, written zeros (4M..5M), holes, an unaligned tail of data. */
-function makeSource(dir: string): string {
-  const raw = join(dir, 'src.raw');
-  assert.equal(qemuImg(['create', '-q', '-f', 'raw', raw, '24M']).status, 0);
-  const writes = ['write -P 0x11 0 1M', 'write -P 0x22 3M 64k', 'write -z 4M 1M', 'write -P 0x33 6M 4k', 'write -P 0x44 9M 2M', 'write -P 0x55 24575k 1k'];
-  const r = run('qemu-io', ['-f', 'raw', ...writes.flatMap((w) => ['-c', w]), raw]);
-  assert.equal(r.status, 0, r.stderr);
-  return raw;
-}
-
-function readAt(path: string, offset: number, length: number): Buffer {
-  const fd = openSync(path, 'r');
-  try {
-    const buf = Buffer.alloc(length);
-    readSync(fd, buf, 0, length, offset);
-    return buf;
-  } finally {
-    closeSync(fd);
-  }
-}
-
 /** The facts of a vhdx file the layout comparison needs (VHDX spec §2.2.2, §2.2.3). */
 function layoutOf(path: string): { size: number; regionTable: Buffer; bat: Buffer; logGuidZero: boolean; logZero: boolean } {
-  const regionTable = readAt(path, 192 * 1024, 64 * 1024);
+  const regionTable = readRange(path, 192 * 1024, 64 * 1024);
   const count = regionTable.readUInt32LE(8);
   let bat: Buffer | undefined;
   for (let i = 0; i < count; i++) {
     const e = 16 + 32 * i;
     if (regionTable.subarray(e, e + 16).toString('hex') === '6677c22d23f600429d64115e9bfd4a08') {
-      bat = readAt(path, Number(regionTable.readBigUInt64LE(e + 16)), regionTable.readUInt32LE(e + 24));
+      bat = readRange(path, Number(regionTable.readBigUInt64LE(e + 16)), regionTable.readUInt32LE(e + 24));
     }
   }
   assert.ok(bat, `${path}: no BAT region`);
   // Header 2 is the current one in both tools' files (sequence number N + 1).
-  const header = readAt(path, 128 * 1024, 4096);
-  const log = readAt(path, Number(header.readBigUInt64LE(72)), header.readUInt32LE(68));
+  const header = readRange(path, 128 * 1024, 4096);
+  const log = readRange(path, Number(header.readBigUInt64LE(72)), header.readUInt32LE(68));
   return { size: statSync(path).size, regionTable, bat, logGuidZero: header.subarray(48, 64).every((b) => b === 0), logZero: log.every((b) => b === 0) };
 }
 
@@ -123,7 +103,7 @@ const TARGETS: Target[] = [
 test('convert -O vhdx from a raw pattern image: qemu-img check/compare/info and qemu-img\'s layout; measure predicts the file', async (t) => {
   const dir = tempDir(t);
   if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
-  const raw = makeSource(dir);
+  const raw = patternSource(dir);
   for (const tg of TARGETS) {
     const size = await convertBoth(t, dir, raw, tg.opts);
     const m = await measure(raw, tg.opts);
@@ -143,7 +123,7 @@ test('convert -O vhdx from a qcow2 source: same judgements, measure required equ
   const dir = tempDir(t);
   if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
   const qcow2 = join(dir, 'src.qcow2');
-  assert.equal(qemuImg(['convert', '-f', 'raw', '-O', 'qcow2', makeSource(dir), qcow2]).status, 0);
+  assert.equal(qemuImg(['convert', '-f', 'raw', '-O', 'qcow2', patternSource(dir), qcow2]).status, 0);
   for (const tg of TARGETS) {
     const size = await convertBoth(t, dir, qcow2, tg.opts);
     assert.equal((await measure(qcow2, tg.opts)).required, size, `${tg.opts}: measure required`);
@@ -153,7 +133,7 @@ test('convert -O vhdx from a qcow2 source: same judgements, measure required equ
 test('convert -O vhdx: -S 0 allocates every block like qemu-img; a disk size that is no block or MiB multiple', async (t) => {
   const dir = tempDir(t);
   if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
-  const raw = makeSource(dir);
+  const raw = patternSource(dir);
   for (const opts of ['block_size=1M', 'subformat=fixed,block_size=8M']) {
     const size = await convertBoth(t, dir, raw, opts, ['-S', '0']);
     assert.equal((await measure(raw, opts))['fully-allocated'], size, opts);
@@ -187,7 +167,7 @@ test('convert -O vhdx past 4 GiB: sector bitmap entries interleave in the BAT as
 test('convert -O vhdx refuses -c and -B as qemu-img does, leaving no file', async (t) => {
   const dir = tempDir(t);
   if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
-  const raw = makeSource(dir);
+  const raw = patternSource(dir);
   const base = join(dir, 'base.vhdx');
   assert.equal(qemuImg(['create', '-q', '-f', 'vhdx', base, '24M']).status, 0);
   const cases: Array<{ args: string[]; code: string }> = [
@@ -232,7 +212,7 @@ test('measure -O vhdx --size: required is the empty image create makes, fully al
 test('convert -O vhdx from vmdk, vhdx and vpc sources: qemu-img\'s layout; measure required bounds the file', async (t) => {
   const dir = tempDir(t);
   if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
-  const raw = makeSource(dir);
+  const raw = patternSource(dir);
   for (const fmt of ['vmdk', 'vhdx', 'vpc']) {
     const src = join(dir, `src.${fmt}`);
     assert.equal(qemuImg(['convert', '-f', 'raw', '-O', fmt, raw, src]).status, 0);

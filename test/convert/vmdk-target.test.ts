@@ -13,18 +13,14 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { vmimg } from '../helpers/cli.js';
+import { PATTERN_WRITES, rawWithWrites } from '../helpers/images.js';
 import { oracle, qemuImg, run, tempDir } from '../helpers/oracle.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
-/** 24 MiB + 1.5 KiB: data runs, written zeros, holes, data in the unaligned (short) last grain. */
+/** 24 MiB + 1.5 KiB: the pattern plus data in the unaligned (short) last grain. */
 function makeSource(dir: string): string {
-  const raw = join(dir, 'src.raw');
-  assert.equal(qemuImg(['create', '-q', '-f', 'raw', raw, String(24 * 1024 * 1024 + 1536)]).status, 0);
-  const writes = ['write -P 0x11 0 1M', 'write -P 0x22 3M 64k', 'write -z 4M 1M', 'write -P 0x33 6M 4k', 'write -P 0x44 9M 2M', 'write -P 0x55 24575k 1k', 'write -P 0x66 25166848 512'];
-  const r = run('qemu-io', ['-f', 'raw', ...writes.flatMap((w) => ['-c', w]), raw]);
-  assert.equal(r.status, 0, r.stderr);
-  return raw;
+  return rawWithWrites(join(dir, 'src.raw'), 24 * 1024 * 1024 + 1536, [...PATTERN_WRITES, 'write -P 0x66 25166848 512']);
 }
 
 interface Layout {

@@ -6,14 +6,15 @@
  * writes an image it cannot open (or one that contradicts itself) are refused.
  */
 import assert from 'node:assert/strict';
-import { closeSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { optionsHelp } from '../../../src/formats/options.js';
 import { MAX_CREATE_BYTES, VMDK_OPTIONS } from '../../../src/formats/vmdk/params.js';
 import { createImage } from '../../../src/ops/create.js';
 import { VmimgError } from '../../../src/util/errors.js';
-import { diffMasked, readBytes } from '../../helpers/create.js';
+import { diffMasked } from '../../helpers/create.js';
+import { readRange } from '../../helpers/images.js';
 import { oracle, qemuImg, tempDir } from '../../helpers/oracle.js';
 import { vmdkMatrix } from './matrix.js';
 import { comparePair, infoFields } from './pairs.js';
@@ -128,16 +129,6 @@ test('inputs for which qemu-img writes an image it cannot use are refused', asyn
   }
 });
 
-function readRange(path: string, offset: number, length: number): Buffer {
-  const fd = openSync(path, 'r');
-  try {
-    const buf = Buffer.alloc(length);
-    readSync(fd, buf, 0, length, offset);
-    return buf;
-  } finally {
-    closeSync(fd);
-  }
-}
 
 test('the largest vmdk (2^32 − 512 grains, a 34 GB sparse file): metadata identical to qemu-img', async (t) => {
   if (!oracle(t, 'qemu-img')) return;
