@@ -1,0 +1,130 @@
+/**
+ * ContentSource implementations: a file on disk (opened on demand, never through a symlink), a
+ * byte range of a shared open file (tar spool or an uncompressed tar read in place), and bytes in
+ * memory (tests, tiny synthesised content). None buffers a whole file.
+ */
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { fromSystemError, VmimgError } from '../util/errors.js';
+import { showPath } from './path.js';
+import { MAX_CONTENT_READ, type ContentSource } from './types.js';
+
+/** Chunk size of ContentSource.stream(). */
+export const STREAM_CHUNK = 1024 * 1024;
+
+function checkRead(what: string, size: number, offset: number, length: number): void {
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || length > MAX_CONTENT_READ || offset + length > size) {
+    throw new VmimgError('OUT_OF_BOUNDS', `Read of ${length} bytes at ${offset} is outside ${what} (${size} bytes)`, { offset, length, size });
+  }
+}
+
+async function readExactly(handle: FileHandle, position: number, length: number, what: string): Promise<Uint8Array> {
+  const out = Buffer.alloc(length);
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await handle.read(out, done, length - done, position + done);
+    if (bytesRead === 0) {
+      throw new VmimgError('SOURCE_CHANGED', `${what} ended after ${done} of ${length} bytes at ${position} (changed while being read?)`, { position, length });
+    }
+    done += bytesRead;
+  }
+  return out;
+}
+
+/** A regular file read by path when needed, with O_NOFOLLOW so a swapped-in symlink is refused. */
+export function fileContent(fsPath: string | Buffer, size: number): ContentSource {
+  const path = typeof fsPath === 'string' ? fsPath : showPath(fsPath);
+  const openIt = async (): Promise<FileHandle> => {
+    try {
+      return await open(fsPath, constants.O_RDONLY | constants.O_NOFOLLOW);
+    } catch (e) {
+      throw fromSystemError(e, path, 'open');
+    }
+  };
+  return {
+    size,
+    async *stream() {
+      const handle = await openIt();
+      try {
+        let position = 0;
+        while (position < size) {
+          const chunk = await readExactly(handle, position, Math.min(STREAM_CHUNK, size - position), `'${path}'`);
+          position += chunk.length;
+          yield chunk;
+        }
+        const extra = await handle.read(Buffer.alloc(1), 0, 1, size);
+        if (extra.bytesRead !== 0) throw new VmimgError('SOURCE_CHANGED', `'${path}' grew past ${size} bytes while being read`, { path, size });
+      } finally {
+        await handle.close();
+      }
+    },
+    async read(offset, length) {
+      checkRead(`'${path}'`, size, offset, length);
+      const handle = await openIt();
+      try {
+        return await readExactly(handle, offset, length, `'${path}'`);
+      } finally {
+        await handle.close();
+      }
+    },
+  };
+}
+
+/**
+ * One open file shared by many ContentSources (a spool file, or a tar read in place); opened on
+ * first use, closed by close(). Reads after close() reopen it, so a Tree stays usable until its
+ * spool is removed.
+ */
+export class SharedFile {
+  #handle: Promise<FileHandle> | undefined;
+
+  constructor(readonly path: string) {}
+
+  handle(): Promise<FileHandle> {
+    this.#handle ??= open(this.path, constants.O_RDONLY).catch((e: unknown) => {
+      this.#handle = undefined;
+      throw fromSystemError(e, this.path, 'open');
+    });
+    return this.#handle;
+  }
+
+  async close(): Promise<void> {
+    const h = this.#handle;
+    this.#handle = undefined;
+    if (h) await (await h).close().catch(() => undefined);
+  }
+}
+
+/** `size` bytes at `offset` of a shared file. */
+export function rangeContent(file: SharedFile, offset: number, size: number, what: string): ContentSource {
+  return {
+    size,
+    async *stream() {
+      let position = 0;
+      while (position < size) {
+        const n = Math.min(STREAM_CHUNK, size - position);
+        const chunk = await readExactly(await file.handle(), offset + position, n, what);
+        position += n;
+        yield chunk;
+      }
+    },
+    async read(at, length) {
+      checkRead(what, size, at, length);
+      return readExactly(await file.handle(), offset + at, length, what);
+    },
+  };
+}
+
+/** Content held in memory (tests and tiny synthesised files only). */
+export function bufferContent(bytes: Uint8Array): ContentSource {
+  return {
+    size: bytes.length,
+    async *stream() {
+      for (let p = 0; p < bytes.length; p += STREAM_CHUNK) yield bytes.subarray(p, Math.min(bytes.length, p + STREAM_CHUNK));
+    },
+    async read(offset, length) {
+      checkRead('in-memory content', bytes.length, offset, length);
+      return bytes.slice(offset, offset + length);
+    },
+  };
+}
