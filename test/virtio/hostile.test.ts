@@ -319,3 +319,26 @@ test('driver refuses a wrong magic, an unknown version and a placeholder device 
     assert.throws(() => VirtioBlkDriver.open({ transport: t, memory: mem, region: { base: MEM_BASE, size: MEM_SIZE } }), (e: unknown) => e instanceof VmimgError && e.code === 'VIRTIO_INIT_FAILED' && re.test(e.message));
   }
 });
+
+test('a device that enters DEVICE_NEEDS_RESET fails the waiting request with VIRTIO_DEVICE_ERROR', async () => {
+  const disk = DISK.slice();
+  const inner = memoryBackend(disk);
+  let corrupt: (() => void) | undefined;
+  const backend = {
+    ...inner,
+    async readInto(offset: number, target: Uint8Array) {
+      corrupt?.();
+      corrupt = undefined;
+      return inner.readInto(offset, target);
+    },
+  };
+  const mem = new GuestMemory(MEM_SIZE, MEM_BASE);
+  const dev = new VirtioMmioDevice({ memory: mem, logic: new VirtioBlkDevice(backend) });
+  const driver = VirtioBlkDriver.open({ transport: dev, memory: mem, region: { base: MEM_BASE, size: MEM_SIZE } });
+  // While serving the first read, a hostile guest thread bumps avail.idx far ahead.
+  corrupt = () => mem.setU16(dev.queue!.addrs.avail + 2, 5000);
+  assert.deepEqual(await driver.read(sectors(1), sectors(1)), disk.subarray(512, 1024));
+  await dev.idle();
+  assert.ok(dev.status & STATUS.DEVICE_NEEDS_RESET);
+  await assert.rejects(driver.read(sectors(2), sectors(1)), (e: unknown) => e instanceof VmimgError && e.code === 'VIRTIO_DEVICE_ERROR' && /needs a reset/.test(e.message));
+});
