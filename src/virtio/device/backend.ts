@@ -1,8 +1,9 @@
 /**
  * What the block device model serves: a narrow byte-addressed disk. Adapters cover any opened
- * vmimg image chain (read-only, through ChainReader), raw images read-write (the Image interface
- * has no write path, so writes go straight to the raw file's Storage, where guest byte i is file
- * byte i), and plain memory (tests, scratch disks).
+ * vmimg image chain (read-only, through ChainReader), images whose driver has a write path
+ * (Image.write, optional in the contract: qcow2), raw images read-write (the raw driver has no
+ * Image.write, so writes go straight to the file's Storage, where guest byte i is file byte i),
+ * and plain memory (tests, scratch disks).
  */
 import { ChainReader } from '../../chain/read.js';
 import type { Image } from '../../formats/image.js';
@@ -32,6 +33,23 @@ export function chainBackend(layers: readonly Image[]): BlockBackend {
     readOnly: true,
     readInto: (offset, target) => reader.readInto(offset, target),
   };
+}
+
+/**
+ * A disk over an image chain (top first) that is read-write when the top image was opened
+ * writable by a driver with a write path (Image.write — qcow2 today), else read-only. A raw top
+ * image opened writable, which has no Image.write, goes through rawWritableBackend instead.
+ */
+export function imageBackend(layers: readonly Image[]): BlockBackend {
+  const top = layers[0];
+  if (top?.writable && top.write) {
+    const reader = new ChainReader(layers);
+    const write = top.write.bind(top);
+    const flush = top.flush?.bind(top);
+    return { size: reader.virtualSize, readOnly: false, readInto: (o, t) => reader.readInto(o, t), write, ...(flush ? { flush } : {}) };
+  }
+  if (top && layers.length === 1 && top.format === 'raw' && top.storage.writable) return rawWritableBackend(top);
+  return chainBackend(layers);
 }
 
 /**
