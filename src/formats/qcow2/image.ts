@@ -153,14 +153,18 @@ class Qcow2Image implements Image {
       throw new VmimgError('WRITE_FAILED', `qcow2 image '${this.filename}' must be opened writable to be repaired`, { file: this.filename });
     }
     this.requireDataFileName();
-    try {
-      return await checkQcow2(this.s, this.tables, fix, report);
-    } finally {
-      this.tables.invalidate();
-    }
+    const run = async (): Promise<CheckResult> => {
+      try {
+        return await checkQcow2(this.s, this.tables, fix, report);
+      } finally {
+        this.tables.invalidate();
+      }
+    };
+    return this.writer ? this.writer.exclusive(run) : run();
   }
 
   async close(): Promise<void> {
+    await this.writer?.exclusive(async () => undefined).catch(() => undefined);
     const data = this.data;
     this.data = undefined;
     if (data) await (await data.catch(() => undefined))?.close().catch(() => undefined);

@@ -64,6 +64,20 @@ export class Qcow2Writer {
     return this.src.s;
   }
 
+  /**
+   * Runs `fn` (a check or repair, or close) with no write in flight; cached refcounts are
+   * reloaded afterwards, since a repair may rewrite them.
+   */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.serial(async () => {
+      try {
+        return await fn();
+      } finally {
+        this.alloc = undefined;
+      }
+    });
+  }
+
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.queue.then(fn);
     this.queue = run.catch(() => undefined);
