@@ -114,9 +114,13 @@ export class FileStorage implements Storage {
   /** SEEK_DATA/SEEK_HOLE through the native helper, like QEMU's file-posix find_allocation. */
   async blockStatus(offset: number, length: number): Promise<{ data: boolean; length: number }> {
     checkRange(this.name, offset, length, Number.MAX_SAFE_INTEGER);
-    const size = await this.size();
-    if (offset >= size) return { data: false, length };
-    if (!native) return { data: true, length: Math.min(length, size - offset) };
+    // SEEK_DATA answers ENXIO at or past the end of the file and SEEK_HOLE never goes past it, so
+    // only the fallbacks need the file size (an fstat per call would dominate small reads).
+    const fallback = async (): Promise<{ data: boolean; length: number }> => {
+      const size = await this.size();
+      return offset >= size ? { data: false, length } : { data: true, length: Math.min(length, size - offset) };
+    };
+    if (!native) return fallback();
     try {
       const dataAt = native.seekData(this.fh.fd, offset);
       if (dataAt === -1) return { data: false, length };
@@ -124,7 +128,7 @@ export class FileStorage implements Storage {
       const holeAt = native.seekHole(this.fh.fd, offset);
       return { data: true, length: Math.max(1, Math.min(length, holeAt - offset)) };
     } catch {
-      return { data: true, length: Math.min(length, size - offset) };
+      return fallback();
     }
   }
 
