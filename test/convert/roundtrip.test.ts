@@ -95,3 +95,30 @@ test('a failed convert leaves no target behind and keeps an existing file', asyn
   const bad = await vmimg(['convert', '-m', '17', join(dir, 'src.raw'), join(dir, 'x.raw')]);
   assert.match(bad.stderr, /between 1 and 16 \[USAGE\]/);
 });
+
+test('convert -n writes into existing qcow2 images in place (over old data, into a fresh image with --target-is-zero, over a backing file)', async (t) => {
+  const dir = tempDir(t);
+  if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
+  const raw = patternSource(dir);
+  const mk = (args: string[]): void => assert.equal(qemuImg(args, dir).status, 0, args.join(' '));
+  mk(['create', '-q', '-f', 'qcow2', 'old.qcow2', '24M']);
+  assert.equal(run('qemu-io', ['-c', 'write -P 0x77 0 24M', join(dir, 'old.qcow2')]).status, 0);
+  mk(['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4k', 'fresh.qcow2', '24M']);
+  mk(['create', '-q', '-f', 'qcow2', 'base.qcow2', '24M']);
+  assert.equal(run('qemu-io', ['-c', 'write -P 0x99 0 24M', join(dir, 'base.qcow2')]).status, 0);
+  mk(['create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', 'over.qcow2']);
+  for (const [name, extra] of [['old.qcow2', []], ['fresh.qcow2', ['--target-is-zero']], ['over.qcow2', []]] as const) {
+    const out = join(dir, name);
+    const r = await vmimg(['convert', '-n', '-O', 'qcow2', ...extra, raw, out]);
+    assert.equal(r.status, 0, `${name}: ${r.stderr}`);
+    const c = qemuImg(['check', out]);
+    assert.equal(c.status, 0, `${name}: ${c.stdout}${c.stderr}`);
+    const cmp = qemuImg(['compare', '-f', 'raw', '-F', 'qcow2', raw, out]);
+    assert.equal(cmp.status, 0, `${name}: ${cmp.stdout}${cmp.stderr}`);
+  }
+  const vpc = join(dir, 'v.vhd');
+  mk(['create', '-q', '-f', 'vpc', 'v.vhd', '32M']);
+  const refused = await vmimg(['convert', '-n', '-O', 'vpc', raw, vpc]);
+  assert.equal(refused.status, 1);
+  assert.match(refused.stderr, /UNSUPPORTED_OPTION/);
+});

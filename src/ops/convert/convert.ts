@@ -107,11 +107,15 @@ function supportsBacking(format: string): boolean {
   return isFormatName(format) && getDriver(format).createOptions.some((o) => o.name === 'backing_file');
 }
 
-/** convert -n: the target exists; only raw targets can be written in place for now. */
+/**
+ * convert -n: the target exists. A raw target is written straight through its file; any other
+ * format through its driver's in-place write path (Image.write: qcow2), with the target's
+ * backing chain opened under the policy for copy-on-write.
+ */
 async function convertIntoExisting(req: ConvertRequest, total: number, copy: (w: ImageWriter, zeroTarget: boolean) => Promise<void>): Promise<void> {
   const format = req.targetFormat ?? 'raw';
-  if (format !== 'raw') throw new VmimgError('UNSUPPORTED_OPTION', `convert -n into an existing ${format} image is not supported yet (raw only)`, { format });
-  if (req.compress) throw new VmimgError('UNSUPPORTED_OPTION', 'Compression not supported for this file format (raw)', { format });
+  if (req.compress) throw new VmimgError('UNSUPPORTED_OPTION', `Compression into an existing image is not supported by vmimg (convert -n -c, format ${format})`, { format });
+  if (format !== 'raw') return convertIntoImage(req, format, total, copy);
   const storage = await FileStorage.open(req.target, { writable: true });
   try {
     const size = await storage.size();
@@ -132,5 +136,36 @@ async function convertIntoExisting(req: ConvertRequest, total: number, copy: (w:
     await writer.finish();
   } finally {
     await storage.close();
+  }
+}
+
+async function convertIntoImage(req: ConvertRequest, format: string, total: number, copy: (w: ImageWriter, zeroTarget: boolean) => Promise<void>): Promise<void> {
+  // Write barriers (flushes between dependent metadata stages) only when the cache mode asks
+  // for durability; qemu-img's default "unsafe" ignores flushes.
+  const chain = await openChain(req.target, { format, policy: req.policyFor(req.target), writable: true, writeBarriers: req.sync ?? false });
+  try {
+    const top = chain.top;
+    if (!top.writable || !top.write || !top.writeZeroes) {
+      throw new VmimgError('UNSUPPORTED_OPTION', `convert -n into an existing ${top.format} image is not supported by vmimg yet (raw and qcow2 are)`, { format: top.format });
+    }
+    if (top.virtualSize < total) {
+      throw new VmimgError('SIZE_OUT_OF_RANGE', `output image is smaller than input (${top.virtualSize} < ${total} bytes)`, { size: top.virtualSize, total });
+    }
+    const write = top.write.bind(top);
+    const writeZeroes = top.writeZeroes.bind(top);
+    const writer: ImageWriter = {
+      virtualSize: top.virtualSize,
+      granularity: top.info().clusterSize ?? 512,
+      write,
+      // qemu-img convert zeroes with BDRV_REQ_MAY_UNMAP.
+      writeZeroes: (offset, length) => writeZeroes(offset, length, { mayUnmap: true }),
+      finish: async () => {
+        if (req.sync) await top.flush?.();
+      },
+    };
+    await copy(writer, !req.targetIsZero);
+    await writer.finish();
+  } finally {
+    await chain.close();
   }
 }
