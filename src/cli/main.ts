@@ -17,6 +17,8 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   convert: async () => (await import('./convert.js')).registerConvert,
   compare: async () => (await import('./compare.js')).registerCompare,
   measure: async () => (await import('./measure.js')).registerMeasure,
+  mkfs: async () => (await import('./mkfs.js')).registerMkfs,
+  packagefs: async () => (await import('./packagefs.js')).registerPackagefs,
 };
 
 /** Builds the program with the command named `only` (all commands when it names none). */
