@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import test, { type TestContext } from 'node:test';
 import { loadTree, readTarStream, treeFromLayers } from '../../src/tree/index.js';
@@ -27,9 +28,14 @@ for (const [label, flag] of [['tar', []], ['tar.gz', ['-z']], ['tar.zst', ['--zs
   test(`GNU tar ${label} (posix format, --xattrs, --numeric-owner) reads back as the directory`, async (t) => {
     const dir = await fixtureWithoutSocket(t);
     const out = join(tempDir(t), `fixture.${label}`);
-    if (label === 'tar.zst' && !oracle(t, 'zstd')) return;
-    gnuTar(t, ['--format=posix', '--xattrs', '--numeric-owner', ...flag, '-C', dir, '-cf', out, '.']);
-    if (t.signal.aborted) return;
+    if (label === 'tar.zst' && spawnSync('sh', ['-c', 'command -v zstd']).status !== 0) {
+      // No zstd program (CI installs none): compress GNU tar's plain archive with zstd-napi instead.
+      gnuTar(t, ['--format=posix', '--xattrs', '--numeric-owner', '-C', dir, '-cf', out + '.plain', '.']);
+      const { Compressor } = createRequire(import.meta.url)('zstd-napi') as { Compressor: new () => { compress(b: Uint8Array): Buffer } };
+      writeFileSync(out, new Compressor().compress(readFileSync(out + '.plain')));
+    } else {
+      gnuTar(t, ['--format=posix', '--xattrs', '--numeric-owner', ...flag, '-C', dir, '-cf', out, '.']);
+    }
     const fromDir = await loadTree([dir], { sourceDateEpoch: null });
     const fromTar = await loadTree([out], { sourceDateEpoch: null });
     assert.deepEqual(await describe(fromTar.entries), await describe(fromDir.entries));

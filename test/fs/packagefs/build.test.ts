@@ -1,5 +1,6 @@
 /** packagefs builder and reader: determinism, round trips, layout rules, size bound, atomicity. */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'node:test';
@@ -104,4 +105,21 @@ test('verify and readFile report content that no longer matches its hash', async
   assert.equal(v.mismatches.length, 1);
   assert.equal(v.mismatches[0]!.path.toString(), 'etc/motd');
   await assert.rejects(collect(r.readFile(r.stat('etc/motd')!)), { code: 'CHECKSUM_MISMATCH' });
+});
+
+test('the same tree from a directory and from its GNU tarball gives the same image', async (t) => {
+  const dir = tempDir(t);
+  const out = tempDir(t);
+  mkdirSync(join(dir, 'etc/conf.d'), { recursive: true });
+  writeFileSync(join(dir, 'etc/conf.d/a'), 'alpha');
+  writeFileSync(join(dir, 'etc/b'), Buffer.alloc(10_000, 3));
+  symlinkSync('conf.d/a', join(dir, 'etc/link'));
+  const r = spawnSync('tar', ['--format=posix', '--numeric-owner', '-czf', join(out, 't.tar.gz'), '-C', dir, '.']);
+  if (r.error) return t.skip('tar not available');
+  for (const [input, name] of [[dir, 'dir.img'], [join(out, 't.tar.gz'), 'tar.img']] as const) {
+    const tree = await loadTree([input], { sourceDateEpoch: 0 });
+    await buildPackagefs(tree, join(out, name), { mtime: 0 });
+    await tree.close();
+  }
+  assert.equal(sha256(readFileSync(join(out, 'dir.img'))), sha256(readFileSync(join(out, 'tar.img'))));
 });
