@@ -2,7 +2,8 @@
  * `vmimg packagefs ls|cat|verify [-f FMT] [--allow-dir DIR] [--allow-any-path] IMAGE [PATH]` —
  * reads a packagefs image (docs/packagefs.md) through the image chain, so the image may be raw or
  * inside any container format (qcow2, vmdk, vpc, vhdx, with backing files under the policy).
- * The reader takes a BlockSource; a `--via-virtio` source (the virtio-blk driver) can plug in there.
+ * With `--via-virtio` the reader's BlockSource is the virtio-blk driver talking to the device
+ * model that serves the image (src/virtio/disk.ts) — the whole virtio path, in process.
  */
 import type { Command } from 'commander';
 import type { PackagefsEntry, PackagefsReader } from '../fs/packagefs/reader.js';
@@ -13,6 +14,7 @@ import { parseOutputFormat, runCommand, type CliIO } from './run.js';
 
 interface PkgFlags extends PolicyFlags {
   format?: string;
+  viaVirtio?: boolean;
   output?: string;
   recursive?: boolean;
 }
@@ -47,8 +49,11 @@ function entryJson(e: PackagefsEntry): Record<string, unknown> {
 async function withReader<T>(image: string, flags: PkgFlags, fn: (r: PackagefsReader) => Promise<T>): Promise<T> {
   const { openImageSource } = await import('../fs/packagefs/source.js');
   const { PackagefsReader } = await import('../fs/packagefs/reader.js');
-  const { source, chain } = await openImageSource(image, { format: flags.format, policy: policyFrom(flags, image) });
+  const opened = await openImageSource(image, { format: flags.format, policy: policyFrom(flags, image) });
+  const { chain } = opened;
   try {
+    // --via-virtio: the same chain, served by the virtio-blk device model and read by the driver.
+    const source = flags.viaVirtio ? (await import('../virtio/disk.js')).attachVirtioDisk(chain.layers) : opened.source;
     return await fn(await PackagefsReader.open(source));
   } catch (e) {
     throw e instanceof VmimgError ? e.within(`packagefs image '${image}'`) : e;
@@ -59,7 +64,12 @@ async function withReader<T>(image: string, flags: PkgFlags, fn: (r: PackagefsRe
 
 export function registerPackagefs(program: Command, io: BinaryCliIO, setStatus: (s: number) => void): void {
   const pkg = program.command('packagefs').description('list, read and verify packagefs images (raw or in any container format)');
-  const common = (cmd: Command): Command => addPolicyFlags(cmd.option('-f, --format <fmt>', 'container format of IMAGE (default: probe)'));
+  const common = (cmd: Command): Command =>
+    addPolicyFlags(
+      cmd
+        .option('-f, --format <fmt>', 'container format of IMAGE (default: probe)')
+        .option('--via-virtio', 'read through the virtio-blk driver and device model instead of the image directly'),
+    );
   common(pkg.command('ls').description('list a directory (default /) or show one entry').argument('<image>').argument('[path]'))
     .option('-R, --recursive', 'list every entry below PATH')
     .option('--output <fmt>', "'human' (default) or 'json'")

@@ -12,4 +12,5 @@ export { DeviceQueue } from './device/queue.js';
 export { walkChain, ByteStream, type Segment, type ChainWalk } from './device/chain.js';
 export { planRequest, executeRequest, type BlkPlan, type BlkRequest } from './device/blk.js';
 export { VirtioBlkDevice, createBlkDevice, type BlkDeviceOptions, type BlkDeviceStats } from './device/blk-device.js';
+export { attachVirtioDisk, type VirtioDisk } from './disk.js';
 export { chainBackend, imageBackend, rawWritableBackend, storageBackend, memoryBackend, BACKEND_CHUNK, type BlockBackend } from './device/backend.js';
