@@ -58,23 +58,28 @@ function zeroBlock(data: Uint8Array, at: number): boolean {
 }
 
 /**
- * The parts of `data` that are not zero, at block granularity: runs of non-zero blocks, merged
- * across zero gaps shorter than MIN_ZERO_GAP. Zero bytes inside a piece are written as zeros,
- * which leaves the file's content the same as writing every byte.
+ * The non-zero runs of `data`, byte-exact: a run starts and ends on a non-zero byte, and zero
+ * gaps shorter than MIN_ZERO_GAP stay inside a run. All-zero blocks are skipped with native
+ * compares; only blocks holding data are scanned byte by byte, for their first and last
+ * non-zero byte.
  */
 function nonZeroRuns(offset: number, data: Uint8Array): PlannedWrite[] {
   const out: PlannedWrite[] = [];
-  let run: { start: number; end: number } | undefined;
+  let run: { start: number; last: number } | undefined;
   for (let at = 0; at < data.length; at += BLOCK) {
     if (zeroBlock(data, at)) continue;
     const end = Math.min(at + BLOCK, data.length);
-    if (run && at - run.end < MIN_ZERO_GAP) run.end = end;
+    let first = at;
+    while (data[first] === 0) first++;
+    let last = end - 1;
+    while (data[last] === 0) last--;
+    if (run && first - run.last - 1 < MIN_ZERO_GAP) run.last = last;
     else {
-      if (run) out.push({ offset: offset + run.start, data: data.subarray(run.start, run.end) });
-      run = { start: at, end };
+      if (run) out.push({ offset: offset + run.start, data: data.subarray(run.start, run.last + 1) });
+      run = { start: first, last };
     }
   }
-  if (run) out.push({ offset: offset + run.start, data: data.subarray(run.start, run.end) });
+  if (run) out.push({ offset: offset + run.start, data: data.subarray(run.start, run.last + 1) });
   return out;
 }
 
