@@ -38,15 +38,22 @@ export class ChainReader {
     if (!Number.isSafeInteger(offset) || offset < 0 || length > MAX_IO_CHUNK || offset + length > this.virtualSize) {
       throw new VmimgError('OUT_OF_BOUNDS', `Read of ${length} bytes at ${offset} is outside the image (virtual size ${this.virtualSize})`, { offset, length });
     }
-    target.fill(0);
     await this.fill(0, offset, length, target, 0);
   }
 
+  /**
+   * Fills out[outOffset, outOffset+length) with guest bytes [start, start+length) of layer
+   * `depth` and below. Every byte is written exactly once (data, decoded units or zeros), so
+   * callers need not clear the buffer first.
+   */
   private async fill(depth: number, start: number, length: number, out: Uint8Array, outOffset: number): Promise<void> {
     const layer = this.layers[depth];
-    if (!layer || length === 0) return; // below the last layer: zeros (out is zero-filled)
+    if (length === 0) return;
+    if (!layer) return void out.fill(0, outOffset, outOffset + length); // below the last layer: zeros
     const visible = Math.max(0, Math.min(length, layer.virtualSize - start));
-    if (visible === 0) return; // past a shorter backing image's end: zeros
+    // Past a shorter backing image's end: zeros.
+    if (visible < length) out.fill(0, outOffset + visible, outOffset + length);
+    if (visible === 0) return;
     const extents = await layer.map(start, visible);
     let pos = start;
     for (const e of extents) {
@@ -59,7 +66,8 @@ export class ChainReader {
           await e.storage.readInto(e.offset, out.subarray(at, at + e.length));
           break;
         case 'zero':
-          break; // the caller zero-filled the target
+          out.fill(0, at, at + e.length);
+          break;
         case 'unallocated':
           await this.fill(depth + 1, e.start, e.length, out, at);
           break;
