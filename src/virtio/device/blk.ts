@@ -91,14 +91,20 @@ export async function executeRequest(req: BlkRequest, backend: BlockBackend, id:
     const p = req.plan;
     switch (p.kind) {
       case 'in': {
+        // The pieces land in disjoint guest buffers, so they are read concurrently (their
+        // number is bounded by the validated chain length and by BACKEND_CHUNK).
+        const reads: Promise<void>[] = [];
         let pos = p.offset;
         for (const view of req.writable.slices(0, p.length)) {
           for (let at = 0; at < view.length; at += BACKEND_CHUNK) {
             const part = view.subarray(at, Math.min(view.length, at + BACKEND_CHUNK));
-            await backend.readInto(pos, part);
+            reads.push(backend.readInto(pos, part));
             pos += part.length;
           }
         }
+        const results = await Promise.allSettled(reads);
+        const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (failed) throw failed.reason;
         written += p.length;
         break;
       }
