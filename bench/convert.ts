@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 
 const rounds = Number(process.argv[2] ?? 1);
 const dir = process.argv[3] ?? mkdtempSync(join(tmpdir(), 'vmimg-bench-convert-'));
-const cli = resolve(fileURLToPath(import.meta.url), '../../src/cli/main.js');
+const cli = resolve(fileURLToPath(import.meta.url), '../../src/cli/vmimg.cjs');
 const GiB = 1 << 30;
 
 function sh(cmd: string, args: string[]): void {

@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const runs = Number(process.argv[2] ?? 30);
-const cli = resolve(fileURLToPath(import.meta.url), '../../src/cli/main.js');
+const cli = resolve(fileURLToPath(import.meta.url), '../../src/cli/vmimg.cjs');
 const dir = mkdtempSync(join(tmpdir(), 'vmimg-bench-create-'));
 
 interface Case {

@@ -57,7 +57,8 @@ function invokedDirectly(): boolean {
   }
 }
 
-if (invokedDirectly()) {
+/** Runs the CLI as the process: signal clean-up, process arguments, exit status. */
+export function main(): void {
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(signal, () => {
       cleanupTemporaryFiles();
@@ -68,3 +69,7 @@ if (invokedDirectly()) {
     process.exitCode = status;
   });
 }
+
+// Also runnable directly (`node dist/src/cli/main.js`), with libuv's default thread pool; the
+// `vmimg` executable is vmimg.cjs, which sizes the pool first.
+if (invokedDirectly()) main();
