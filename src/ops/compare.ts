@@ -61,11 +61,12 @@ export async function compareImages(req: CompareRequest): Promise<CompareOutcome
       const end = Math.min(x.start + x.length, y.start + y.length);
       // qemu-img compares the whole block-status flag word in strict mode.
       if (req.strict && (x.present !== y.present || x.zero !== y.zero || x.data !== y.data || (x.offset === undefined) !== (y.offset === undefined))) {
-        return { status: 1, message: `Strict mode: Offset ${pos} block status mismatch!`, sizeWarning, offset: pos };
+        return { status: 1, message: `Strict mode: Offset ${pos} block status mismatch!`, sizeWarning: false, offset: pos };
       }
       if (!(isZeroEntry(x) && isZeroEntry(y))) {
         const at = await firstDifference(ra, rb, pos, end);
-        if (at !== undefined) return { status: 1, message: `Content mismatch at offset ${at}!`, sizeWarning, offset: at };
+        // qemu-img warns about the size only once the common part compared equal.
+        if (at !== undefined) return { status: 1, message: `Content mismatch at offset ${at}!`, sizeWarning: false, offset: at };
       }
       req.onProgress?.(end, total);
       pos = end;
