@@ -51,6 +51,7 @@ export const ERROR_CODES = [
   'SOURCE_CHANGED',
   'FS_TOO_LARGE',
   'CHECKSUM_MISMATCH',
+  'FS_TOO_SMALL',
   // catch-all for bugs
   'INTERNAL',
 ] as const;

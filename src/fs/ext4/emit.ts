@@ -1,0 +1,160 @@
+/**
+ * Emission: turns a plan into writes in ascending block order (what the streaming
+ * ImageWriters need), metadata encoded when its turn comes and file content streamed from its
+ * source exactly once ("reserve metadata, stream data" as hcsshim's compactext4, but in one
+ * ascending pass because the plan fixes every block before the first byte is written).
+ */
+import { showPath } from '../../tree/path.js';
+import type { ImageWriter } from '../../formats/writer.js';
+import { VmimgError } from '../../util/errors.js';
+import { BLOCKS_PER_GROUP, BLOCK_SIZE, INODE_SIZE, INODES_PER_BLOCK, JOURNAL_INO, SUPERBLOCK_OFFSET } from './constants.js';
+import { inodeSeed } from './csum.js';
+import { encodeDirBlocks } from './dir.js';
+import { encodeJournalInode, encodePlacedInode, extentTreeOf } from './inode-fields.js';
+import type { PlacedInode } from './layout.js';
+import { groupMetadata, superFields } from './metadata.js';
+import type { Ext4Plan } from './plan.js';
+import { AlignedSink } from './sink.js';
+import { encodeGdt, encodeJournalSuperblock, encodeSuperblock } from './super.js';
+import { encodeXattrBlock } from './xattr.js';
+
+type Item = { block: number; make: () => Buffer } | { block: number; file: PlacedInode; offset: number; length: number };
+
+/** Reads a file's content stream piece by piece, checking it has exactly the planned size. */
+class ContentReader {
+  #file: PlacedInode | undefined;
+  #it: AsyncIterator<Uint8Array> | undefined;
+  #pending: Uint8Array = new Uint8Array(0);
+  #pos = 0;
+
+  async piece(sink: AlignedSink, file: PlacedInode, byteOffset: number, offset: number, length: number): Promise<void> {
+    if (file !== this.#file) {
+      await this.finish();
+      this.#file = file;
+      this.#it = file.model.entry!.content!.stream()[Symbol.asyncIterator]();
+      this.#pos = 0;
+    }
+    if (offset !== this.#pos) throw new VmimgError('INTERNAL', `ext4 content pieces out of order (${offset} != ${this.#pos})`, {});
+    let done = 0;
+    while (done < length) {
+      if (this.#pending.length === 0) {
+        const r = await this.#it!.next();
+        if (r.done) throw this.#changed();
+        this.#pending = r.value;
+        continue;
+      }
+      const n = Math.min(this.#pending.length, length - done);
+      await sink.write(byteOffset + done, this.#pending.subarray(0, n));
+      this.#pending = this.#pending.subarray(n);
+      done += n;
+    }
+    this.#pos += length;
+  }
+
+  #changed(): VmimgError {
+    const e = this.#file!.model.entry!;
+    return new VmimgError('SOURCE_CHANGED', `'${showPath(e.path)}' did not have the ${e.size} bytes it had when the tree was read`, { path: showPath(e.path) });
+  }
+
+  /** Ends the current file: its stream must yield nothing more. */
+  async finish(): Promise<void> {
+    if (this.#it === undefined) return;
+    const it = this.#it;
+    this.#it = undefined;
+    if (this.#pending.length > 0 || !(await it.next()).done) {
+      await it.return?.();
+      throw this.#changed();
+    }
+  }
+}
+
+function inodeItems(plan: Ext4Plan, p: PlacedInode, items: Item[]): void {
+  const m = p.model;
+  const seed = plan.seed === undefined ? undefined : inodeSeed(plan.seed, m.ino, 0);
+  let logical = 0;
+  p.runs.forEach((r, k) => {
+    const first = logical;
+    if (m.kind === 'dir') {
+      items.push({ block: r.start, make: () => Buffer.concat(encodeDirBlocks(m.ino, m.parent, m.children, seed !== undefined, p.dataBlocks, seed ?? 0).slice(first, first + r.length)) });
+    } else if (m.kind === 'symlink') {
+      items.push({ block: r.start, make: () => Buffer.from(m.entry!.symlinkTarget!) });
+    } else if (m.kind === 'file') {
+      const offset = first * BLOCK_SIZE;
+      items.push({ block: r.start, file: p, offset, length: Math.min(r.length * BLOCK_SIZE, m.entry!.size - offset) });
+    }
+    logical += r.length;
+    void k;
+  });
+  if (p.nodeBlocks.length > 0) {
+    const tree = extentTreeOf(plan, p);
+    for (const n of tree.nodes) items.push({ block: n.block, make: () => n.data });
+  }
+  if (p.xattrBlock !== undefined) {
+    const block = p.xattrBlock;
+    items.push({ block, make: () => encodeXattrBlock(p.xattrs.block!, block, plan.seed) });
+  }
+}
+
+/** Writes the whole filesystem of `plan` into `writer` (virtualSize ≥ plan.imageSize); does not call finish(). */
+export async function emitExt4(plan: Ext4Plan, writer: ImageWriter): Promise<{ freeBlocks: number; freeInodes: number }> {
+  const { geo, placement } = plan;
+  const meta = groupMetadata(plan);
+  const fields = superFields(plan, meta);
+  const items: Item[] = [];
+  let journalInode: Buffer | undefined;
+  if (plan.journalBlocks > 0) {
+    const j = encodeJournalInode(plan, placement.journal, placement.journalNodes);
+    journalInode = j.inode;
+    fields.journal = { iblock: j.tree.iblock, size: plan.journalBlocks * BLOCK_SIZE };
+    items.push({ block: placement.journal[0]!.start, make: () => encodeJournalSuperblock(plan.journalBlocks, plan.uuid) });
+    for (const n of j.tree.nodes) items.push({ block: n.block, make: () => n.data });
+  }
+  const gdt = encodeGdt(meta.descs, geo.descSize, plan.seed, geo.gdtBlocks);
+  for (const g of geo.backupGroups) {
+    items.push({
+      block: g * BLOCKS_PER_GROUP,
+      make: () => {
+        const out = Buffer.alloc((1 + geo.gdtBlocks) * BLOCK_SIZE);
+        encodeSuperblock(fields, g).copy(out, g === 0 ? SUPERBLOCK_OFFSET : 0);
+        gdt.copy(out, BLOCK_SIZE);
+        return out;
+      },
+    });
+  }
+  for (let g = 0; g < geo.groups; g++) {
+    items.push({ block: placement.blockBitmaps[g]!, make: () => meta.blockBitmaps[g]! });
+    items.push({ block: placement.inodeBitmaps[g]!, make: () => meta.inodeBitmaps[g]! });
+  }
+  const byIno = new Map<number, PlacedInode>();
+  for (const p of placement.inodes) byIno.set(p.model.ino, p);
+  const ipg = geo.inodesPerGroup;
+  for (let g = 0; g < geo.groups; g++) {
+    const used = Math.max(0, Math.min(ipg, plan.table.lastIno - g * ipg));
+    if (used === 0) continue;
+    items.push({
+      block: placement.inodeTables[g]!,
+      make: () => {
+        const out = Buffer.alloc(Math.ceil(used / INODES_PER_BLOCK) * BLOCK_SIZE);
+        for (let i = 0; i < used; i++) {
+          const ino = g * ipg + i + 1;
+          const p = byIno.get(ino);
+          const bytes = p ? encodePlacedInode(plan, p) : ino === JOURNAL_INO ? journalInode : undefined;
+          bytes?.copy(out, i * INODE_SIZE);
+        }
+        return out;
+      },
+    });
+  }
+  for (const p of placement.inodes) inodeItems(plan, p, items);
+  items.sort((a, b) => a.block - b.block);
+
+  const sink = new AlignedSink(writer);
+  const reader = new ContentReader();
+  for (const it of items) {
+    if ('make' in it) await sink.write(it.block * BLOCK_SIZE, it.make());
+    else await reader.piece(sink, it.file, it.block * BLOCK_SIZE, it.offset, it.length);
+  }
+  await reader.finish();
+  await sink.flush();
+  return { freeBlocks: meta.freeBlocks, freeInodes: meta.freeInodes };
+}

@@ -1,0 +1,66 @@
+/**
+ * The builder's output: ascending byte writes coalesced into aligned windows for an ImageWriter
+ * (src/formats/writer.ts), whose contract wants ascending, granularity-aligned writes. Bytes
+ * never written read as zeros, so gaps are simply skipped.
+ */
+import { VmimgError } from '../../util/errors.js';
+import type { ImageWriter } from '../../formats/writer.js';
+
+const WINDOW = 1024 * 1024;
+
+export class AlignedSink {
+  readonly #w: ImageWriter;
+  readonly #unit: number;
+  readonly #window: number;
+  #start = -1;
+  #buf: Buffer | undefined;
+  #lo = 0;
+  #hi = 0;
+  #last = 0;
+
+  constructor(writer: ImageWriter) {
+    this.#w = writer;
+    this.#unit = Math.max(writer.granularity, 512);
+    this.#window = Math.ceil(Math.max(WINDOW, this.#unit) / this.#unit) * this.#unit;
+  }
+
+  /** Writes `data` at `offset`; offsets must not go backwards. */
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    if (offset < this.#last) throw new VmimgError('INTERNAL', `ext4 output went backwards (${offset} < ${this.#last})`, { offset });
+    this.#last = offset + data.length;
+    if (offset + data.length > this.#w.virtualSize) throw new VmimgError('INTERNAL', `ext4 output past the image end (${offset + data.length} > ${this.#w.virtualSize})`, { offset });
+    let pos = 0;
+    while (pos < data.length) {
+      const at = offset + pos;
+      if (this.#buf === undefined || at >= this.#start + this.#window) {
+        await this.flush();
+        // A long aligned run goes straight through, without copying.
+        const whole = Math.floor((data.length - pos) / this.#window) * this.#window;
+        if (at % this.#unit === 0 && whole > 0) {
+          await this.#w.write(at, data.subarray(pos, pos + whole));
+          pos += whole;
+          continue;
+        }
+        this.#start = Math.floor(at / this.#window) * this.#window;
+        this.#buf = Buffer.alloc(this.#window);
+        this.#lo = at - this.#start;
+        this.#hi = this.#lo;
+      }
+      const off = at - this.#start;
+      const n = Math.min(data.length - pos, this.#window - off);
+      this.#buf.set(data.subarray(pos, pos + n), off);
+      this.#hi = off + n;
+      pos += n;
+    }
+  }
+
+  /** Writes the pending window (aligned out to whole units, cut at the image end). */
+  async flush(): Promise<void> {
+    const buf = this.#buf;
+    if (buf === undefined) return;
+    this.#buf = undefined;
+    const lo = Math.floor(this.#lo / this.#unit) * this.#unit;
+    const hi = Math.min(Math.ceil(this.#hi / this.#unit) * this.#unit, this.#w.virtualSize - this.#start);
+    if (hi > lo) await this.#w.write(this.#start + lo, buf.subarray(lo, hi));
+  }
+}
