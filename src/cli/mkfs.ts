@@ -2,7 +2,7 @@
  * `vmimg mkfs -t TYPE [-o OUT] [--max-size SIZE] [--mtime SECONDS] [--owner UID:GID] [--skip-special]
  * [--squash-owner] [--output=human|json] INPUT...` — builds a filesystem image from directories
  * and/or tar, tar.gz, tar.zst archives (several inputs are overlaid in order as OCI layers).
- * Dispatches on -t; packagefs today, ext4 to come (a builder registers in BUILDERS).
+ * Dispatches on -t: packagefs, ext4 (src/fs/ext4/command.ts; OUT may be the last argument).
  */
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -20,6 +20,15 @@ export interface MkfsFlags {
   skipSpecial?: boolean;
   squashOwner?: boolean;
   output?: string;
+  label?: string;
+  uuid?: string;
+  hashSeed?: string;
+  size?: string;
+  free?: string;
+  inodes?: string;
+  journal?: boolean;
+  features?: string;
+  format?: string;
 }
 
 /** One filesystem type's build: inputs and flags → a result summary (JSON-able). */
@@ -27,6 +36,10 @@ type Builder = (inputs: string[], flags: MkfsFlags) => Promise<Record<string, un
 
 const BUILDERS: Record<string, () => Promise<Builder>> = {
   packagefs: async () => buildPackagefsCommand,
+  ext4: async () => {
+    const { ext4Command } = await import('../fs/ext4/command.js');
+    return (inputs, flags) => ext4Command(inputs, flags, commonBuildFlags(flags));
+  },
 };
 
 export function registerMkfs(program: Command, io: CliIO, setStatus: (s: number) => void): void {
@@ -42,6 +55,15 @@ export function registerMkfs(program: Command, io: CliIO, setStatus: (s: number)
     .option('--skip-special', 'leave out device nodes, fifos and sockets the type cannot hold')
     .option('--squash-owner', 'set every uid and gid in the tree to 0')
     .option('--output <fmt>', "'human' (default) or 'json'")
+    .option('-L, --label <label>', 'ext4: volume label')
+    .option('-U, --uuid <uuid>', 'ext4: filesystem UUID (default derived from the tree)')
+    .option('--hash-seed <uuid>', 'ext4: directory hash seed (default derived from the tree)')
+    .option('--size <size>', 'ext4: filesystem size (default automatic)')
+    .option('--free <pct>', 'ext4: automatic size leaves this share free (default 10)')
+    .option('-N, --inodes <n>', 'ext4: inode count')
+    .option('-J, --journal', 'ext4: create a jbd2 journal')
+    .option('-O, --features <list>', 'ext4: features, mke2fs style (metadata_csum,^64bit,...)')
+    .option('--format <fmt>', 'ext4: image format of OUT (raw, qcow2, vmdk, vhdx, vpc)')
     .action(async (inputs: string[], flags: MkfsFlags) => {
       setStatus(await runCommand(io, () => mkfs(io, inputs, flags)));
     });

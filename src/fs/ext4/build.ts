@@ -19,6 +19,8 @@ export interface Ext4BuildOptions extends Ext4Options {
   format?: string;
   /** Format creation options, qemu-img -o style ("cluster_size=65536,compat=1.1"). */
   formatOptions?: string[];
+  /** Refuse (FS_TOO_LARGE) before writing when the filesystem would be larger than this many bytes. */
+  maxSize?: number;
 }
 
 export interface Ext4Result {
@@ -62,6 +64,9 @@ export async function buildExt4(tree: Tree, output: string, options: Ext4BuildOp
   const driver = getDriver(format);
   if (!driver.createWriter) throw new VmimgError('UNSUPPORTED_OPTION', `writing ext4 into ${format} images is not supported`, { format });
   const plan = planExt4(tree, options);
+  if (options.maxSize !== undefined && plan.imageSize > options.maxSize) {
+    throw new VmimgError('FS_TOO_LARGE', `the ext4 filesystem would be ${plan.imageSize} bytes, more than the maximum ${options.maxSize}`, { size: plan.imageSize, maxSize: options.maxSize });
+  }
   const prepared = await prepareCreate({ filename: output, format, size: BigInt(plan.imageSize), optionStrings: options.formatOptions });
   const free = await createAtomically(output, async (storage) => {
     const writer = await driver.createWriter!(storage, prepared.ctx, false);

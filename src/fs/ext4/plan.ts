@@ -140,7 +140,7 @@ export function planExt4(tree: Tree, options: Ext4Options = {}): Ext4Plan {
     const a = blocks >= 16 ? attempt(blocks, 0, true) : undefined;
     if (!a || a.placement.end > a.geo.blocksCount) {
       const needed = autoSize(0).geo.blocksCount * BLOCK_SIZE;
-      throw new VmimgError('FS_TOO_SMALL', `the tree needs an ext4 filesystem of at least ${needed} bytes (${Math.ceil(needed / 1048576)} MiB); --size gave ${options.size}`, { needed, size: options.size });
+      throw new VmimgError('FS_TOO_SMALL', `the tree does not fit in an ext4 filesystem of ${options.size} bytes; it fits in ${needed} bytes (${Math.ceil(needed / 1048576)} MiB, the automatic size with no free space)`, { needed, size: options.size });
     }
     chosen = a;
     imageSize = blocks * BLOCK_SIZE;
