@@ -30,6 +30,8 @@ import { buildHeaderCluster, HeaderNoSpace } from './header.js';
 import { parseCreateParams, type CreateParams } from './params.js';
 import { encodeReftable, encodeRefcounts, refcountMetadataSize } from './refcount.js';
 
+/** Appended data at least this long is written directly rather than staged. */
+const DIRECT_WRITE = 1024 * 1024;
 /** L2 entry bits (spec "Standard Cluster Descriptor"). */
 const OFLAG_COMPRESSED = 1n << 62n;
 const OFLAG_ZERO = 1n;
@@ -209,6 +211,11 @@ class Qcow2Writer implements ImageWriter {
 
   private async append(host: number, data: Uint8Array): Promise<void> {
     if (this.stageLength > 0 && host !== this.stageStart + this.stageLength) await this.flushStage();
+    // Large pieces (convert's chunks) go straight to the file: copying them buys nothing.
+    if (data.length >= DIRECT_WRITE) {
+      await this.flushStage();
+      return this.storage.write(host, data);
+    }
     if (data.length > this.stage.length - this.stageLength) {
       await this.flushStage();
       if (data.length >= this.stage.length) return this.storage.write(host, data);

@@ -1,30 +1,38 @@
 /**
- * Zero detection for convert -S: which `block`-sized pieces of a buffer are all zeros. Compares
- * against a shared zero buffer with Buffer.compare (native memcmp), so scanning costs about as
- * much as reading.
+ * Zero detection for convert -S: which `block`-sized pieces of a buffer are all zeros. A piece
+ * whose first, middle or last byte is set is data without further work (the common case for
+ * data); otherwise it is compared against a shared zero buffer with Buffer.compare (native
+ * memcmp) over one Buffer view of the whole chunk, so scanning allocates nothing per piece.
  */
 const ZEROS = Buffer.alloc(1 << 20);
 
-function view(b: Uint8Array, start: number, end: number): Buffer {
-  return Buffer.from(b.buffer, b.byteOffset + start, end - start);
+function asBuffer(b: Uint8Array): Buffer {
+  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.length);
+}
+
+function zeroRange(buf: Buffer, start: number, end: number): boolean {
+  if (start >= end) return true;
+  if (buf[start] !== 0 || buf[end - 1] !== 0 || buf[(start + end) >>> 1] !== 0) return false;
+  for (let pos = start; pos < end; pos += ZEROS.length) {
+    const n = Math.min(ZEROS.length, end - pos);
+    if (buf.compare(ZEROS, 0, n, pos, pos + n) !== 0) return false;
+  }
+  return true;
 }
 
 /** True when every byte of b[start, end) is zero. */
 export function isZero(b: Uint8Array, start = 0, end = b.length): boolean {
-  for (let pos = start; pos < end; pos += ZEROS.length) {
-    const n = Math.min(ZEROS.length, end - pos);
-    if (view(b, pos, pos + n).compare(ZEROS, 0, n) !== 0) return false;
-  }
-  return true;
+  return zeroRange(asBuffer(b), start, end);
 }
 
 /** Splits b into alternating runs of zero / non-zero `block`-sized pieces (the last may be short). */
 export function zeroRuns(b: Uint8Array, block: number): Array<{ start: number; length: number; zero: boolean }> {
   const runs: Array<{ start: number; length: number; zero: boolean }> = [];
-  if (isZero(b)) return b.length ? [{ start: 0, length: b.length, zero: true }] : [];
-  for (let pos = 0; pos < b.length; pos += block) {
-    const end = Math.min(b.length, pos + block);
-    const zero = isZero(b, pos, end);
+  const buf = asBuffer(b);
+  if (zeroRange(buf, 0, buf.length)) return buf.length ? [{ start: 0, length: buf.length, zero: true }] : [];
+  for (let pos = 0; pos < buf.length; pos += block) {
+    const end = Math.min(buf.length, pos + block);
+    const zero = zeroRange(buf, pos, end);
     const last = runs[runs.length - 1];
     if (last && last.zero === zero) last.length += end - pos;
     else runs.push({ start: pos, length: end - pos, zero });
