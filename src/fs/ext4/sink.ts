@@ -17,6 +17,7 @@ export class AlignedSink {
   #lo = 0;
   #hi = 0;
   #last = 0;
+  #zero: Buffer = Buffer.alloc(0);
 
   constructor(writer: ImageWriter) {
     this.#w = writer;
@@ -37,7 +38,7 @@ export class AlignedSink {
         // A long aligned run goes straight through, without copying.
         const whole = Math.floor((data.length - pos) / this.#window) * this.#window;
         if (at % this.#unit === 0 && whole > 0) {
-          await this.#w.write(at, data.subarray(pos, pos + whole));
+          await this.#writeNonZero(at, data.subarray(pos, pos + whole));
           pos += whole;
           continue;
         }
@@ -61,6 +62,24 @@ export class AlignedSink {
     this.#buf = undefined;
     const lo = Math.floor(this.#lo / this.#unit) * this.#unit;
     const hi = Math.min(Math.ceil(this.#hi / this.#unit) * this.#unit, this.#w.virtualSize - this.#start);
-    if (hi > lo) await this.#w.write(this.#start + lo, buf.subarray(lo, hi));
+    if (hi > lo) await this.#writeNonZero(this.#start + lo, buf.subarray(lo, hi));
+  }
+
+  /** Writes the runs of `data` (unit-aligned at `at`) that are not whole zero units. */
+  async #writeNonZero(at: number, data: Uint8Array): Promise<void> {
+    const u = this.#unit;
+    if (this.#zero.length !== u) this.#zero = Buffer.alloc(u);
+    const bytes = Buffer.from(data.buffer, data.byteOffset, data.length);
+    let runStart = -1;
+    for (let p = 0; p < bytes.length; p += u) {
+      const end = Math.min(bytes.length, p + u);
+      const zero = end - p === u ? bytes.subarray(p, end).equals(this.#zero) : false;
+      if (!zero && runStart < 0) runStart = p;
+      if (zero && runStart >= 0) {
+        await this.#w.write(at + runStart, bytes.subarray(runStart, p));
+        runStart = -1;
+      }
+    }
+    if (runStart >= 0) await this.#w.write(at + runStart, bytes.subarray(runStart));
   }
 }
