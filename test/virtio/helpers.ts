@@ -1,5 +1,6 @@
 /** Shared set-up for the virtio tests: guest memory, a device model over a backend, a driver. */
 import { GuestMemory } from '../../src/virtio/guest-memory.js';
+import { seededRandom } from '../helpers/random.js';
 import { GuestAllocator } from '../../src/virtio/driver/alloc.js';
 import { setupMmioDevice } from '../../src/virtio/driver/mmio.js';
 import type { DriverQueue } from '../../src/virtio/driver/queue.js';
@@ -30,17 +31,7 @@ export function rig(backend: BlockBackend, options: { version?: 1 | 2; device?: 
 
 /** Deterministic pseudo-random bytes (xorshift32). */
 export function pattern(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    out[i] = x & 0xff;
-  }
-  return out;
+  return seededRandom(seed)(length);
 }
 
 

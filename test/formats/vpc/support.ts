@@ -9,6 +9,9 @@ import type { CreateContext, Layout } from '../../../src/formats/types.js';
 import { FileStorage } from '../../../src/storage/file.js';
 import { diffMasked } from '../../helpers/create.js';
 import { qemuImg, run } from '../../helpers/oracle.js';
+import { seededRandom } from '../../helpers/random.js';
+
+export { seededRandom };
 
 export function ctxFor(
   specs: readonly OptionSpec[],
@@ -29,22 +32,6 @@ export function ctxFor(
   };
 }
 
-/** A deterministic byte source (xorshift32) for planner tests. */
-export function seededRandom(seed: number): (n: number) => Uint8Array {
-  let x = seed >>> 0 || 1;
-  return (n) => {
-    const out = new Uint8Array(n);
-    for (let i = 0; i < n; i++) {
-      x ^= x << 13;
-      x >>>= 0;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      x >>>= 0;
-      out[i] = x & 0xff;
-    }
-    return out;
-  };
-}
 
 /** A byte source that hands out the given chunks in order (to replay another tool's randomness). */
 export function replayRandom(chunks: Uint8Array[]): (n: number) => Uint8Array {
