@@ -25,9 +25,14 @@ export interface InodeFields {
   xattrs?: Buffer;
 }
 
-/** Seconds range of the 34-bit ext4 timestamp (1901-12-13 .. 2446-05-10). */
+/**
+ * Seconds range written: 1901-12-13 .. 2310-04-04. The 34-bit encoding reaches 2446, but
+ * e2fsck 1.4x takes epoch bits 3 (from 2310-04-04 on) for a pre-1970 time written by old
+ * kernels and "fixes" it (pass 1, "Timestamp(s) on inode beyond 2310-04-04 are likely
+ * pre-1970"), so such times are refused rather than written.
+ */
 const MIN_SEC = -(2n ** 31n);
-const MAX_SEC = 2n ** 34n - 2n ** 31n - 1n;
+const MAX_SEC = 3n * 2n ** 32n - 2n ** 31n - 1n;
 
 function splitTime(ns: bigint, what: string): { base: number; extra: number } {
   let sec = ns / 1_000_000_000n;
