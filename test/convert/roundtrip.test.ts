@@ -116,9 +116,9 @@ test('convert -n writes into existing qcow2 images in place (over old data, into
     const cmp = qemuImg(['compare', '-f', 'raw', '-F', 'qcow2', raw, out]);
     assert.equal(cmp.status, 0, `${name}: ${cmp.stdout}${cmp.stderr}`);
   }
-  const vpc = join(dir, 'v.vhd');
-  mk(['create', '-q', '-f', 'vpc', 'v.vhd', '32M']);
-  const refused = await vmimg(['convert', '-n', '-O', 'vpc', raw, vpc]);
+  const vhdx = join(dir, 'v.vhdx');
+  mk(['create', '-q', '-f', 'vhdx', 'v.vhdx', '32M']);
+  const refused = await vmimg(['convert', '-n', '-O', 'vhdx', raw, vhdx]);
   assert.equal(refused.status, 1);
   assert.match(refused.stderr, /UNSUPPORTED_OPTION/);
 });

@@ -59,6 +59,16 @@ export class VpcBat {
     return page[index - pageNo * PAGE_ENTRIES]!;
   }
 
+  /** Sets entry `index` (< entries) in the file and in the cached page, if any. */
+  async set(index: number, entry: number): Promise<void> {
+    const bytes = new Uint8Array(BAT_ENTRY_SIZE);
+    new DataView(bytes.buffer).setUint32(0, entry);
+    await this.storage.write(this.tableOffset + index * BAT_ENTRY_SIZE, bytes);
+    const pageNo = Math.floor(index / PAGE_ENTRIES);
+    const page = this.pages.get(pageNo);
+    if (page) page[index - pageNo * PAGE_ENTRIES] = entry;
+  }
+
   /** Calls `visit(index, entry)` for every entry in order, reading the table in 1 MiB chunks. */
   async scan(visit: (index: number, entry: number) => void): Promise<void> {
     const per = SCAN_CHUNK / BAT_ENTRY_SIZE;

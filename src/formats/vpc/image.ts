@@ -25,6 +25,8 @@ import { BAT_UNUSED, VpcBat } from './bat.js';
 import { checkVpc } from './check.js';
 import { DISK_TYPE_DIFFERENCING, DISK_TYPE_FIXED } from './footer.js';
 import { readVpcFacts, sectorBitmapSize, type VpcFacts } from './header.js';
+import { VmimgError } from '../../util/errors.js';
+import { vpcWritePath, vpcWriteRefusal } from './write.js';
 
 /**
  * The file's bytes [start, start+length) as they are: data where the file has data, holes and
@@ -58,6 +60,15 @@ export async function openVpc(storage: Storage, options: OpenOptions): Promise<I
   const blockSize = dyn?.blockSize ?? 0;
   const bitmapSize = dyn ? sectorBitmapSize(dyn.blockSize) : 0;
   const filename = options.filename;
+  const writable = (options.writable ?? false) && !(options.check ?? false);
+  if (writable) {
+    const refusal = vpcWriteRefusal(facts);
+    if (refusal) throw new VmimgError('UNSUPPORTED_IMAGE', `vpc image '${filename}' cannot be opened for writing: ${refusal}`, { file: filename });
+  }
+  const writer = writable ? vpcWritePath(storage, facts, bat, passthrough, virtualSize, filename) : undefined;
+  const notWritable = (): never => {
+    throw new VmimgError('WRITE_FAILED', `vpc image '${filename}' was not opened for writing`, { file: filename });
+  };
 
   async function mapBlocks(start: number, length: number): Promise<Extent[]> {
     const out: Extent[] = [];
@@ -94,6 +105,10 @@ export async function openVpc(storage: Storage, options: OpenOptions): Promise<I
     /** vpc_get_info: the block size is the cluster size, except for disks typed fixed. */
     info: (): ImageInfoFields => (passthrough ? {} : { clusterSize: blockSize }),
     check: (_fix: CheckFix, report: (line: string) => void): Promise<CheckResult> => checkVpc(facts, bat, report),
+    writable,
+    write: (offset: number, data: Uint8Array) => (writer ? writer.write(offset, data) : notWritable()),
+    writeZeroes: (offset: number, length: number) => (writer ? writer.writeZeroes(offset, length) : notWritable()),
+    flush: () => (writer ? writer.flush() : storage.flush()),
     close: () => storage.close(),
   };
 }

@@ -1,7 +1,7 @@
 /**
  * What the block device model serves: a narrow byte-addressed disk. Adapters cover any opened
  * vmimg image chain (read-only, through ChainReader), images whose driver has a write path
- * (Image.write, optional in the contract: qcow2), raw images read-write (the raw driver has no
+ * (Image.write, optional in the contract: qcow2, vpc), raw images read-write (the raw driver has no
  * Image.write, so writes go straight to the file's Storage, where guest byte i is file byte i),
  * and plain memory (tests, scratch disks).
  */
@@ -37,7 +37,7 @@ export function chainBackend(layers: readonly Image[]): BlockBackend {
 
 /**
  * A disk over an image chain (top first) that is read-write when the top image was opened
- * writable by a driver with a write path (Image.write — qcow2 today), else read-only. A raw top
+ * writable by a driver with a write path (Image.write — qcow2, vpc), else read-only. A raw top
  * image opened writable, which has no Image.write, goes through rawWritableBackend instead.
  */
 export function imageBackend(layers: readonly Image[]): BlockBackend {
