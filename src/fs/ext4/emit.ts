@@ -20,26 +20,86 @@ import { encodeXattrBlock } from './xattr.js';
 
 type Item = { block: number; make: () => Buffer } | { block: number; file: PlacedInode; offset: number; length: number };
 
-/** Reads a file's content stream piece by piece, checking it has exactly the planned size. */
+/** Files at most this large are read whole ahead of their turn, several at once. */
+const PREFETCH_FILE = 1024 * 1024;
+const PREFETCH_FILES = 32;
+const PREFETCH_BYTES = 32 * 1024 * 1024;
+
+function changed(file: PlacedInode): VmimgError {
+  const e = file.model.entry!;
+  return new VmimgError('SOURCE_CHANGED', `'${showPath(e.path)}' did not have the ${e.size} bytes it had when the tree was read`, { path: showPath(e.path) });
+}
+
+/** The whole content of a small file from its stream (read once), checked against its size. */
+async function loadSmall(file: PlacedInode): Promise<Uint8Array[]> {
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  for await (const c of file.model.entry!.content!.stream()) {
+    chunks.push(c);
+    n += c.length;
+    if (n > file.model.entry!.size) break;
+  }
+  if (n !== file.model.entry!.size) throw changed(file);
+  return chunks;
+}
+
+/**
+ * Reads file contents in the order their pieces are written. Small files are read whole a few
+ * dozen ahead (their stream() once each, concurrently, so the I/O latency of many small files
+ * overlaps); larger files stream piece by piece. Every stream must yield exactly the planned size.
+ */
 class ContentReader {
+  readonly #order: PlacedInode[];
+  #next = 0;
+  #ahead = new Map<PlacedInode, Promise<Uint8Array[]>>();
+  #aheadBytes = 0;
   #file: PlacedInode | undefined;
   #it: AsyncIterator<Uint8Array> | undefined;
   #pending: Uint8Array = new Uint8Array(0);
   #pos = 0;
 
+  constructor(order: PlacedInode[]) {
+    this.#order = order;
+  }
+
+  #prefetch(): void {
+    while (this.#next < this.#order.length && this.#ahead.size < PREFETCH_FILES && this.#aheadBytes < PREFETCH_BYTES) {
+      const f = this.#order[this.#next]!;
+      if (f.model.entry!.size > PREFETCH_FILE) return; // streamed in its turn
+      this.#next++;
+      const p = loadSmall(f);
+      p.catch(() => undefined); // reported when its turn comes
+      this.#ahead.set(f, p);
+      this.#aheadBytes += f.model.entry!.size;
+    }
+  }
+
   async piece(sink: AlignedSink, file: PlacedInode, byteOffset: number, offset: number, length: number): Promise<void> {
     if (file !== this.#file) {
       await this.finish();
       this.#file = file;
-      this.#it = file.model.entry!.content!.stream()[Symbol.asyncIterator]();
       this.#pos = 0;
+      if (this.#order[this.#next] === file) this.#next++;
+      const ahead = this.#ahead.get(file);
+      if (ahead) {
+        this.#ahead.delete(file);
+        this.#aheadBytes -= file.model.entry!.size;
+        this.#prefetch();
+        const chunks = await ahead;
+        this.#it = (async function* () {
+          yield* chunks;
+        })();
+      } else {
+        this.#it = file.model.entry!.content!.stream()[Symbol.asyncIterator]();
+      }
     }
+    this.#prefetch();
     if (offset !== this.#pos) throw new VmimgError('INTERNAL', `ext4 content pieces out of order (${offset} != ${this.#pos})`, {});
     let done = 0;
     while (done < length) {
       if (this.#pending.length === 0) {
         const r = await this.#it!.next();
-        if (r.done) throw this.#changed();
+        if (r.done) throw changed(file);
         this.#pending = r.value;
         continue;
       }
@@ -51,11 +111,6 @@ class ContentReader {
     this.#pos += length;
   }
 
-  #changed(): VmimgError {
-    const e = this.#file!.model.entry!;
-    return new VmimgError('SOURCE_CHANGED', `'${showPath(e.path)}' did not have the ${e.size} bytes it had when the tree was read`, { path: showPath(e.path) });
-  }
-
   /** Ends the current file: its stream must yield nothing more. */
   async finish(): Promise<void> {
     if (this.#it === undefined) return;
@@ -63,8 +118,13 @@ class ContentReader {
     this.#it = undefined;
     if (this.#pending.length > 0 || !(await it.next()).done) {
       await it.return?.();
-      throw this.#changed();
+      throw changed(this.#file!);
     }
+  }
+
+  /** Waits for reads still in flight (after an error), so no file stays open. */
+  async drain(): Promise<void> {
+    await Promise.allSettled(this.#ahead.values());
   }
 }
 
@@ -149,12 +209,19 @@ export async function emitExt4(plan: Ext4Plan, writer: ImageWriter): Promise<{ f
   items.sort((a, b) => a.block - b.block);
 
   const sink = new AlignedSink(writer);
-  const reader = new ContentReader();
-  for (const it of items) {
-    if ('make' in it) await sink.write(it.block * BLOCK_SIZE, it.make());
-    else await reader.piece(sink, it.file, it.block * BLOCK_SIZE, it.offset, it.length);
+  const order: PlacedInode[] = [];
+  for (const it of items) if ('file' in it && it.offset === 0) order.push(it.file);
+  const reader = new ContentReader(order);
+  try {
+    for (const it of items) {
+      if ('make' in it) await sink.write(it.block * BLOCK_SIZE, it.make());
+      else await reader.piece(sink, it.file, it.block * BLOCK_SIZE, it.offset, it.length);
+    }
+    await reader.finish();
+  } catch (e) {
+    await reader.drain();
+    throw e;
   }
-  await reader.finish();
   await sink.flush();
   return { freeBlocks: meta.freeBlocks, freeInodes: meta.freeInodes };
 }
