@@ -119,7 +119,10 @@ export function planExt4(tree: Tree, options: Ext4Options = {}): Ext4Plan {
   /** Grows a candidate until everything fits with `freePct` of the blocks left free. */
   const autoSize = (freePct: number): Attempt => {
     const headroom = Math.ceil((table.lastIno * freePct) / 100) + 16;
-    let blocks = 256;
+    // Start near the answer (data + inode tables + a little), so placement runs once or twice.
+    const data = needs.reduce((n, x) => n + x.dataBlocks + (x.xattrs.block ? 1 : 0), 0);
+    const guess = (data + Math.ceil(((table.lastIno + headroom) * 256) / BLOCK_SIZE) + 64) / (1 - freePct / 100);
+    let blocks = Math.max(256, Math.floor(guess / 256) * 256);
     for (let i = 0; i < 64; i++) {
       const a = attempt(blocks, headroom, false);
       const want = Math.ceil(a.placement.end / (1 - freePct / 100));
