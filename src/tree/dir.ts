@@ -7,7 +7,7 @@
  * Extended attributes are NOT read from directories: Node has no xattr API and the available
  * bindings need a native build per platform. Tar sources carry xattrs (SCHILY.xattr.* pax records).
  */
-import { lstat, readdir, readlink, stat } from 'node:fs/promises';
+import { lstatSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
 import { fromSystemError, VmimgError } from '../util/errors.js';
 import { fileContent } from './content.js';
@@ -38,12 +38,14 @@ function hostJoin(dir: Buffer, name: Buffer): Buffer {
 
 /**
  * Reads the directory `root` recursively into raw entries (root first, then in walk order).
+ * The walk uses synchronous metadata calls: one thread-pool round trip per entry costs far more
+ * than the lstat itself (10k entries: ~0.5 s against ~50 ms).
  * Throws FILE_NOT_FOUND / READ_FAILED naming the path that could not be read.
  */
 export async function readDirectory(root: string): Promise<RawEntry[]> {
   let rootStat: BigIntStats;
   try {
-    rootStat = await stat(root, { bigint: true });
+    rootStat = statSync(root, { bigint: true });
   } catch (e) {
     throw fromSystemError(e, root, 'open');
   }
@@ -54,7 +56,7 @@ export async function readDirectory(root: string): Promise<RawEntry[]> {
     const dir = pending.pop()!;
     let names: Buffer[];
     try {
-      names = await readdir(dir.host, { encoding: 'buffer' });
+      names = readdirSync(dir.host, { encoding: 'buffer' });
     } catch (e) {
       throw fromSystemError(e, showPath(dir.host), 'read');
     }
@@ -66,7 +68,7 @@ export async function readDirectory(root: string): Promise<RawEntry[]> {
       }
       let st: BigIntStats;
       try {
-        st = await lstat(host, { bigint: true });
+        st = lstatSync(host, { bigint: true });
       } catch (e) {
         throw fromSystemError(e, showPath(host), 'read');
       }
@@ -74,7 +76,7 @@ export async function readDirectory(root: string): Promise<RawEntry[]> {
       if (entry.type === 'file') entry.content = fileContent(host, entry.size);
       if (entry.type === 'symlink') {
         try {
-          entry.symlinkTarget = await readlink(host, { encoding: 'buffer' });
+          entry.symlinkTarget = readlinkSync(host, { encoding: 'buffer' });
         } catch (e) {
           throw fromSystemError(e, showPath(host), 'read');
         }
