@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 
 const runs = Number(process.argv[2] ?? 3);
 const journal = process.argv.includes('-J');
-const cli = resolve(fileURLToPath(import.meta.url), '../../src/cli/main.js');
+const cli = resolve(fileURLToPath(import.meta.url), '../../src/cli/vmimg.cjs');
 const dir = mkdtempSync(join(tmpdir(), 'vmimg-bench-ext4-'));
 const src = join(dir, 'src');
 
