@@ -222,6 +222,6 @@ export async function emitExt4(plan: Ext4Plan, writer: ImageWriter): Promise<{ f
     await reader.drain();
     throw e;
   }
-  await sink.flush();
+  await sink.close();
   return { freeBlocks: meta.freeBlocks, freeInodes: meta.freeInodes };
 }

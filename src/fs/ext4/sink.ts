@@ -7,6 +7,8 @@ import { VmimgError } from '../../util/errors.js';
 import type { ImageWriter } from '../../formats/writer.js';
 
 const WINDOW = 1024 * 1024;
+/** Zero runs shorter than this are written rather than skipped. */
+const MIN_ZERO_GAP = 64 * 1024;
 
 export class AlignedSink {
   readonly #w: ImageWriter;
@@ -18,6 +20,11 @@ export class AlignedSink {
   #hi = 0;
   #last = 0;
   #zero: Buffer = Buffer.alloc(0);
+  /**
+   * The write of the last full window, still in flight while the next one fills (double
+   * buffering: the writer still sees one call at a time, in ascending order).
+   */
+  #inflight: Promise<void> | undefined;
 
   constructor(writer: ImageWriter) {
     this.#w = writer;
@@ -38,6 +45,7 @@ export class AlignedSink {
         // A long aligned run goes straight through, without copying.
         const whole = Math.floor((data.length - pos) / this.#window) * this.#window;
         if (at % this.#unit === 0 && whole > 0) {
+          await this.#settle();
           await this.#writeNonZero(at, data.subarray(pos, pos + whole));
           pos += whole;
           continue;
@@ -62,24 +70,51 @@ export class AlignedSink {
     this.#buf = undefined;
     const lo = Math.floor(this.#lo / this.#unit) * this.#unit;
     const hi = Math.min(Math.ceil(this.#hi / this.#unit) * this.#unit, this.#w.virtualSize - this.#start);
-    if (hi > lo) await this.#writeNonZero(this.#start + lo, buf.subarray(lo, hi));
+    if (hi > lo) {
+      await this.#settle();
+      const p = this.#writeNonZero(this.#start + lo, buf.subarray(lo, hi));
+      p.catch(() => undefined); // awaited by the next #settle(); this only marks it handled meanwhile
+      this.#inflight = p;
+    }
   }
 
-  /** Writes the runs of `data` (unit-aligned at `at`) that are not whole zero units. */
+  /** Flushes the pending window and waits until every write has completed. */
+  async close(): Promise<void> {
+    await this.flush();
+    await this.#settle();
+  }
+
+  async #settle(): Promise<void> {
+    const p = this.#inflight;
+    this.#inflight = undefined;
+    await p;
+  }
+
+  /**
+   * Writes the runs of `data` (unit-aligned at `at`) that are not whole zero units, keeping zero
+   * gaps shorter than MIN_ZERO_GAP inside a run: each write is a thread-pool round trip, and
+   * splitting at every zero unit (the tails of small files) cost more than the bytes saved.
+   */
   async #writeNonZero(at: number, data: Uint8Array): Promise<void> {
     const u = this.#unit;
     if (this.#zero.length !== u) this.#zero = Buffer.alloc(u);
     const bytes = Buffer.from(data.buffer, data.byteOffset, data.length);
+    const minGap = Math.max(MIN_ZERO_GAP, u);
     let runStart = -1;
+    let runEnd = -1; // end of the last non-zero unit of the current run
     for (let p = 0; p < bytes.length; p += u) {
       const end = Math.min(bytes.length, p + u);
-      const zero = end - p === u ? bytes.subarray(p, end).equals(this.#zero) : false;
-      if (!zero && runStart < 0) runStart = p;
-      if (zero && runStart >= 0) {
-        await this.#w.write(at + runStart, bytes.subarray(runStart, p));
-        runStart = -1;
+      const zero = end - p === u ? bytes.compare(this.#zero, 0, u, p, end) === 0 : false;
+      if (zero) {
+        if (runStart >= 0 && end - runEnd >= minGap) {
+          await this.#w.write(at + runStart, bytes.subarray(runStart, runEnd));
+          runStart = -1;
+        }
+        continue;
       }
+      if (runStart < 0) runStart = p;
+      runEnd = end;
     }
-    if (runStart >= 0) await this.#w.write(at + runStart, bytes.subarray(runStart));
+    if (runStart >= 0) await this.#w.write(at + runStart, bytes.subarray(runStart, runEnd));
   }
 }
