@@ -52,6 +52,12 @@ export const ERROR_CODES = [
   'FS_TOO_LARGE',
   'CHECKSUM_MISMATCH',
   'FS_TOO_SMALL',
+  // downloads and the fetch cache (src/rootfs/fetch)
+  'HTTP_ERROR',
+  'FETCH_FAILED',
+  'FETCH_TIMEOUT',
+  'LOCK_TIMEOUT',
+  'DIGEST_NOT_PINNED',
   // catch-all for bugs
   'INTERNAL',
 ] as const;
