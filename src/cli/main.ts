@@ -19,6 +19,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   measure: async () => (await import('./measure.js')).registerMeasure,
   mkfs: async () => (await import('./mkfs.js')).registerMkfs,
   packagefs: async () => (await import('./packagefs.js')).registerPackagefs,
+  fetch: async () => (await import('./fetch.js')).registerFetch,
 };
 
 /** Builds the program with the command named `only` (all commands when it names none). */
