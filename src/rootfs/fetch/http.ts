@@ -79,8 +79,13 @@ function requestOnce(url: URL, timeoutMs: number, rangeStart: number | undefined
       else reject(new VmimgError('FETCH_FAILED', `Could not fetch '${displayUrl(url.toString())}': ${e.message}`, { url: displayUrl(url.toString()), errno: (e as NodeJS.ErrnoException).code }, { cause: e }));
     });
     req.on('response', (res) => {
-      // The socket's idle timer stays armed while the body streams: a stall mid-body errors the response.
-      res.socket.setTimeout(timeoutMs, () => res.destroy(timeoutError(url.toString(), timeoutMs, 'receiving')));
+      // The socket's idle timer stays armed while the body streams: a stall mid-body errors the
+      // response. The listener goes when the response closes (keep-alive sockets are reused).
+      const socket = res.socket;
+      const onIdle = (): void => void res.destroy(timeoutError(url.toString(), timeoutMs, 'receiving'));
+      socket.setTimeout(timeoutMs);
+      socket.on('timeout', onIdle);
+      res.once('close', () => socket.off('timeout', onIdle));
       resolve(res);
     });
   });
