@@ -60,9 +60,6 @@ async function setup(flags: CommonFlags) {
 }
 
 export function registerFetch(program: Command, io: CliIO, setStatus: (s: number) => void): void {
-  // The program's own -V/--version would otherwise swallow the subcommands' --version wherever it
-  // appears; with positional options, program options are recognised only before the command name.
-  program.enablePositionalOptions();
   const fetch = program.command('fetch').description('download pinned, SHA256-verified Firecracker binaries and guest kernels');
   common(
     fetch

@@ -30,7 +30,10 @@ export async function buildProgram(io: CliIO, setStatus: (status: number) => voi
     .description('Make, inspect, convert and ship virtual-machine disk images')
     .version('0.1.0')
     .configureOutput({ writeOut: io.out, writeErr: io.err })
-    .exitOverride();
+    .exitOverride()
+    // Program options (-V/--version, -h) only before the command name, so commands can have
+    // their own --version (fetch firecracker --version vX.Y.Z) whichever commands are loaded.
+    .enablePositionalOptions();
   const names = only !== undefined && Object.hasOwn(COMMANDS, only) ? [only] : Object.keys(COMMANDS);
   for (const name of names) (await COMMANDS[name]!())(program, io, setStatus);
   return program;
