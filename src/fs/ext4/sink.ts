@@ -25,6 +25,9 @@ export class AlignedSink {
    * buffering: the writer still sees one call at a time, in ascending order).
    */
   #inflight: Promise<void> | undefined;
+  /** The window buffer `#inflight` writes from, and one spare to reuse once it is written. */
+  #inflightBuf: Buffer | undefined;
+  #spare: Buffer | undefined;
 
   constructor(writer: ImageWriter) {
     this.#w = writer;
@@ -51,7 +54,8 @@ export class AlignedSink {
           continue;
         }
         this.#start = Math.floor(at / this.#window) * this.#window;
-        this.#buf = Buffer.alloc(this.#window);
+        this.#buf = this.#spare?.fill(0) ?? Buffer.alloc(this.#window);
+        this.#spare = undefined;
         this.#lo = at - this.#start;
         this.#hi = this.#lo;
       }
@@ -75,6 +79,7 @@ export class AlignedSink {
       const p = this.#writeNonZero(this.#start + lo, buf.subarray(lo, hi));
       p.catch(() => undefined); // awaited by the next #settle(); this only marks it handled meanwhile
       this.#inflight = p;
+      this.#inflightBuf = buf;
     }
   }
 
@@ -87,7 +92,10 @@ export class AlignedSink {
   async #settle(): Promise<void> {
     const p = this.#inflight;
     this.#inflight = undefined;
+    const buf = this.#inflightBuf;
+    this.#inflightBuf = undefined;
     await p;
+    if (buf) this.#spare = buf;
   }
 
   /**
