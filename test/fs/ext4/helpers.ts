@@ -1,7 +1,8 @@
 /** Helpers for ext4 tests: in-memory trees, builds into temp files, and the e2fsck/debugfs oracles. */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { bufferContent } from '../../../src/tree/content.js';
@@ -161,6 +162,32 @@ export function assertStatsMatch(t: TestContext, image: string, tree: Tree): voi
     if (e.type === 'char' || e.type === 'block') assert.equal(s.device, `${e.rdev!.major}:${e.rdev!.minor}`, `${what} rdev`);
     assert.deepEqual([...s.xattrs.keys()].sort(), [...e.xattrs.keys()].sort(), `${what} xattrs`);
   });
+  assertXattrValues(tool, image, tree, paths);
+}
+
+/**
+ * Every xattr value read back with `debugfs ea_get -f` equals the tree's bytes. POSIX ACLs are
+ * stored in ext4's own encoding, which debugfs returns as stored, so they are compared by name only.
+ */
+function assertXattrValues(tool: string, image: string, tree: Tree, paths: string[]): void {
+  const wanted: Array<{ file: string; value: Buffer; what: string }> = [];
+  const dir = mkdtempSync(join(tmpdir(), 'vmimg-ext4-ea-'));
+  try {
+    const lines: string[] = [];
+    tree.entries.forEach((e: TreeEntry, i) => {
+      for (const [name, value] of e.xattrs) {
+        if (name.startsWith('system.posix_acl_')) continue;
+        const file = join(dir, `v${wanted.length}`);
+        wanted.push({ file, value: Buffer.from(value), what: `${paths[i]} ${name}` });
+        lines.push(`ea_get -f "${file}" "${paths[i]}" "${name}"`);
+      }
+    });
+    if (lines.length === 0) return;
+    run(tool, ['-f', '-', image], { input: lines.join('\n') + '\n' });
+    for (const w of wanted) assert.deepEqual(readFileSync(w.file), w.value, `${w.what} value`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** `debugfs rdump / dir` and compares regular file content and symlink targets with the tree. */
