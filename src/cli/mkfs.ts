@@ -9,26 +9,14 @@ import { dirname } from 'node:path';
 import type { Command } from 'commander';
 import { VmimgError } from '../util/errors.js';
 import { parseSize, toSafeNumber } from '../util/size.js';
+import type { Ext4Flags } from '../fs/ext4/command.js';
 import { parseOutputFormat, runCommand, type CliIO } from './run.js';
 
-export interface MkfsFlags {
+/** The flags of every type: ext4's (src/fs/ext4/command.ts) plus packagefs's and the CLI's own. */
+export interface MkfsFlags extends Ext4Flags {
   type?: string;
-  out?: string;
-  maxSize?: string;
-  mtime?: string;
-  owner?: string;
   skipSpecial?: boolean;
-  squashOwner?: boolean;
   output?: string;
-  label?: string;
-  uuid?: string;
-  hashSeed?: string;
-  size?: string;
-  free?: string;
-  inodes?: string;
-  journal?: boolean;
-  features?: string;
-  format?: string;
 }
 
 /** One filesystem type's build: inputs and flags → a result summary (JSON-able). */
