@@ -26,6 +26,7 @@ import {
   V2_HEADER_LENGTH,
   V3_HEADER_LENGTH,
 } from './constants.js';
+import { Appender } from '../appender.js';
 import { buildHeaderCluster, HeaderNoSpace } from './header.js';
 import { parseCreateParams, type CreateParams } from './params.js';
 import { encodeReftable, encodeRefcounts, refcountMetadataSize } from './refcount.js';
@@ -66,12 +67,15 @@ class Qcow2Writer implements ImageWriter {
   private readonly maxRefcount: number;
   private readonly csizeShift: number;
   private readonly offsetLimit: number;
+  /** Data and compressed clusters, staged; large pieces (convert's chunks) go straight through. */
+  private readonly out: Appender;
 
   constructor(
     private readonly storage: Storage,
     private readonly p: CreateParams,
     compress: boolean,
   ) {
+    this.out = new Appender(storage, { directWrite: DIRECT_WRITE });
     this.cs = p.clusterSize;
     this.virtualSize = toSafeNumber(p.size, 'qcow2 virtual size');
     this.granularity = this.cs;
@@ -97,7 +101,7 @@ class Qcow2Writer implements ImageWriter {
   async write(offset: number, data: Uint8Array): Promise<void> {
     const clusters = Math.ceil(data.length / this.cs);
     const host = this.allocClusters(clusters);
-    await this.append(host, data);
+    await this.out.append(host, data);
     for (let i = 0; i < clusters; i++) {
       const entry = BigInt(host + i * this.cs) | OFLAG_COPIED;
       this.setEntry(offset + i * this.cs, entry, this.p.extendedL2 ? ALL_ALLOCATED : 0n);
@@ -111,7 +115,7 @@ class Qcow2Writer implements ImageWriter {
     const last = Math.floor((host + compressed.length - 1) / this.cs);
     if (host + compressed.length >= this.offsetLimit) throw new VmimgError('SIZE_OUT_OF_RANGE', 'qcow2 image grew past the compressed cluster offset limit', { host });
     for (let c = Math.floor(host / this.cs); c <= last; c++) this.addRef(c);
-    await this.append(host, compressed);
+    await this.out.append(host, compressed);
     this.end = host + compressed.length;
     const extraSectors = BigInt(Math.floor((host + compressed.length - 1) / 512) - Math.floor(host / 512));
     this.setEntry(offset, OFLAG_COMPRESSED | (extraSectors << BigInt(this.csizeShift)) | BigInt(host), 0n);
@@ -130,7 +134,7 @@ class Qcow2Writer implements ImageWriter {
   }
 
   async finish(): Promise<void> {
-    await this.flushStage();
+    await this.out.flush();
     this.end = Math.ceil(this.end / this.cs) * this.cs;
     const writes: Array<{ offset: number; data: Uint8Array }> = [];
     const l1 = new BigUint64Array(this.l1Entries);
@@ -199,36 +203,6 @@ class Qcow2Writer implements ImageWriter {
       if (e instanceof HeaderNoSpace) throw new VmimgError('PATH_TOO_LONG', `Backing file name '${p.backingFile}' does not fit in the qcow2 header cluster (${e.message})`, { backingFile: p.backingFile });
       throw e;
     }
-  }
-
-  /**
-   * Data lands at ascending host offsets, mostly back to back: stage it and write in large
-   * pieces (one write per ~4 MiB instead of one per cluster).
-   */
-  private readonly stage = new Uint8Array(4 * 1024 * 1024);
-  private stageStart = 0;
-  private stageLength = 0;
-
-  private async append(host: number, data: Uint8Array): Promise<void> {
-    if (this.stageLength > 0 && host !== this.stageStart + this.stageLength) await this.flushStage();
-    // Large pieces (convert's chunks) go straight to the file: copying them buys nothing.
-    if (data.length >= DIRECT_WRITE) {
-      await this.flushStage();
-      return this.storage.write(host, data);
-    }
-    if (data.length > this.stage.length - this.stageLength) {
-      await this.flushStage();
-      if (data.length >= this.stage.length) return this.storage.write(host, data);
-    }
-    if (this.stageLength === 0) this.stageStart = host;
-    this.stage.set(data, this.stageLength);
-    this.stageLength += data.length;
-  }
-
-  private async flushStage(): Promise<void> {
-    if (this.stageLength === 0) return;
-    await this.storage.write(this.stageStart, this.stage.subarray(0, this.stageLength));
-    this.stageLength = 0;
   }
 
   /** Appends `n` whole clusters (cluster-aligned) with refcount 1; returns the byte offset. */

@@ -26,6 +26,7 @@ import { SECTOR_SIZE, type Sectors, sectors } from '../../util/units.js';
 import type { CreateContext, Layout } from '../types.js';
 import type { ImageWriter, WriterCompression } from '../writer.js';
 import { CREATE_GRAIN_SECTORS, CREATE_GTES_PER_GT } from './constants.js';
+import { Appender } from '../appender.js';
 import { parseCreateParams, type VmdkCreateParams } from './params.js';
 import { planVmdk, sparseGeometry, type SparseGeometry } from './plan.js';
 
@@ -83,7 +84,8 @@ class VmdkWriter implements ImageWriter {
     this.g = sparseGeometry(p.size);
     this.stream = p.subformat === 'streamOptimized';
     this.next = this.g.grainOffset;
-    this.out = new Appender(storage);
+    // A gap (padding of a short or compressed grain) stays zero: staged only when under a grain.
+    this.out = new Appender(storage, { stageGapsBelow: GRAIN_BYTES });
     // Every grain of a compressed extent must be compressed: nothing is too long to store.
     if (this.stream) this.compression = { codec: 'zlib', maxCompressed: Number.MAX_SAFE_INTEGER };
   }
@@ -213,42 +215,4 @@ function encodeTable(table: Uint32Array): Uint8Array {
   const v = new DataView(out.buffer);
   for (let i = 0; i < table.length; i++) if (table[i] !== 0) v.setUint32(i * 4, table[i]!, true);
   return out;
-}
-
-/**
- * Grains land at ascending file offsets, mostly back to back: stage them and write ~4 MiB at a
- * time instead of one write per grain.
- */
-class Appender {
-  private readonly stage = new Uint8Array(4 * 1024 * 1024);
-  private start = 0;
-  private length = 0;
-
-  constructor(private readonly storage: Storage) {}
-
-  async append(at: number, data: Uint8Array): Promise<void> {
-    if (this.length > 0 && at !== this.start + this.length) {
-      // A gap (padding of a short or compressed grain) stays zero: stage it only when small.
-      const gap = at - (this.start + this.length);
-      if (gap > 0 && gap < SECTOR_SIZE * CREATE_GRAIN_SECTORS && this.length + gap + data.length <= this.stage.length) {
-        this.stage.fill(0, this.length, this.length + gap);
-        this.length += gap;
-      } else {
-        await this.flush();
-      }
-    }
-    if (data.length > this.stage.length - this.length) {
-      await this.flush();
-      if (data.length >= this.stage.length) return this.storage.write(at, data);
-    }
-    if (this.length === 0) this.start = at;
-    this.stage.set(data, this.length);
-    this.length += data.length;
-  }
-
-  async flush(): Promise<void> {
-    if (this.length === 0) return;
-    await this.storage.write(this.start, this.stage.subarray(0, this.length));
-    this.length = 0;
-  }
 }
