@@ -58,6 +58,30 @@ export const ERROR_CODES = [
   'FETCH_TIMEOUT',
   'LOCK_TIMEOUT',
   'DIGEST_NOT_PINNED',
+  // flists (src/flist): manifests, blobs and blob stores
+  'CORRUPT_MANIFEST',
+  'INVALID_STORE_URL',
+  'BLOB_NOT_FOUND',
+  'BLOB_CORRUPT',
+  'STORE_READ_ONLY',
+  'STORE_UNREACHABLE',
+  'STORE_AUTH_FAILED',
+  'STORE_BUCKET_MISSING',
+  'STORE_ERROR',
+  'NO_STORE_FOR_BLOB',
+  'FLIST_PATH_NOT_FOUND',
+  // Alpine packages (src/rootfs/apk)
+  'APK_BAD_SIGNATURE',
+  'APK_UNTRUSTED_KEY',
+  'APK_UNKNOWN_PACKAGE',
+  'APK_UNSATISFIABLE',
+  'APK_CORRUPT_PACKAGE',
+  'APK_CORRUPT_INDEX',
+  // rootfs recipes (src/rootfs/recipe)
+  'INVALID_RECIPE',
+  'RECIPE_NOT_FOUND',
+  // cpio archives (src/fs/cpio)
+  'CPIO_LIMIT',
   // catch-all for bugs
   'INTERNAL',
 ] as const;
