@@ -20,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   mkfs: async () => (await import('./mkfs.js')).registerMkfs,
   packagefs: async () => (await import('./packagefs.js')).registerPackagefs,
   fetch: async () => (await import('./fetch.js')).registerFetch,
+  rootfs: async () => (await import('./rootfs.js')).registerRootfs,
 };
 
 /** Builds the program with the command named `only` (all commands when it names none). */
