@@ -103,9 +103,9 @@ export async function recipeLayer(recipe: Recipe, mtimeNs: bigint): Promise<RawE
   const dir = (path: string, mode = 0o755, uid = 0, gid = 0): void => {
     out.push({ path: treePath(path), type: 'dir', mode, uid, gid, size: 0, ...common, xattrs: new Map() });
   };
-  const text = (path: string, body: string, mode = 0o644): void => {
+  const text = (path: string, body: string, mode = 0o644, uid = 0, gid = 0): void => {
     const bytes = Buffer.from(body);
-    out.push({ path: treePath(path), type: 'file', mode, uid: 0, gid: 0, size: bytes.length, content: bufferContent(bytes), ...common, xattrs: new Map() });
+    out.push({ path: treePath(path), type: 'file', mode, uid, gid, size: bytes.length, content: bufferContent(bytes), ...common, xattrs: new Map() });
   };
   const copy = async (path: string, source: string, mode: number, uid: number, gid: number, what: string): Promise<void> => {
     const { size } = await hostFile(source, what);
@@ -116,7 +116,7 @@ export async function recipeLayer(recipe: Recipe, mtimeNs: bigint): Promise<RawE
   for (const d of recipe.directories) dir(d.path, d.mode, d.uid, d.gid);
   for (const [i, f] of recipe.files.entries()) {
     if (f.source !== undefined) await copy(f.path, f.source, f.mode, f.uid, f.gid, `recipe files[${i}]`);
-    else text(f.path, f.content ?? '', f.mode);
+    else text(f.path, f.content ?? '', f.mode, f.uid, f.gid);
   }
   if (recipe.hostname !== undefined) text('/etc/hostname', `${recipe.hostname}\n`);
   if (recipe.resolv !== undefined) text('/etc/resolv.conf', recipe.resolv);

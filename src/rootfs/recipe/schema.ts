@@ -250,7 +250,11 @@ export function validateRecipe(doc: unknown, options: { baseDir: string; default
   if (doc['size'] !== undefined && doc['size'] !== null) {
     const s = doc['size'];
     if (typeof s !== 'string' && typeof s !== 'number') fail('size', "must be a size such as '512M'", s);
-    size = toSafeNumber(parseSize(String(s), { what: 'recipe size' }), 'recipe size');
+    try {
+      size = toSafeNumber(parseSize(String(s), { what: 'recipe size' }), 'recipe size');
+    } catch (e) {
+      fail('size', `is not a valid size: ${(e as Error).message}`, s);
+    }
   }
   const freeRaw = doc['free'];
   if (freeRaw !== undefined && freeRaw !== null && (typeof freeRaw !== 'number' || !Number.isInteger(freeRaw) || freeRaw < 0 || freeRaw > 90)) fail('free', 'must be an integer percentage in 0..90', freeRaw);
