@@ -95,3 +95,32 @@ test('random trees build into e2fsck-clean images that debugfs reads back equal'
   );
   t.diagnostic(`${n} images, ${entries} entries checked`);
 });
+
+/** The issue's scale: 10k+ files per tree (kinds weighted to files, small sizes to keep it quick). */
+const bulkRecord = record.chain((r) =>
+  fc.record({ kind: fc.constantFrom(...KINDS, 'file', 'file', 'file', 'file', 'file', 'file', 'file', 'file', 'file', 'file', 'file', 'file', 'file', 'file', 'file', 'file', 'file', 'file', 'file', 'file', 'file', 'file'), size: fc.integer({ min: 0, max: 3000 }) }).map((o) => ({ ...r, ...o })),
+);
+
+test('random trees with over 10k files build clean and read back equal', async (t) => {
+  if (!oracle(t, 'e2fsck') || !oracle(t, 'debugfs')) return;
+  const dir = tempDir(t, 'vmimg-ext4-bulk-');
+  let n = 0;
+  const sizes: number[] = [];
+  // fc.check, not fc.assert: the counterexample is megabytes of records; report the error itself.
+  const result = await fc.check(
+    fc.asyncProperty(fc.array(bulkRecord, { minLength: 13_500, maxLength: 14_000, size: 'max' }), fc.boolean(), async (records, journal) => {
+      const tree = memoryTree(specsOf(records));
+      const files = tree.entries.filter((e) => e.type === 'file' || e.type === 'hardlink').length;
+      if (files < 10_000) throw new Error(`generator made only ${files} files`);
+      sizes.push(files);
+      const image = join(dir, `b${n}.img`);
+      await build(tree, image, { journal });
+      assertFsckClean(t, image);
+      assertStatsMatch(t, image, tree);
+      await assertContentMatches(t, image, tree, join(dir, `b${n++}`));
+    }),
+    { numRuns: 2, seed: 20_261_123, endOnFailure: true },
+  );
+  if (result.failed) throw result.errorInstance instanceof Error ? result.errorInstance : new Error(`property failed: ${String(result.errorInstance)}`);
+  t.diagnostic(`${n} images with ${sizes.join(', ')} files checked`);
+});
