@@ -6,7 +6,7 @@ import { realpathSync } from 'node:fs';
 import { FileStorage } from '../storage/file.js';
 import type { Storage } from '../storage/types.js';
 import { VmimgError } from '../util/errors.js';
-import type { FileReference, Image } from '../formats/image.js';
+import type { FileReference, Image, SnapshotSelector } from '../formats/image.js';
 import { getDriver, isFormatName, probeFormat } from '../formats/registry.js';
 import type { FormatName } from '../formats/types.js';
 import { resolveReferencedPath } from './paths.js';
@@ -24,6 +24,8 @@ export interface OpenImageOptions {
   writeBarriers?: boolean;
   /** Opened by `check`: see OpenOptions.check. */
   check?: boolean;
+  /** Read this internal snapshot of the top image (qcow2 only; see OpenOptions.snapshot). */
+  snapshot?: SnapshotSelector;
 }
 
 export interface OpenedImage {
@@ -36,6 +38,9 @@ export interface OpenedImage {
 export async function openImageFromStorage(storage: Storage, filename: string, options: OpenImageOptions): Promise<OpenedImage> {
   const format = options.format ?? (await probeFormat(storage));
   const driver = getDriver(format);
+  if (options.snapshot && format !== 'qcow2') {
+    throw new VmimgError('UNSUPPORTED_IMAGE', `Failed to load snapshot: Block format '${driver.name}' used by device '' does not support temporarily loading internal snapshots`, { format: driver.name });
+  }
   if (!driver.open) {
     throw new VmimgError('UNSUPPORTED_IMAGE', `Reading ${driver.name} images is not supported yet`, { format: driver.name });
   }
@@ -45,6 +50,7 @@ export async function openImageFromStorage(storage: Storage, filename: string, o
     check: options.check,
     writable: options.writable ?? false,
     writeBarriers: options.writeBarriers,
+    ...(options.snapshot ? { snapshot: options.snapshot } : {}),
   });
   if (!Number.isSafeInteger(image.virtualSize) || image.virtualSize < 0) {
     await image.close();
@@ -106,7 +112,7 @@ export async function openChain(path: string, options: OpenImageOptions): Promis
       let next: Image;
       try {
         const name = resolveReferencedPath(current.filename, current.backing.name);
-        next = (await openImageFromStorage(storage, name, { ...options, format: recorded as FormatName | undefined, writable: false })).image;
+        next = (await openImageFromStorage(storage, name, { ...options, format: recorded as FormatName | undefined, writable: false, snapshot: undefined })).image;
       } catch (e) {
         await storage.close().catch(() => undefined);
         throw e instanceof VmimgError ? e.within(`while opening backing file '${current.backing.name}' of '${current.filename}'`) : e;

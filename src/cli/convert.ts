@@ -12,6 +12,7 @@ import { collect, runCommand, type CliIO } from './run.js';
 
 interface ConvertFlags extends PolicyFlags {
   format?: string;
+  snapshot?: string;
   outputFormat?: string;
   options?: string[];
   compress?: boolean;
@@ -38,6 +39,7 @@ export function registerConvert(program: Command, io: CliIO, setStatus: (s: numb
     .description('convert images from one format to another (qemu-img convert work-alike)')
     .argument('<files...>', 'source image(s) followed by the output file')
     .option('-f, --format <fmt>', 'format of the source images (default: probe)')
+    .option('-l, --snapshot <param>', "read an internal snapshot of the source: 'snapshot.id=ID,snapshot.name=NAME' or an id or name")
     .option('-O, --output-format <fmt>', 'output format (default raw)')
     .option('-o, --options <options>', 'output format options, as for create', collect)
     .option('-c, --compress', 'compress the output (qcow2: zlib or zstd per compression_type; vmdk: streamOptimized)')
@@ -76,6 +78,7 @@ async function convert(files: string[], flags: ConvertFlags): Promise<number> {
     await convertImages({
       sources,
       sourceFormat: flags.format,
+      ...(flags.snapshot !== undefined ? { snapshot: flags.snapshot } : {}),
       target,
       targetFormat: flags.outputFormat,
       optionStrings: flags.options,

@@ -99,6 +99,21 @@ export interface OpenOptions {
    * which writes are issued (enough for a crashed or killed process; like QEMU's cache=unsafe).
    */
   writeBarriers?: boolean;
+  /**
+   * Read an internal snapshot instead of the active image (qemu-img's -l; QEMU's
+   * bdrv_snapshot_load_tmp): the snapshot's L1 table replaces the active one, the virtual size
+   * stays the image's, and the image is read-only. Only qcow2 has internal snapshots; other
+   * drivers never see this option (src/chain/open.ts refuses it for them).
+   */
+  snapshot?: SnapshotSelector;
+}
+
+/** An internal snapshot by id and/or name (both must match when both are given). */
+export interface SnapshotSelector {
+  id?: string;
+  name?: string;
+  /** qemu-img's plain `-l NAME`: by id first, then by name (bdrv_snapshot_load_tmp_by_id_or_name). */
+  idOrName?: string;
 }
 
 /**

@@ -19,6 +19,7 @@ import { VmimgError } from '../util/errors.js';
 import { INT64_MAX, parseSize } from '../util/size.js';
 import { QDict } from '../util/qjson.js';
 import { mapChain } from './map.js';
+import { parseSnapshotParam } from './snapshot-param.js';
 
 export interface MeasureRequest {
   /** --size (qemu SIZE syntax), exclusive with `source`. */
@@ -57,8 +58,7 @@ export async function measureImage(req: MeasureRequest): Promise<MeasureResult> 
   try {
     let source: MeasureSource | undefined;
     if (req.source !== undefined) {
-      chain = await openChain(req.source, { format: req.sourceFormat, policy: req.policyFor(req.source) });
-      if (req.snapshot !== undefined) checkSnapshot(chain, req.snapshot);
+      chain = await openChain(req.source, { format: req.sourceFormat, policy: req.policyFor(req.source), ...(req.snapshot !== undefined ? { snapshot: parseSnapshotParam(req.snapshot) } : {}) });
       const c = chain;
       source = { virtualSize: c.top.virtualSize, allocatedBytes: (granule) => allocatedBytes(c, granule) };
       const bitmaps = c.top.persistentBitmaps?.();
@@ -101,24 +101,6 @@ function parseSizeArgument(text: string): bigint {
         : 'Invalid image size specified. You may use k, M, G, T, P or E suffixes for kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.';
     throw new VmimgError(e.code, message, { value: text }, { cause: e });
   }
-}
-
-/**
- * -l: QEMU loads the snapshot (by id, then by name) and measures it. vmimg finds it the same way
- * but does not read snapshot tables yet, so a snapshot that exists is refused.
- */
-function checkSnapshot(chain: ImageChain, wanted: string): void {
-  const top = chain.top;
-  if (top.format !== 'qcow2') {
-    throw new VmimgError('UNSUPPORTED_IMAGE', `Failed to load snapshot: Block format '${top.format}' used by device '' does not support temporarily loading internal snapshots`, {
-      format: top.format,
-    });
-  }
-  const snapshots = top.info().snapshots ?? [];
-  if (!snapshots.some((s) => s.id === wanted) && !snapshots.some((s) => s.name === wanted)) {
-    throw new VmimgError('USAGE', "Failed to load snapshot: Can't find snapshot", { snapshot: wanted });
-  }
-  throw new VmimgError('UNSUPPORTED_OPTION', `vmimg cannot measure internal snapshot '${wanted}' yet (measure the image without -l)`, { snapshot: wanted });
 }
 
 /**

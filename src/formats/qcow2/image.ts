@@ -18,12 +18,19 @@ import { infoFields, qcow2SafetyIssues } from './info.js';
 import { mapRange } from './map.js';
 import type { PersistentBitmap } from '../types.js';
 import { openQcow2State } from './open.js';
+import { loadSnapshotTables } from './snapshot-load.js';
 import { RefcountReader } from './reftable.js';
 import { TableReader, type Qcow2State } from './state.js';
 import { Qcow2Writer, writeRefusal } from './write.js';
 
 export async function openQcow2(storage: Storage, options: OpenOptions): Promise<Image> {
-  const { state, bitmaps } = await openQcow2State(storage, options.filename, { check: options.check ?? false });
+  const opened = await openQcow2State(storage, options.filename, { check: options.check ?? false });
+  const { bitmaps } = opened;
+  let state = opened.state;
+  if (options.snapshot) {
+    if (options.writable) throw new VmimgError('UNSUPPORTED_OPTION', `qcow2 image '${options.filename}': an internal snapshot is opened read-only`, { file: options.filename });
+    state = loadSnapshotTables(state, options.snapshot);
+  }
   // The write path (write.ts) is for plain writable opens; check's repairs write on their own.
   const writable = (options.writable ?? false) && !(options.check ?? false);
   const refusal = writable ? writeRefusal(state) : undefined;

@@ -5,6 +5,7 @@
  * target with -n. Option meanings follow qemu-img 7.2's img_convert.
  */
 import { openChain, type ImageChain } from '../../chain/open.js';
+import { parseSnapshotParam } from '../snapshot-param.js';
 import type { ChainPolicy } from '../../chain/policy.js';
 import { createAtomically } from '../../storage/atomic.js';
 import { FileStorage } from '../../storage/file.js';
@@ -19,6 +20,8 @@ export interface ConvertRequest {
   sources: string[];
   /** -f: format of every source (probed when absent). */
   sourceFormat?: string;
+  /** -l: read this internal snapshot of the (single) source, parsed by parseSnapshotParam. */
+  snapshot?: string;
   target: string;
   /** -O (default raw). */
   targetFormat?: string;
@@ -67,9 +70,13 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
     throw new VmimgError('BACKING_FORMAT_REQUIRED', 'Use of backing file requires explicit backing format (-F)', {});
   }
 
+  // img_convert: "No support for concatenating multiple snapshot".
+  if (req.snapshot !== undefined && req.sources.length > 1) throw new VmimgError('USAGE', 'No support for concatenating multiple snapshot', {});
+  const snapshot = req.snapshot !== undefined ? parseSnapshotParam(req.snapshot) : undefined;
+
   const chains: ImageChain[] = [];
   try {
-    for (const source of req.sources) chains.push(await openChain(source, { format: req.sourceFormat, policy: req.policyFor(source) }));
+    for (const source of req.sources) chains.push(await openChain(source, { format: req.sourceFormat, policy: req.policyFor(source), ...(snapshot ? { snapshot } : {}) }));
     const total = chains.reduce((n, c) => n + c.top.virtualSize, 0);
     const copy = (writer: ImageWriter, zeroTarget: boolean): Promise<void> =>
       copyChains(chains, writer, { minSparse, backing: req.backingFile !== undefined, zeroTarget, parallel, onProgress: req.onProgress });
