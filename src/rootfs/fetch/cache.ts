@@ -18,12 +18,12 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
-import { VmimgError } from '../../util/errors.js';
+import { fromSystemError, VmimgError } from '../../util/errors.js';
 import { displayUrl, httpGet, type HttpOptions } from './http.js';
 import { withLock } from './lock.js';
 
@@ -102,6 +102,26 @@ export class FetchCache {
     if (actual === parseSha256(sha256)) return path;
     await unlink(path).catch(() => undefined);
     return undefined;
+  }
+
+  /**
+   * Stores bytes the caller has already verified by other means (an apk package checked against
+   * a signed index) under their SHA256, atomically (temporary file + rename); returns the digest.
+   * Storing bytes already present is a no-op.
+   */
+  async putBytes(bytes: Uint8Array): Promise<string> {
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    if (await this.lookup(sha256)) return sha256;
+    for (const sub of ['sha256', 'partial']) await mkdir(join(this.dir, sub), { recursive: true });
+    const tmp = join(this.dir, 'partial', `${sha256}.${process.pid}.${Math.random().toString(36).slice(2)}.put`);
+    try {
+      await writeFile(tmp, bytes, { flag: 'wx' });
+      await rename(tmp, this.pathFor(sha256));
+    } catch (e) {
+      await unlink(tmp).catch(() => undefined);
+      throw fromSystemError(e, this.pathFor(sha256), 'write');
+    }
+    return sha256;
   }
 
   async ensure(options: EnsureOptions): Promise<EnsureResult> {

@@ -22,7 +22,7 @@ import type { RawEntry, Tree } from '../../tree/types.js';
 import { fromSystemError, VmimgError } from '../../util/errors.js';
 import type { FetchCache } from '../fetch/cache.js';
 import type { HttpOptions } from '../fetch/http.js';
-import type { ApkInstalledPackage, ApkModule } from './apk-port.js';
+import type { ApkInstalledPackage } from '../apk/index.js';
 import { baseKeys, loadBase, newestMtime, readEntryBytes, recipeLayer, type Layer } from './layers.js';
 import { lockPathFor, readLock, writeLock, type LockedPackage, type RootfsLock } from './lock.js';
 import { resolveRuntime } from './runtime.js';
@@ -50,9 +50,6 @@ export interface RootfsBuildResult {
   entries: number;
   runtime?: string;
 }
-
-/** The apk installer, loaded only when a recipe lists packages. */
-const APK_MODULE = '../apk/index.js';
 
 /** Largest base apk database read into memory. */
 const MAX_APK_DB = 64 * 1024 * 1024;
@@ -127,13 +124,15 @@ export async function buildRootfs(req: RootfsBuildRequest): Promise<RootfsBuildR
     layers.push(base);
 
     let installed: ApkInstalledPackage[] = [];
+    let indexes: Array<{ url: string; sha256: string }> = [];
     if (recipe.packages.length > 0) {
       const keys = recipe.apk.trustBaseKeys ? await baseKeys(base.entries) : new Map<string, string>();
       for (const [name, pem] of await readKeyFiles(recipe.apk.keys)) keys.set(name, pem);
       log(`apk: installing ${recipe.packages.join(' ')} from ${recipe.apk.repositories.length} repositories`);
       const baseInstalled = await readEntryBytes(base.entries, '/lib/apk/db/installed', MAX_APK_DB);
       const baseWorld = await readEntryBytes(base.entries, '/etc/apk/world', 1024 * 1024);
-      const { installApkPackages } = (await import(APK_MODULE)) as ApkModule;
+      // The apk installer loads only when a recipe lists packages.
+      const { installApkPackages } = await import('../apk/index.js');
       const result = await installApkPackages({
         repositories: recipe.apk.repositories.map((url) => ({ url })),
         keys,
@@ -142,11 +141,14 @@ export async function buildRootfs(req: RootfsBuildRequest): Promise<RootfsBuildR
         cache,
         ...(baseInstalled ? { baseInstalled } : {}),
         ...(baseWorld ? { baseWorld } : {}),
-        ...(pins ? { lock: pins } : {}),
+        ...(pins ? { lock: pins, indexes: new Map(existing!.indexes?.map((i) => [i.url, i.sha256]) ?? []) } : {}),
+        mtimeNs: recipe.epoch !== undefined ? BigInt(recipe.epoch) * 1_000_000_000n : newestMtime([base.entries]),
         ...(req.http ? { http: req.http } : {}),
       });
       layers.push({ entries: result.layer, close: result.close });
       installed = result.installed;
+      indexes = result.indexes;
+      for (const s of result.scripts) log(`apk: install script not run (vmimg never executes guest code): ${s}`);
     }
 
     const contentLayers: RawEntry[][] = layers.map((l) => l.entries);
@@ -181,6 +183,7 @@ export async function buildRootfs(req: RootfsBuildRequest): Promise<RootfsBuildR
       arch: recipe.arch,
       base: lockedBase(recipe),
       repositories: recipe.apk.repositories,
+      indexes,
       world: [...recipe.packages].sort(),
       packages: installed.map(toLocked),
       image: { file: basename(req.output), format: ext4.format, size: ext4.imageSize, sha256: await sha256File(req.output) },

@@ -27,6 +27,8 @@ export interface RootfsLock {
   arch: string;
   base: { url: string; sha256: string } | { path: string } | null;
   repositories: string[];
+  /** SHA256 of each repository's APKINDEX.tar.gz as used (kept in the fetch cache). */
+  indexes?: Array<{ url: string; sha256: string }>;
   /** Requested packages (world). */
   world: string[];
   /** Installed packages in install order. */
