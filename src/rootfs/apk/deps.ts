@@ -21,6 +21,9 @@ export interface Dep {
 /** Package and provided names: apk allows [A-Za-z0-9._+-] plus ':', ',', '/', '[', ']' in provides. */
 const NAME = /^[A-Za-z0-9_][A-Za-z0-9._+\-:,/[\]]*$/;
 
+/** The operators apk writes (apk_version_op_string), checksum pins aside. */
+const OPERATORS = new Set(['<', '<=', '=', '>=', '>', '~', '<~', '>~']);
+
 export function parseDep(text: string, where: string): Dep {
   const bad = (why: string): never => {
     throw new VmimgError('APK_CORRUPT_INDEX', `${where}: invalid dependency '${text}': ${why}`, { dependency: text });
@@ -37,7 +40,7 @@ export function parseDep(text: string, where: string): Dep {
     throw new VmimgError('UNSUPPORTED_OPTION', `${where}: repository tags are not supported ('${text}'); list the tagged repository instead`, { dependency: text });
   }
   if (op === undefined) return { name: name!, conflict, text };
-  const mask = operatorMask(op);
+  const mask = OPERATORS.has(op) ? operatorMask(op) : undefined;
   if (mask === undefined) bad(`unknown operator '${op}'`);
   if (!isValidVersion(version!)) bad(`bad version '${version}'`);
   return { name: name!, mask, version: version!, conflict, text };

@@ -120,7 +120,9 @@ export function resolvePackages(input: ResolveInput): IndexPackage[] {
     order.push(pkg); // post-order: dependencies first
   };
 
-  const world = [...input.world].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  // Concrete package names first, then virtuals, so a provider the user listed satisfies its virtual.
+  const virtual = (d: Dep): number => Number(!byName.has(d.name));
+  const world = [...input.world].sort((a, b) => virtual(a) - virtual(b) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const dep of world) need(dep, []);
 
   for (const { dep, chain } of conflicts) {
