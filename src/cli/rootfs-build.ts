@@ -23,6 +23,7 @@ interface BuildFlags {
   lock?: string;
   update?: boolean;
   mirror?: string;
+  base?: string;
   cacheDir?: string;
   timeout?: string;
   quiet?: boolean;
@@ -39,6 +40,7 @@ function options(cmd: Command): Command {
     .option('--format <fmt>', 'image format: raw (default), qcow2, vmdk, vhdx, vpc')
     .option('--update', 'ignore the lock file: resolve packages again and rewrite it')
     .option('--mirror <url>', 'Alpine mirror for built-in recipes (the folder holding v3.20/)')
+    .option('--base <path>', "use this local tarball or directory as the base instead of the recipe's")
     .option('--cache-dir <dir>', 'fetch cache (default $VMIMG_CACHE_DIR, else ~/.cache/vmimg)')
     .option('--timeout <seconds>', 'network idle timeout (default 30)')
     .option('-q, --quiet', 'no progress messages on stderr')
@@ -72,6 +74,7 @@ async function buildOne(io: CliIO, name: string, flags: BuildFlags, out: string 
     ...(flags.agent !== undefined ? { agent: flags.agent } : {}),
     ...(flags.format !== undefined ? { format: flags.format } : {}),
     ...(flags.mirror !== undefined ? { mirror: flags.mirror } : {}),
+    ...(flags.base !== undefined ? { base: flags.base } : {}),
   });
   let timeoutMs: number | undefined;
   if (flags.timeout !== undefined) {

@@ -17,6 +17,8 @@ export interface RecipeOverrides {
   format?: string;
   /** Alpine mirror for built-in recipes. */
   mirror?: string;
+  /** Replaces the recipe's base with a local tarball or directory (--base). */
+  base?: string;
 }
 
 async function isFile(path: string): Promise<boolean> {
@@ -57,6 +59,7 @@ export async function loadRecipe(nameOrPath: string, overrides: RecipeOverrides)
     doc['agent'] = { source: resolve(overrides.agent), ...(name !== undefined ? { name } : {}) };
   }
   if (overrides.forceArch) doc['arch'] = overrides.arch;
+  if (overrides.base !== undefined) doc['base'] = { path: resolve(overrides.base) };
   if (overrides.format !== undefined) {
     const out = typeof doc['output'] === 'object' && doc['output'] !== null ? (doc['output'] as Record<string, unknown>) : {};
     doc['output'] = { ...out, format: overrides.format };
