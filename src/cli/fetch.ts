@@ -13,7 +13,7 @@ import { loadFetchConfig, type FetchConfig } from '../rootfs/fetch/config.js';
 import { FIRECRACKER_DEFAULT_BASE_URL, FIRECRACKER_DEFAULT_VERSION, fetchFirecracker, parseArch, parseFirecrackerVersion } from '../rootfs/fetch/firecracker.js';
 import { KERNEL_DEFAULT_BASE_URL, KERNEL_DEFAULT_VERSION, fetchKernel } from '../rootfs/fetch/kernel.js';
 import { progressBar } from './progress.js';
-import { parseOutputFormat, runCommand, type CliIO } from './run.js';
+import { parseOutputFormat, parseTimeoutMs, runCommand, type CliIO } from './run.js';
 
 interface CommonFlags {
   version?: string;
@@ -44,11 +44,7 @@ function common(cmd: Command): Command {
 }
 
 function timeoutMs(flags: CommonFlags, config: FetchConfig): number | undefined {
-  if (flags.timeout !== undefined) {
-    const s = Number(flags.timeout);
-    if (!(s > 0)) throw new VmimgError('USAGE', `--timeout must be a positive number of seconds, not '${flags.timeout}'`, { value: flags.timeout });
-    return s * 1000;
-  }
+  if (flags.timeout !== undefined) return parseTimeoutMs(flags.timeout);
   return config.timeoutSeconds !== undefined ? config.timeoutSeconds * 1000 : undefined;
 }
 

@@ -11,8 +11,7 @@ import { parseArch } from '../rootfs/fetch/firecracker.js';
 import { BUILTIN_RECIPES } from '../rootfs/recipe/builtin.js';
 import { buildRootfs, type RootfsBuildResult } from '../rootfs/recipe/build.js';
 import { defaultOutput, loadRecipe } from '../rootfs/recipe/load.js';
-import { VmimgError } from '../util/errors.js';
-import { parseOutputFormat, runCommand, type CliIO } from './run.js';
+import { parseOutputFormat, parseTimeoutMs, runCommand, type CliIO } from './run.js';
 
 interface BuildFlags {
   out?: string;
@@ -76,12 +75,7 @@ async function buildOne(io: CliIO, name: string, flags: BuildFlags, out: string 
     ...(flags.mirror !== undefined ? { mirror: flags.mirror } : {}),
     ...(flags.base !== undefined ? { base: flags.base } : {}),
   });
-  let timeoutMs: number | undefined;
-  if (flags.timeout !== undefined) {
-    const s = Number(flags.timeout);
-    if (!(s > 0)) throw new VmimgError('USAGE', `--timeout must be a positive number of seconds, not '${flags.timeout}'`, { value: flags.timeout });
-    timeoutMs = s * 1000;
-  }
+  const timeoutMs = parseTimeoutMs(flags.timeout);
   return buildRootfs({
     recipe,
     output: out ?? defaultOutput(recipe, dir),

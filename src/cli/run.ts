@@ -43,3 +43,11 @@ export async function runCommand(io: CliIO, body: () => Promise<number>, exitFor
 export function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
+
+/** --timeout SECONDS (a positive number) in milliseconds; undefined when not given. */
+export function parseTimeoutMs(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const s = Number(text);
+  if (!(s > 0)) throw new VmimgError('USAGE', `--timeout must be a positive number of seconds, not '${text}'`, { value: text });
+  return s * 1000;
+}

@@ -49,7 +49,7 @@ export interface BuiltPackage {
 const MTIME = new Date(1_700_000_000 * 1000);
 
 /** A tar stream of `entries`; `cut` drops the two end-of-archive blocks (abuild-tar --cut). */
-async function tar(entries: Array<{ header: Parameters<ReturnType<typeof pack>['entry']>[0]; body?: Buffer }>, cut: boolean): Promise<Buffer> {
+export async function tar(entries: Array<{ header: Parameters<ReturnType<typeof pack>['entry']>[0]; body?: Buffer }>, cut: boolean): Promise<Buffer> {
   const p = pack();
   const chunks: Buffer[] = [];
   p.on('data', (c: unknown) => void chunks.push(c as Buffer));

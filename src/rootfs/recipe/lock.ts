@@ -7,19 +7,11 @@
  */
 import { readFile } from 'node:fs/promises';
 import { VmimgError } from '../../util/errors.js';
+import type { ApkInstalledPackage } from '../apk/index.js';
 import { installText } from '../fetch/install.js';
 
-export interface LockedPackage {
-  name: string;
-  version: string;
-  arch: string;
-  /** The APKINDEX C: field ("Q1" + base64 SHA1 of the control segment). */
-  checksum: string;
-  /** SHA256 of the .apk file. */
-  sha256: string;
-  size: number;
-  repository: string;
-}
+/** A locked package: name, version, arch, index checksum (C:), .apk SHA256, size, repository. */
+export type LockedPackage = Omit<ApkInstalledPackage, 'installedSize'>;
 
 export interface RootfsLock {
   lockVersion: 1;
