@@ -4,11 +4,17 @@
  * datahash, data section; the first two sections without tar end blocks, as abuild cuts them) and
  * a signed APKINDEX.tar.gz, laid out as `<repo>/<arch>/...` routes for test/fetch/server.ts.
  *
- *   const repo = makeApkRepo({ keyName: 'test.rsa.pub', packages: [...] });
- *   for (const [path, body] of repo.files('/alpine/v3.20/main', 'x86_64')) fx.routes.set(path, { body });
- *   installApkPackages({ keys: repo.keys, repositories: [{ url: fx.base + '/alpine/v3.20/main' }], ... })
+ * Two ways to use it:
+ *   - makeApkRepo(dir, { packages, minirootfs? }) writes the repository (and a minirootfs tarball)
+ *     into `dir` and serves it on loopback: { url, keys, minirootfs, requests, close }.
+ *   - new ApkRepo(keyName) + add(spec) + files(prefix) → routes for test/fetch/server.ts, for tests
+ *     that tamper with individual responses.
  */
 import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { dirname, join, normalize, sep } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { pack } from 'tar-stream';
 
@@ -21,6 +27,12 @@ export interface ApkFileSpec {
   gid?: number;
   symlink?: string;
   dir?: boolean;
+  /** A hard link to this earlier path of the same package. */
+  hardlink?: string;
+  /** A device node. */
+  device?: { type: 'char' | 'block'; major: number; minor: number };
+  /** Extended attributes (PAX SCHILY.xattr.*; ASCII values). */
+  xattrs?: Record<string, string>;
 }
 
 export interface ApkPackageSpec {
@@ -36,6 +48,8 @@ export interface ApkPackageSpec {
   description?: string;
   /** Omit .PKGINFO datahash (an unverifiable package). */
   noDatahash?: boolean;
+  /** Omit the PAX APK-TOOLS.checksum.SHA1 records abuild adds to files and symlinks. */
+  noChecksums?: boolean;
 }
 
 export interface BuiltPackage {
@@ -98,11 +112,26 @@ export class ApkRepo {
     const data = gzipSync(
       await tar(
         files.map((f) => {
+          // abuild's tar: PAX records APK-TOOLS.checksum.SHA1 (hex) on files and symlinks, xattrs as SCHILY.xattr.*.
+          const pax: Record<string, string> = {};
+          for (const [k, v] of Object.entries(f.xattrs ?? {})) pax[`SCHILY.xattr.${k}`] = v;
+          const sum = (b: Buffer | string): void => {
+            if (!spec.noChecksums) pax['APK-TOOLS.checksum.SHA1'] = createHash('sha1').update(b).digest('hex');
+          };
           const base = { name: f.path, mode: f.mode ?? (f.dir ? 0o755 : f.symlink ? 0o777 : 0o644), mtime: MTIME, uid: f.uid ?? 0, gid: f.gid ?? 0 };
-          if (f.dir) return { header: { ...base, type: 'directory' as const } };
-          if (f.symlink) return { header: { ...base, type: 'symlink' as const, linkname: f.symlink } };
+          const withPax = (): { pax?: Record<string, string> } => (Object.keys(pax).length ? { pax } : {});
+          if (f.dir) return { header: { ...base, type: 'directory' as const, ...withPax() } };
+          if (f.symlink) {
+            sum(f.symlink);
+            return { header: { ...base, type: 'symlink' as const, linkname: f.symlink, ...withPax() } };
+          }
+          if (f.hardlink) return { header: { ...base, type: 'link' as const, linkname: f.hardlink, ...withPax() } };
+          if (f.device) {
+            return { header: { ...base, type: f.device.type === 'char' ? ('character-device' as const) : ('block-device' as const), devmajor: f.device.major, devminor: f.device.minor, ...withPax() } };
+          }
           const body = Buffer.isBuffer(f.content) ? f.content : Buffer.from(f.content ?? '');
-          return { header: { ...base, type: 'file' as const, size: body.length }, body };
+          sum(body);
+          return { header: { ...base, type: 'file' as const, size: body.length, ...withPax() }, body };
         }),
         false,
       ),
@@ -169,4 +198,158 @@ export class ApkRepo {
     for (const b of this.built) out.set(`${prefix}/${arch}/${b.spec.name}-${b.spec.version}.apk`, b.apk);
     return out;
   }
+}
+
+/** A minirootfs tarball built from base packages (their files, an apk database listing them). */
+export interface MinirootfsSpec {
+  /** Base packages: unpacked into the tarball, listed in /lib/apk/db/installed and /etc/apk/world, and also published in the repository (as Alpine's are). */
+  packages: ApkPackageSpec[];
+  /** Extra regular files, e.g. { 'etc/hostname': 'alpine\n' }. */
+  files?: Record<string, string>;
+}
+
+export interface ApkRepoSpec {
+  packages: ApkPackageSpec[];
+  keyName?: string;
+  keyPair?: ReturnType<typeof generateKeyPairSync>;
+  arch?: string;
+  /** URL path of the repository (default /alpine/v3.20/main); files go to DIR/<path>/<arch>/. */
+  path?: string;
+  minirootfs?: MinirootfsSpec;
+}
+
+export interface ServedApkRepo {
+  /** The repository URL, as ApkRepository.url (no trailing slash). */
+  url: string;
+  /** Trusted keys for ApkInstallRequest.keys. */
+  keys: Map<string, string>;
+  repo: ApkRepo;
+  /** The directory holding the repository's files (written by makeApkRepo; the caller removes it). */
+  dir: string;
+  /** Paths of every request served so far, in order (to assert "no network"). */
+  requests: string[];
+  /** The generated minirootfs, when the spec asked for one. */
+  minirootfs?: { url: string; file: string; sha256: string; installed: Buffer; world: Buffer };
+  /** Stops the server (files stay): later requests fail to connect. */
+  close(): Promise<void>;
+}
+
+/** One installed-db record of a base package, as apk writes it (C P V A S I T U L o t D p, then F/R/a/Z). */
+function baseRecord(b: BuiltPackage): string {
+  const s = b.spec;
+  const lines = [`C:${b.checksum}`, `P:${s.name}`, `V:${s.version}`, `A:${s.arch}`, `S:${b.apk.length}`, 'I:4096', `T:${s.description ?? `${s.name} test package`}`, 'U:https://example.invalid/', 'L:MIT', `o:${s.name}`, 't:1700000000'];
+  if (s.depends?.length) lines.push(`D:${s.depends.join(' ')}`);
+  if (s.provides?.length) lines.push(`p:${s.provides.join(' ')}`);
+  const dirs = new Map<string, ApkFileSpec[]>();
+  for (const f of s.files ?? []) {
+    const path = f.path.replace(/\/+$/, '');
+    if (f.dir) {
+      if (!dirs.has(path)) dirs.set(path, []);
+      continue;
+    }
+    const parent = path.includes('/') ? path.slice(0, path.lastIndexOf('/')) : '';
+    (dirs.get(parent) ?? dirs.set(parent, []).get(parent)!).push(f);
+  }
+  for (const [dir, files] of dirs) {
+    lines.push(`F:${dir}`);
+    for (const f of files) {
+      lines.push(`R:${f.path.slice(f.path.lastIndexOf('/') + 1)}`);
+      const mode = f.symlink ? 0o777 : (f.mode ?? 0o644);
+      if (mode !== 0o644 || (f.uid ?? 0) !== 0 || (f.gid ?? 0) !== 0) lines.push(`a:${f.uid ?? 0}:${f.gid ?? 0}:${mode.toString(8)}`);
+      if (f.symlink !== undefined || (!f.hardlink && !f.device)) lines.push(`Z:${q1(Buffer.from(f.symlink ?? f.content ?? ''))}`);
+    }
+  }
+  return lines.join('\n') + '\n\n';
+}
+
+/**
+ * A gzip'd minirootfs like Alpine's alpine-minirootfs-*.tar.gz: the base packages' files, their
+ * installed-db records, world, repositories and the signing key. Returns the tarball and the db files.
+ */
+export async function makeMinirootfs(repo: ApkRepo, base: BuiltPackage[], repoUrl: string, extra: Record<string, string> = {}): Promise<{ tgz: Buffer; installed: Buffer; world: Buffer }> {
+  type E = Parameters<typeof tar>[0][number];
+  const h = { mtime: MTIME, uid: 0, gid: 0 };
+  const entries: E[] = [];
+  const seen = new Set<string>();
+  const dir = (name: string): void => {
+    if (seen.has(name)) return;
+    seen.add(name);
+    entries.push({ header: { ...h, name: `${name}/`, type: 'directory', mode: 0o755 } });
+  };
+  const file = (name: string, body: Buffer | string, mode = 0o644): void => {
+    const parts = name.split('/');
+    for (let i = 1; i < parts.length; i++) dir(parts.slice(0, i).join('/'));
+    const b = Buffer.from(body);
+    entries.push({ header: { ...h, name, type: 'file', mode, size: b.length }, body: b });
+  };
+  for (const d of ['bin', 'dev', 'etc', 'etc/apk', 'etc/apk/keys', 'lib', 'lib/apk', 'lib/apk/db', 'proc', 'root', 'sbin', 'sys', 'tmp', 'usr', 'usr/bin', 'var']) dir(d);
+  for (const b of base) {
+    for (const f of b.spec.files ?? []) {
+      const name = f.path.replace(/\/+$/, '');
+      if (f.dir) dir(name);
+      else if (f.symlink) entries.push({ header: { ...h, name, type: 'symlink', linkname: f.symlink, mode: 0o777, uid: f.uid ?? 0, gid: f.gid ?? 0 } });
+      else if (f.hardlink) entries.push({ header: { ...h, name, type: 'link', linkname: f.hardlink, mode: f.mode ?? 0o644 } });
+      else if (!f.device) file(name, Buffer.isBuffer(f.content) ? f.content : (f.content ?? ''), f.mode ?? 0o644);
+    }
+  }
+  const installed = Buffer.from(base.map(baseRecord).join(''));
+  const world = Buffer.from([...new Set(base.map((b) => b.spec.name))].sort().join('\n') + '\n');
+  file('etc/alpine-release', '3.20.3\n');
+  file('etc/apk/world', world);
+  file('etc/apk/repositories', `${repoUrl}\n`);
+  file(`etc/apk/keys/${repo.keyName}`, repo.publicPem);
+  file('lib/apk/db/installed', installed);
+  for (const [name, body] of Object.entries(extra)) file(name, body);
+  return { tgz: gzipSync(await tar(entries, false)), installed, world };
+}
+
+/**
+ * Writes a signed Alpine-style repository (and optionally a minirootfs) into `dir` and serves
+ * `dir` over HTTP on 127.0.0.1: `<url>/<arch>/APKINDEX.tar.gz`, `<url>/<arch>/<name>-<ver>.apk`,
+ * and `<base>/alpine-minirootfs-test-<arch>.tar.gz`. Call close() when done (e.g. t.after).
+ *
+ *   const r = await makeApkRepo(dir, { packages: [{ name: 'hello', version: '1.0-r0', files: [...] }] });
+ *   await installApkPackages({ repositories: [{ url: r.url }], keys: r.keys, packages: ['hello'], arch: 'x86_64', cache });
+ */
+export async function makeApkRepo(dir: string, spec: ApkRepoSpec): Promise<ServedApkRepo> {
+  const arch = spec.arch ?? 'x86_64';
+  const prefix = spec.path ?? '/alpine/v3.20/main';
+  const repo = new ApkRepo(spec.keyName ?? 'test@vmimg-00000001.rsa.pub', spec.keyPair);
+  const base: BuiltPackage[] = [];
+  for (const p of spec.minirootfs?.packages ?? []) base.push(await repo.add({ ...p, arch: p.arch ?? arch }));
+  for (const p of spec.packages) await repo.add({ ...p, arch: p.arch ?? arch });
+  for (const [path, body] of await repo.files(prefix, arch)) {
+    mkdirSync(join(dir, dirname(path)), { recursive: true });
+    writeFileSync(join(dir, path), body);
+  }
+  const requests: string[] = [];
+  const server = createServer((req, res) => {
+    const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+    requests.push(path);
+    const file = normalize(join(dir, path));
+    if (req.method !== 'GET' || !file.startsWith(normalize(dir) + sep) || !existsSync(file) || !statSync(file).isFile()) return void res.writeHead(404).end('not found');
+    const body = readFileSync(file);
+    res.writeHead(200, { 'content-length': String(body.length) }).end(body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const url = `${origin}${prefix}`;
+  const out: ServedApkRepo = {
+    url,
+    keys: repo.keys,
+    repo,
+    dir,
+    requests,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+  if (spec.minirootfs) {
+    const m = await makeMinirootfs(repo, base, url, spec.minirootfs.files);
+    const name = `alpine-minirootfs-test-${arch}.tar.gz`;
+    writeFileSync(join(dir, name), m.tgz);
+    out.minirootfs = { url: `${origin}/${name}`, file: join(dir, name), sha256: createHash('sha256').update(m.tgz).digest('hex'), installed: m.installed, world: m.world };
+  }
+  return out;
 }

@@ -61,6 +61,8 @@ const MAX_INDEX_BYTES = 64 * 1024 * 1024;
 const MAX_INDEX_TEXT = 256 * 1024 * 1024;
 const MAX_PACKAGES = 200_000;
 const MAX_LINE = 64 * 1024;
+/** C: of a v2 package: "Q1" + base64 of a 20-byte SHA1. */
+const CHECKSUM = /^Q1[A-Za-z0-9+/]{27}=$/;
 
 export function indexUrl(repo: string, arch: string): string {
   return `${repo.replace(/\/+$/, '')}/${arch}/APKINDEX.tar.gz`;
@@ -96,7 +98,7 @@ export function parseIndexText(text: string, repository: string, where: string):
     parseDep(name, at); // validates the name
     if (!isValidVersion(version)) throw new VmimgError('APK_CORRUPT_INDEX', `${at}: invalid version '${version}' of ${name}`, { line: lineNo });
     if (out.length >= MAX_PACKAGES) throw new VmimgError('APK_CORRUPT_INDEX', `${where}: more than ${MAX_PACKAGES} packages`, {});
-    out.push({
+    const pkg: IndexPackage = {
       name,
       version,
       arch: get('A'),
@@ -115,7 +117,11 @@ export function parseIndexText(text: string, repository: string, where: string):
       provides: parseProvides(get('p'), at),
       installIf: parseDeps(get('i'), at),
       repository,
-    });
+    };
+    if ((repository !== '' || pkg.checksum !== '') && !CHECKSUM.test(pkg.checksum)) {
+      throw new VmimgError('APK_CORRUPT_INDEX', `${at}: field C of ${name} is not Q1 + base64 SHA1 ('${pkg.checksum.slice(0, 40)}')`, { line: lineNo, field: 'C' });
+    }
+    out.push(pkg);
     rec = new Map();
   };
   for (const line of text.split('\n')) {
@@ -125,7 +131,7 @@ export function parseIndexText(text: string, repository: string, where: string):
       flush();
       continue;
     }
-    if (line[1] !== ':') throw new VmimgError('APK_CORRUPT_INDEX', `${where} line ${lineNo} is not 'K:value'`, { line: lineNo });
+    if (line[1] !== ':' || !/[A-Za-z]/.test(line[0]!)) throw new VmimgError('APK_CORRUPT_INDEX', `${where} line ${lineNo} is not 'K:value'`, { line: lineNo });
     // Installed-db file lines (F:, R:, Z:, M:, a:, ...) repeat; the package fields come first.
     if (!rec.has(line[0]!)) rec.set(line[0]!, line.slice(2));
   }

@@ -61,6 +61,11 @@ export interface ApkInstallResult {
   indexes: Array<{ url: string; sha256: string }>;
   /** Install scripts present but not run: "busybox-1.36.1-r29: .post-install". */
   scripts: string[];
+  /**
+   * Human-readable warnings: one per package whose scripts were not run (what they usually do
+   * and how to get the effect), so a caller can print them as they are.
+   */
+  warnings: string[];
   close(): Promise<void>;
 }
 
@@ -76,6 +81,16 @@ function baseInstalledPackages(text: string | undefined): { pkgs: InstalledPacka
   if (!text) return { pkgs: [], records: [] };
   const records = parseIndexText(text, '', '/lib/apk/db/installed');
   return { pkgs: records.map((r) => ({ name: r.name, version: r.version, provides: r.provides })), records };
+}
+
+/**
+ * Install scripts need the guest's own binaries (a chroot and root), so they never run here.
+ * Most Alpine scripts add users/groups (addgroup/adduser: list them in the recipe's files) or,
+ * for busybox, create applet symlinks with `busybox --install -s` (the minirootfs ships them).
+ */
+function scriptWarning(name: string, version: string, scripts: string[]): string {
+  const hint = name === 'busybox' ? '; its applet symlinks (busybox --install -s) are already in the minirootfs' : '; if they create users, groups or files, add those to the recipe';
+  return `${name}-${version}: ${scripts.join(', ')} not run (vmimg never executes guest code)${hint}`;
 }
 
 /** Runs `fn` over `items` with at most `limit` in flight, keeping result order. */
@@ -128,10 +143,12 @@ export async function installApkPackages(req: ApkInstallRequest): Promise<ApkIns
     let db = req.baseInstalled?.toString('utf8') ?? '';
     if (db !== '' && !db.endsWith('\n\n')) db += db.endsWith('\n') ? '\n' : '\n\n';
     const scripts: string[] = [];
+    const warnings: string[] = [];
     for (const u of fetched) {
       layer.push(...u.entries);
       db += await installedRecord(u.pkg, u.entries);
       for (const s of u.scripts) scripts.push(`${u.pkg.name}-${u.pkg.version}: ${s}`);
+      if (u.scripts.length > 0) warnings.push(scriptWarning(u.pkg.name, u.pkg.version, u.scripts));
     }
     const baseWorld = (req.baseWorld?.toString('utf8') ?? '').split(/\s+/).filter((w) => w !== '');
     const worldText = [...new Set([...baseWorld, ...req.packages])].sort().join('\n') + '\n';
@@ -155,6 +172,7 @@ export async function installApkPackages(req: ApkInstallRequest): Promise<ApkIns
       })),
       indexes: indexes.map((i) => ({ url: i.url, sha256: i.sha256 })),
       scripts,
+      warnings,
       close: closeAll,
     };
   } catch (e) {

@@ -6,7 +6,11 @@
  *   and per entry in it  R:NAME  [a:uid:gid:mode when not 0:0:644] [Z:Q1<sha1>]
  *   and a blank line.
  * Z: is the SHA1 of a regular file's content, or of a symlink's target (as abuild records in
- * APK-TOOLS.checksum.SHA1), so `apk audit` inside the guest finds nothing modified.
+ * APK-TOOLS.checksum.SHA1), a hard link taking its target's; so `apk audit` inside the guest
+ * finds nothing modified. Modes are permission bits only (apk_db_acl_atomize: mode & 07777).
+ * An entry with extended attributes gets its M:/a: line even at the default owner and mode,
+ * with a fourth field: Q1 + SHA1 over the xattrs sorted by name, each as a big-endian u32
+ * length + name, then u32 length + value (io.c apk_fileinfo_hash_xattr_array).
  */
 import { createHash } from 'node:crypto';
 import type { RawEntry } from '../../tree/types.js';
@@ -31,6 +35,31 @@ async function contentSha1(e: RawEntry, byPath: ReadonlyMap<string, RawEntry>): 
   const h = createHash('sha1');
   for await (const chunk of e.content.stream()) h.update(chunk);
   return 'Q1' + h.digest('base64');
+}
+
+/** apk's xattr checksum of an entry, or '' without xattrs. */
+export function xattrChecksum(xattrs: ReadonlyMap<string, Buffer>): string {
+  if (xattrs.size === 0) return '';
+  const h = createHash('sha1');
+  const len = (n: number): Buffer => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(n);
+    return b;
+  };
+  const names = [...xattrs.keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+  for (const name of names) {
+    const n = Buffer.from(name);
+    const v = xattrs.get(name)!;
+    h.update(len(n.length)).update(n).update(len(v.length)).update(v);
+  }
+  return 'Q1' + h.digest('base64');
+}
+
+function aclLine(field: 'M' | 'a', e: RawEntry, defaultMode: number): string | undefined {
+  const mode = e.type === 'symlink' ? 0o777 : e.mode & 0o7777;
+  const xsum = xattrChecksum(e.xattrs);
+  if (e.uid === 0 && e.gid === 0 && mode === defaultMode && xsum === '') return undefined;
+  return `${field}:${e.uid}:${e.gid}:${mode.toString(8)}${xsum ? `:${xsum}` : ''}`;
 }
 
 /** The installed-db record of `pkg` whose data section gave `entries` (in archive order). */
@@ -66,14 +95,14 @@ export async function installedRecord(pkg: IndexPackage, entries: readonly RawEn
   }
   for (const [path, d] of dirs) {
     lines.push(`F:${path}`);
-    const de = d.entry;
-    if (de && (de.uid !== 0 || de.gid !== 0 || de.mode !== 0o755)) lines.push(`M:${de.uid}:${de.gid}:${de.mode.toString(8)}`);
+    const m = d.entry ? aclLine('M', d.entry, 0o755) : undefined;
+    if (m) lines.push(m);
     for (const f of d.files) {
       const path = f.path.toString('utf8');
       lines.push(`R:${path.slice(path.lastIndexOf('/') + 1)}`);
-      const acl = f.type === 'hardlink' ? byPath.get(f.linkTarget!.toString('utf8')) ?? f : f;
-      const mode = acl.type === 'symlink' ? 0o777 : acl.mode;
-      if (acl.uid !== 0 || acl.gid !== 0 || mode !== 0o644) lines.push(`a:${acl.uid}:${acl.gid}:${mode.toString(8)}`);
+      // A hard link's own tar header carries its mode and owner (apk uses the entry's header).
+      const a = aclLine('a', f, 0o644);
+      if (a) lines.push(a);
       const z = await contentSha1(f, byPath);
       if (z) lines.push(`Z:${z}`);
     }
