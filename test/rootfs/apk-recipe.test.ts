@@ -6,16 +6,20 @@
  * gone give the same bytes.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { test } from 'node:test';
 import { serve } from '../fetch/server.js';
 import { assertFsckClean, debugfs, parseStat, sha256 } from '../fs/ext4/helpers.js';
 import { ApkRepo } from '../helpers/apk-repo.js';
 import { vmimg } from '../helpers/cli.js';
-import { oracle, tempDir } from '../helpers/oracle.js';
+import { oracle, run, tempDir } from '../helpers/oracle.js';
 import { baseTarball } from './fixtures.js';
 
+const execFileAsync = promisify(execFile);
 const KEY = 'alpine-devel@example.invalid-test.rsa.pub';
 
 async function mirror(): Promise<{ main: ApkRepo; community: ApkRepo }> {
@@ -101,3 +105,34 @@ test('rootfs build-all: go, node and python images from a signed mirror, e2fsck-
   assert.equal(fx.log.length, before, 'no network request with a lock and a warm cache');
   assert.equal(sha256(readFileSync(join(dir, 'offline', 'python.ext4'))), results[2]!.sha256);
 });
+
+test('tools/firecracker/Makefile: rootfs-python, download and clean are thin vmimg calls (offline, against the mirror)', async (t) => {
+  if (!oracle(t, 'make') || !oracle(t, 'e2fsck')) return;
+  const dir = tempDir(t);
+  const { main, community } = await mirror();
+  const fx = await serve(t);
+  for (const [path, body] of await main.files('/alpine/v3.20/main')) fx.routes.set(path, { body });
+  for (const [path, body] of await community.files('/alpine/v3.20/community')) fx.routes.set(path, { body });
+  const base = await baseTarball([{ name: `etc/apk/keys/${KEY}`, body: main.publicPem }]);
+  writeFileSync(join(dir, 'minirootfs.tar.gz'), base.bytes);
+  writeFileSync(join(dir, 'agent'), '#!/bin/sh\nexec sleep 1000\n');
+  const makefile = fileURLToPath(new URL('../../../tools/firecracker/Makefile', import.meta.url));
+  const vars = [
+    `VMIMG=${process.execPath} ${fileURLToPath(new URL('../../src/cli/vmimg.cjs', import.meta.url))}`,
+    `AGENT=${join(dir, 'agent')}`,
+    'ARCH=x86_64',
+    `IMAGES=${join(dir, 'images')}`,
+    `VMIMG_FLAGS=--base ${join(dir, 'minirootfs.tar.gz')} --mirror ${fx.base}/alpine --cache-dir ${join(dir, 'cache')} -q`,
+  ];
+  // Asynchronously: the mirror is served by this process.
+  const build = await execFileAsync('make', ['-s', '-f', makefile, 'rootfs-python', ...vars], { encoding: 'utf8' });
+  assert.match(build.stdout, /python\.ext4: ext4 \(raw\), \d+ bytes, \d+ entries, 3 packages installed, runtime \/usr\/bin\/python3\.12/);
+  assertFsckClean(t, join(dir, 'images', 'python.ext4'));
+  const dry = run('make', ['-n', '-f', makefile, 'download', 'FC_VERSION=v1.16.1', 'KERNEL_SHA256=' + 'ab'.repeat(32), ...vars]);
+  assert.match(dry.stdout, /fetch firecracker --version v1\.16\.1 --arch x86_64 --dest /);
+  assert.match(dry.stdout, /fetch kernel --version 6\.1 --arch x86_64 --dest \S+ --sha256 (ab){32}/);
+  const clean = run('make', ['-s', '-f', makefile, 'clean', ...vars]);
+  assert.equal(clean.status, 0, clean.stderr);
+  assert.equal(existsSync(join(dir, 'images')), false);
+});
+
