@@ -46,6 +46,8 @@ const TOOLS: ApkPackageSpec = {
   name: 'tools',
   version: '2.0-r1',
   depends: ['so:libc.musl-x86_64.so.1', 'cmd:sh', 'libtool>=1.1'],
+  replaces: ['oldtools', 'busybox<1.37'],
+  replacesPriority: 5,
   files: [
     { path: 'usr/', dir: true },
     { path: 'usr/bin/', dir: true },
@@ -150,6 +152,8 @@ test('install onto a generated minirootfs: base not repeated, links/devices/owne
     [
       `C:${tools.checksum}`, 'P:tools', 'V:2.0-r1', 'A:x86_64', `S:${tools.apk.length}`, 'I:4096', 'T:tools test package', 'U:https://example.invalid/', 'L:MIT', 'o:tools', 't:1700000000',
       'D:so:libc.musl-x86_64.so.1 cmd:sh libtool>=1.1',
+      'r:oldtools busybox<1.37',
+      'q:5',
       'F:usr', 'F:usr/bin',
       'R:tool', 'a:0:0:4755', `Z:${sha1('tool binary')}`,
       'R:tool-alias', 'a:0:0:4755', `Z:${sha1('tool binary')}`,
@@ -223,4 +227,50 @@ test('FetchCache.putBytes: atomic, idempotent, replaces a corrupt entry; concurr
   writeFileSync(cache.pathFor(sha), 'rotten');
   assert.equal(await cache.putBytes(bytes), sha);
   assert.deepEqual(readFileSync(cache.pathFor(sha)), bytes, 'a corrupt entry is replaced');
+});
+
+test('hostile packages and indexes: clean errors, nothing cached', async (t) => {
+  const dir = tempDir(t, 'hostile');
+  const scripts: Record<string, string> = {};
+  for (let i = 0; i < 70; i++) scripts[`.x${i}`] = 'x';
+  const r = await makeApkRepo(join(dir, 'www'), {
+    packages: [
+      { name: 'linker', version: '1-r0', files: [{ path: 'etc/', dir: true }, { path: 'etc/x', hardlink: '../../etc/shadow' }] },
+      { name: 'many', version: '1-r0', scripts },
+      { name: 'big', version: '1-r0', files: [{ path: 'big', content: Buffer.alloc(4096, 1) }] },
+      { name: 'liar', version: '1-r0', files: [{ path: 'x', content: 'x' }] },
+    ],
+  });
+  t.after(() => r.close());
+  const cache = new FetchCache(join(dir, 'cache'));
+  const req = (packages: string[]) => ({ repositories: [{ url: r.url }], keys: r.keys, packages, arch: 'x86_64', cache });
+  const code = (c: string, re: RegExp) => (e: unknown) => isVmimgError(e) && e.code === c && re.test(e.fullMessage());
+  await assert.rejects(installApkPackages(req(['linker'])), code('UNSAFE_PATH', /\.\./));
+  await assert.rejects(installApkPackages(req(['many'])), code('APK_CORRUPT_PACKAGE', /more than 64 entries/));
+
+  const arch = join(r.dir, 'alpine/v3.20/main/x86_64');
+  const indexFile = join(arch, 'APKINDEX.tar.gz');
+  const goodIndex = readFileSync(indexFile);
+  // The index's S: smaller than the file: the download stops at S: bytes.
+  const big = r.repo.built.find((b) => b.spec.name === 'big')!;
+  writeFileSync(indexFile, await r.repo.index(r.repo.indexText().replace(`S:${big.apk.length}`, 'S:100')));
+  await assert.rejects(installApkPackages(req(['big'])), code('FETCH_FAILED', /larger than 100 bytes/));
+  // A truncated .apk (S: honest): refused by size before any parsing.
+  writeFileSync(indexFile, goodIndex);
+  writeFileSync(join(arch, 'big-1-r0.apk'), big.apk.subarray(0, big.apk.length - 10));
+  await assert.rejects(installApkPackages(req(['big'])), code('APK_CORRUPT_PACKAGE', /is \d+ bytes, the index says \d+/));
+  // Another package's file under this name, with the index pointing at its control section: .PKGINFO must agree.
+  const liar = r.repo.built.find((b) => b.spec.name === 'liar')!;
+  writeFileSync(join(arch, 'liar-1-r0.apk'), big.apk);
+  writeFileSync(indexFile, await r.repo.index(r.repo.indexText().replace(liar.checksum, big.checksum).replace(`S:${liar.apk.length}`, `S:${big.apk.length}`)));
+  await assert.rejects(installApkPackages(req(['liar'])), code('APK_CORRUPT_PACKAGE', /\.PKGINFO names big-1-r0, the index liar-1-r0/));
+  // An index of five gzip members, and one with a bad C: field.
+  writeFileSync(indexFile, Buffer.concat([goodIndex, goodIndex.subarray(goodIndex.length - 40), goodIndex]));
+  await assert.rejects(installApkPackages(req(['big'])), (e: unknown) => isVmimgError(e) && ['APK_CORRUPT_INDEX', 'APK_BAD_SIGNATURE'].includes(e.code));
+  writeFileSync(indexFile, Buffer.concat([goodIndex, goodIndex, goodIndex]));
+  await assert.rejects(installApkPackages(req(['big'])), code('APK_CORRUPT_INDEX', /more than 4 gzip members/));
+  writeFileSync(indexFile, await r.repo.index(r.repo.indexText().replace(big.checksum, 'Q1notbase64!')));
+  await assert.rejects(installApkPackages(req(['big'])), code('APK_CORRUPT_INDEX', /field C of big is not Q1/));
+  const cached = readdirSync(join(cache.dir, 'sha256'));
+  assert.ok(!cached.includes(createHash('sha256').update(big.apk).digest('hex')) && !cached.includes(big.sha256), 'no refused package was cached');
 });

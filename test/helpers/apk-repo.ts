@@ -48,6 +48,9 @@ export interface ApkPackageSpec {
   description?: string;
   /** Omit .PKGINFO datahash (an unverifiable package). */
   noDatahash?: boolean;
+  /** .PKGINFO `replaces` atoms and `replaces_priority`. */
+  replaces?: string[];
+  replacesPriority?: number;
   /** Omit the PAX APK-TOOLS.checksum.SHA1 records abuild adds to files and symlinks. */
   noChecksums?: boolean;
 }
@@ -150,6 +153,8 @@ export class ApkRepo {
       ...(spec.depends ?? []).map((d) => `depend = ${d}`),
       ...(spec.provides ?? []).map((p) => `provides = ${p}`),
       ...(spec.providerPriority ? [`provider_priority = ${spec.providerPriority}`] : []),
+      ...(spec.replaces ?? []).map((r) => `replaces = ${r}`),
+      ...(spec.replacesPriority ? [`replaces_priority = ${spec.replacesPriority}`] : []),
       ...(spec.noDatahash ? [] : [`datahash = ${createHash('sha256').update(data).digest('hex')}`]),
       '',
     ].join('\n');

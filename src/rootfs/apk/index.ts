@@ -146,7 +146,7 @@ export async function installApkPackages(req: ApkInstallRequest): Promise<ApkIns
     const warnings: string[] = [];
     for (const u of fetched) {
       layer.push(...u.entries);
-      db += await installedRecord(u.pkg, u.entries);
+      db += await installedRecord(u.pkg, u.entries, { atoms: u.replaces, priority: u.replacesPriority });
       for (const s of u.scripts) scripts.push(`${u.pkg.name}-${u.pkg.version}: ${s}`);
       if (u.scripts.length > 0) warnings.push(scriptWarning(u.pkg.name, u.pkg.version, u.scripts));
     }

@@ -1,7 +1,8 @@
 /**
  * /lib/apk/db/installed records for packages vmimg installs, in the format apk writes
  * (apk-tools database.c apk_db_fdb_write and package.c apk_pkg_write_index_header):
- *   C: P: V: A: S: I: T: U: L: [o:] [m:] [t:] [c:] [k:] [D:] [p:] [i:]
+ *   C: P: V: A: S: I: T: U: L: [o:] [m:] [t:] [c:] [k:] [D:] [p:] [i:] [r:] [q:]
+ *   (r:/q: are .PKGINFO `replaces` and `replaces_priority`, database.c apk_db_write_fdb)
  *   then per directory   F:DIR   [M:uid:gid:mode when not 0:0:755]
  *   and per entry in it  R:NAME  [a:uid:gid:mode when not 0:0:644] [Z:Q1<sha1>]
  *   and a blank line.
@@ -63,7 +64,7 @@ function aclLine(field: 'M' | 'a', e: RawEntry, defaultMode: number): string | u
 }
 
 /** The installed-db record of `pkg` whose data section gave `entries` (in archive order). */
-export async function installedRecord(pkg: IndexPackage, entries: readonly RawEntry[]): Promise<string> {
+export async function installedRecord(pkg: IndexPackage, entries: readonly RawEntry[], replaces: { atoms: readonly Dep[]; priority: number } = { atoms: [], priority: 0 }): Promise<string> {
   const lines: string[] = [`C:${pkg.checksum}`, `P:${pkg.name}`, `V:${pkg.version}`];
   if (pkg.arch) lines.push(`A:${pkg.arch}`);
   lines.push(`S:${pkg.size}`, `I:${pkg.installedSize}`, `T:${pkg.description}`, `U:${pkg.url}`, `L:${pkg.license}`);
@@ -75,6 +76,8 @@ export async function installedRecord(pkg: IndexPackage, entries: readonly RawEn
   if (pkg.depends.length) lines.push(`D:${pkg.depends.map(formatDep).join(' ')}`);
   if (pkg.provides.length) lines.push(`p:${pkg.provides.map((p) => (p.version !== undefined ? `${p.name}=${p.version}` : p.name)).join(' ')}`);
   if (pkg.installIf.length) lines.push(`i:${pkg.installIf.map(formatDep).join(' ')}`);
+  if (replaces.atoms.length) lines.push(`r:${replaces.atoms.map(formatDep).join(' ')}`);
+  if (replaces.priority) lines.push(`q:${replaces.priority}`);
 
   // Directories in archive order (parents of files included), each with its entries.
   const byPath = new Map(entries.map((e) => [e.path.toString('utf8'), e]));

@@ -18,6 +18,7 @@ import type { RawEntry } from '../../tree/types.js';
 import type { FetchCache } from '../fetch/cache.js';
 import { displayUrl, httpGetBytes, type HttpOptions } from '../fetch/http.js';
 import type { IndexPackage } from './apkindex.js';
+import { parseDeps, type Dep } from './deps.js';
 import { readGzipMember } from './gzip.js';
 import { hasSignatureSection, smallTarFiles } from './sections.js';
 
@@ -27,6 +28,9 @@ export interface UnpackedPackage {
   entries: RawEntry[];
   /** Names of install scripts found in the control section (.pre-install, .post-install, .trigger). */
   scripts: string[];
+  /** .PKGINFO `replaces` atoms and `replaces_priority` (kept in the installed db as r: and q:). */
+  replaces: Dep[];
+  replacesPriority: number;
   close(): Promise<void>;
 }
 
@@ -49,7 +53,7 @@ function corrupt(what: string, why: string, details: Record<string, unknown> = {
 }
 
 /** Checks a package's bytes against its index entry; returns the data section bounds. */
-export function verifyPackageBytes(bytes: Buffer, pkg: IndexPackage, what: string): { dataStart: number; scripts: string[] } {
+export function verifyPackageBytes(bytes: Buffer, pkg: IndexPackage, what: string): { dataStart: number; scripts: string[]; replaces: Dep[]; replacesPriority: number } {
   // Sections: [signature], control, data. Only the small first sections are inflated here; the
   // data section is the rest of the file, hashed as bytes and inflated (CRC-checked) by the tar reader.
   const first = readGzipMember(bytes, 0, what, MAX_CONTROL);
@@ -72,7 +76,18 @@ export function verifyPackageBytes(bytes: Buffer, pkg: IndexPackage, what: strin
   if (info.get('pkgname') !== pkg.name || info.get('pkgver') !== pkg.version) {
     throw corrupt(what, `.PKGINFO names ${info.get('pkgname')}-${info.get('pkgver')}, the index ${pkg.name}-${pkg.version}`);
   }
-  return { dataStart: data.start, scripts: files.map((f) => f.name).filter((n) => n.startsWith('.') && n !== '.PKGINFO' && !n.startsWith('.SIGN.')) };
+  // `replaces` may repeat, each line a list of atoms (apk-tools database.c read_info_line).
+  const text = pkginfo.data.toString('utf8');
+  let replaces: Dep[];
+  try {
+    replaces = [...text.matchAll(/^replaces = (.*)$/gm)].flatMap((m) => parseDeps(m[1]!, `${what} .PKGINFO replaces`));
+  } catch (e) {
+    throw corrupt(what, (e as Error).message);
+  }
+  const prio = /^replaces_priority = (.*)$/m.exec(text)?.[1];
+  if (prio !== undefined && !/^[0-9]{1,9}$/.test(prio)) throw corrupt(what, `.PKGINFO replaces_priority '${prio.slice(0, 20)}' is not a number`);
+  const scripts = files.map((f) => f.name).filter((n) => n.startsWith('.') && n !== '.PKGINFO' && !n.startsWith('.SIGN.'));
+  return { dataStart: data.start, scripts, replaces, replacesPriority: prio === undefined ? 0 : Number(prio) };
 }
 
 /** Fetches (or finds in the cache), verifies and unpacks `pkg`. */
@@ -89,8 +104,8 @@ export async function fetchPackage(pkg: IndexPackage, arch: string, cache: Fetch
     bytes = await httpGetBytes(url, max, http);
     if (pkg.size > 0 && bytes.length !== pkg.size) throw corrupt(what, `${displayUrl(url)} is ${bytes.length} bytes, the index says ${pkg.size}`);
   }
-  const { dataStart, scripts } = verifyPackageBytes(bytes, pkg, what);
+  const { dataStart, scripts, replaces, replacesPriority } = verifyPackageBytes(bytes, pkg, what);
   const sha256 = await cache.putBytes(bytes);
   const tar = await readTarStream([bytes.subarray(dataStart)], what);
-  return { pkg, sha256, entries: tar.entries, scripts, close: tar.close };
+  return { pkg, sha256, entries: tar.entries, scripts, replaces, replacesPriority, close: tar.close };
 }

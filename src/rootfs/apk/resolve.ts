@@ -13,8 +13,11 @@
  * - Pinned versions (the lock file) restrict each named package to exactly that version and
  *   checksum.
  * - `!NAME` conflicts: a conflicting package installed or selected is APK_UNSATISFIABLE.
- * - The resolver is greedy (no backtracking): a later atom that the chosen package of a name
- *   does not satisfy is APK_UNSATISFIABLE naming the chain that asked for it.
+ * - The resolver is greedy with restarts: when a later atom is not satisfied by the package
+ *   already chosen for a name (e.g. world `zlib<1.3` after `app` pulled the newest zlib), the
+ *   atom becomes a constraint on that name and resolution starts again; the constraints only
+ *   grow, so this ends (at most MAX_RESTARTS). An atom no candidate satisfies under the
+ *   constraints is APK_UNSATISFIABLE naming the chain that asked for it and the constraints.
  * - install_if is not evaluated (documented): packages it would add must be listed.
  */
 import { VmimgError } from '../../util/errors.js';
@@ -42,7 +45,40 @@ function satisfiedBy(dep: Dep, name: string, version: string, provides: { name: 
   return provides.some((p) => p.name === dep.name && versionSatisfies(dep, p.version));
 }
 
+/** Bound on restarts; every restart adds one distinct (name, atom) constraint. */
+const MAX_RESTARTS = 256;
+
+/** An atom learnt to constrain every candidate of package `name` (and who asked for it). */
+interface Learnt {
+  name: string;
+  dep: Dep;
+  chain: string[];
+}
+
+class Restart {
+  constructor(readonly learnt: Learnt) {}
+}
+
+function via(chain: string[]): string {
+  return chain.length > 0 ? ` (required by ${chain.join(' → ')})` : '';
+}
+
 export function resolvePackages(input: ResolveInput): IndexPackage[] {
+  const learnt: Learnt[] = [];
+  for (;;) {
+    try {
+      return resolveOnce(input, learnt);
+    } catch (e) {
+      if (!(e instanceof Restart)) throw e;
+      if (learnt.length >= MAX_RESTARTS) {
+        throw new VmimgError('APK_UNSATISFIABLE', `no consistent choice found after ${MAX_RESTARTS} restarts; last: '${e.learnt.dep.text}'${via(e.learnt.chain)}`, { dependency: e.learnt.dep.text, chain: e.learnt.chain });
+      }
+      learnt.push(e.learnt);
+    }
+  }
+}
+
+function resolveOnce(input: ResolveInput, learnt: readonly Learnt[]): IndexPackage[] {
   const byName = new Map<string, IndexPackage[]>();
   const byProvide = new Map<string, IndexPackage[]>();
   const repoOrder = new Map<string, number>();
@@ -50,6 +86,7 @@ export function resolvePackages(input: ResolveInput): IndexPackage[] {
     if (!repoOrder.has(p.repository)) repoOrder.set(p.repository, repoOrder.size);
     const pin = input.pins?.get(p.name);
     if (pin && (p.version !== pin.version || (pin.checksum !== '' && p.checksum !== pin.checksum))) continue;
+    if (learnt.some((l) => l.name === p.name && !satisfiedBy(l.dep, p.name, p.version, p.provides))) continue;
     (byName.get(p.name) ?? byName.set(p.name, []).get(p.name)!).push(p);
     for (const pr of p.provides) (byProvide.get(pr.name) ?? byProvide.set(pr.name, []).get(pr.name)!).push(p);
   }
@@ -82,18 +119,26 @@ export function resolvePackages(input: ResolveInput): IndexPackage[] {
       const distinctNames = new Set(candidates.map((p) => p.name));
       candidates = versioned.length > 0 ? versioned : prioritised.length > 0 ? prioritised : distinctNames.size === 1 ? candidates : [];
     }
-    // A name already selected must be reused (one version per name).
-    candidates = candidates.filter((p) => !selected.has(p.name) || selected.get(p.name) === p);
+    // A name already selected must be reused (one version per name); when only another version
+    // of it would do, learn the atom as a constraint on that name and start again.
+    const reusable = candidates.filter((p) => !selected.has(p.name) || selected.get(p.name) === p);
+    if (reusable.length === 0 && candidates.length > 0) {
+      const name = [...candidates].sort((a, b) => rank(dep, a, b))[0]!.name;
+      if (!learnt.some((l) => l.name === name && l.dep.text === dep.text)) throw new Restart({ name, dep, chain });
+    }
+    candidates = reusable;
     if (candidates.length === 0) {
-      const via = chain.length > 0 ? ` (required by ${chain.join(' → ')})` : '';
+      const constraints = learnt.filter((l) => l.name === dep.name || (byName.get(l.name) ?? []).length === 0 || l.dep.name === dep.name);
+      const also = constraints.length ? `; also required: ${constraints.map((l) => `'${l.dep.text}'${via(l.chain)}`).join(', ')}` : '';
+      const anyAvailable = input.available.some((p) => p.name === dep.name);
       const anyName = byName.has(dep.name) || byProvide.has(dep.name) || input.available.some((p) => p.name === dep.name);
-      const lockedOut = input.pins?.has(dep.name) && input.available.some((p) => p.name === dep.name);
-      if (!anyName) throw new VmimgError('APK_UNKNOWN_PACKAGE', `no package provides '${dep.name}'${via}`, { dependency: dep.text, chain });
-      const have = (byName.get(dep.name) ?? input.available.filter((p) => p.name === dep.name)).map((p) => p.version);
+      const lockedOut = input.pins?.has(dep.name) && anyAvailable;
+      if (!anyName && !anyAvailable) throw new VmimgError('APK_UNKNOWN_PACKAGE', `no package provides '${dep.name}'${via(chain)}`, { dependency: dep.text, chain });
+      const have = input.available.filter((p) => p.name === dep.name).map((p) => p.version);
       throw new VmimgError(
         'APK_UNSATISFIABLE',
-        `'${dep.text}'${via} cannot be satisfied${have.length ? ` (available: ${[...new Set(have)].join(', ')})` : ''}${lockedOut ? `; the lock pins ${dep.name} ${input.pins!.get(dep.name)!.version}` : ''}`,
-        { dependency: dep.text, chain },
+        `'${dep.text}'${via(chain)} cannot be satisfied${have.length ? ` (available: ${[...new Set(have)].join(', ')})` : ''}${lockedOut ? `; the lock pins ${dep.name} ${input.pins!.get(dep.name)!.version}` : ''}${also}`,
+        { dependency: dep.text, chain, constraints: constraints.map((l) => l.dep.text) },
       );
     }
     return candidates.sort((a, b) => rank(dep, a, b))[0]!;
@@ -109,6 +154,7 @@ export function resolvePackages(input: ResolveInput): IndexPackage[] {
     const pkg = choose(dep, chain);
     const sameName = selected.get(pkg.name);
     if (sameName && sameName !== pkg) {
+      if (!learnt.some((l) => l.name === pkg.name && l.dep.text === dep.text)) throw new Restart({ name: pkg.name, dep, chain });
       throw new VmimgError('APK_UNSATISFIABLE', `'${dep.text}' (required by ${chain.join(' → ') || 'world'}) conflicts with ${pkg.name}-${sameName.version} already chosen`, { dependency: dep.text, chain });
     }
     if (visiting.has(pkg)) return; // a dependency cycle: already being installed
