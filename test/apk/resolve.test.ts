@@ -60,7 +60,7 @@ test('world order does not matter: a later world atom restricts an earlier choic
 test('refusals name the atom, its chain and the clashing constraint', () => {
   assert.throws(() => resolvePackages({ world: parseDeps('strict zlib<1.3', 'w'), installed: [], available: REPO }), refuses('APK_UNSATISFIABLE', /'zlib>=1.3' \(required by strict-1.0-r0\) cannot be satisfied \(available: 1.2.13-r0, 1.3.1-r0\); also required: 'zlib<1.3'/));
   assert.throws(() => resolvePackages({ world: parseDeps('app nope', 'w'), installed: [], available: REPO }), refuses('APK_UNKNOWN_PACKAGE', /no package provides 'nope'/));
-  assert.throws(() => resolvePackages({ world: parseDeps('app !zlib', 'w'), installed: [], available: REPO }), refuses('APK_UNSATISFIABLE', /conflicts with 'zlib', which zlib-1.3.1-r0 satisfies/));
+  assert.throws(() => resolvePackages({ world: parseDeps('app !zlib', 'w'), installed: [], available: REPO }), refuses('APK_UNSATISFIABLE', /'so:libz.so.1' \(required by app-1.0-r0\) cannot be satisfied; also required: '!zlib'/));
 });
 
 test('cycles end; dependencies come first; providers by priority; the base satisfies atoms', () => {
@@ -70,6 +70,54 @@ test('cycles end; dependencies come first; providers by priority; the base satis
   assert.deepEqual(names(resolvePackages({ world: parseDeps('cmd:sh', 'w'), installed: [], available: noBusybox })), ['sh-b-1-r0'], 'highest provider_priority');
   const installed = [{ name: 'zlib', version: '1.2.13-r0', provides: [{ name: 'so:libz.so.1', version: '1.2.13' }] }];
   assert.deepEqual(names(resolvePackages({ world: parseDeps('app', 'w'), installed, available: REPO })), ['app-1.0-r0'], 'the base zlib is kept');
+  assert.throws(
+    () => resolvePackages({ world: parseDeps('strict', 'w'), installed, available: REPO }),
+    refuses('APK_UNSATISFIABLE', /'zlib>=1.3' \(required by strict-1.0-r0\) needs zlib-1.3.1-r0, but the base has zlib-1.2.13-r0 installed and vmimg does not upgrade base packages/),
+  );
   const pins = new Map([['zlib', { version: '1.2.13-r0', checksum: '' }]]);
   assert.deepEqual(names(resolvePackages({ world: parseDeps('app', 'w'), installed: [], available: REPO, pins })), ['zlib-1.2.13-r0', 'app-1.0-r0'], 'a lock pin');
+});
+
+test('backtracking: another version of the requirer when its dependencies clash; a conflict picks an older version', () => {
+  const repo = index(
+    'web 2 | D:tls core',
+    'web 3 | D:tls core db>1.5',
+    'tls 1 | D:core db<2.0',
+    'core 1 | D:db>1.0',
+    'db 1.0',
+    'db 1.5',
+    'db 2.0',
+    'old-friend 1 | D:!tls>1',
+    'tls 2 | D:core',
+  );
+  // web-3 needs db>1.5 and (through tls-1) db<2.0: no db fits, so web-2 (apk picks the same).
+  const noTls2 = repo.filter((p) => !(p.name === 'tls' && p.version === '2'));
+  assert.deepEqual(names(resolvePackages({ world: parseDeps('web', 'w'), installed: [], available: noTls2 })), ['db-1.5', 'core-1', 'tls-1', 'web-2']);
+  // old-friend conflicts with tls>1: tls-1 is chosen instead of the newest.
+  assert.deepEqual(names(resolvePackages({ world: parseDeps('old-friend tls', 'w'), installed: [], available: repo })).sort(), ['core-1', 'db-1.5', 'old-friend-1', 'tls-1'].sort());
+});
+
+test('a later decision is undone first: the provider version that clashes with an earlier requirement is banned', () => {
+  const repo = index('base-ui 1 | D:gtk>9000', 'gtk-dev 9000.4 | D:gtk=9000.4 | p:pc:gtk=4', 'gtk-dev 5 | D:gtk=5 | p:pc:gtk=5', 'gtk 9000.4', 'gtk 5');
+  assert.deepEqual(names(resolvePackages({ world: parseDeps('base-ui pc:gtk', 'w'), installed: [], available: repo })), ['gtk-9000.4', 'base-ui-1', 'gtk-dev-9000.4']);
+});
+
+test('names held by one package: versioned provides are exclusive, a package may not provide its own name or one name twice', () => {
+  const repo = index('server-a 1 | p:service=1', 'server-b 1 | p:service=2', 'selfish 1 | p:selfish', 'twice 1 | p:thing=2 | p:thing=3', 'multi 1 | p:one=1 | p:two=1');
+  assert.throws(() => resolvePackages({ world: parseDeps('server-a server-b', 'w'), installed: [], available: repo }), refuses('APK_UNSATISFIABLE', /server-b-1 and server-a-1 both provide 'service'/));
+  assert.throws(() => resolvePackages({ world: parseDeps('selfish', 'w'), installed: [], available: repo }), refuses('APK_UNSATISFIABLE', /selfish-1 provides 'selfish' more than once \(or its own name\)/));
+  assert.throws(() => resolvePackages({ world: parseDeps('twice', 'w'), installed: [], available: repo }), refuses('APK_UNSATISFIABLE', /provides 'thing' more than once/));
+  const installed = [{ name: 'server-a', version: '1', provides: [{ name: 'service', version: '1' }] }];
+  assert.throws(() => resolvePackages({ world: parseDeps('server-b', 'w'), installed, available: repo }), refuses('APK_UNSATISFIABLE', /both provide 'service'/), 'the base holds the name');
+  assert.deepEqual(repo.find((p) => p.name === 'multi')!.provides, [{ name: 'one', version: '1' }, { name: 'two', version: '1' }], 'repeated p: lines accumulate');
+  assert.deepEqual(names(resolvePackages({ world: parseDeps('two', 'w'), installed: [], available: repo })), ['multi-1']);
+});
+
+test('unversioned virtuals need a provider priority even with one provider; install_if adds packages whose triggers are all present', () => {
+  const repo = index('scanner 1 | p:scan-backend', 'app 1 | D:lib', 'lib 1', 'foo 1', 'app-foo 1 | D:app | i:app foo', 'app-bar 1 | i:app bar', 'app-nofoo 1 | i:app !foo');
+  assert.throws(() => resolvePackages({ world: parseDeps('scan-backend', 'w'), installed: [], available: repo }), refuses('APK_UNSATISFIABLE', /'scan-backend' is a virtual provided by scanner without a provider priority/));
+  assert.deepEqual(names(resolvePackages({ world: parseDeps('foo app', 'w'), installed: [], available: repo })), ['lib-1', 'app-1', 'foo-1', 'app-foo-1']);
+  assert.deepEqual(names(resolvePackages({ world: parseDeps('app', 'w'), installed: [], available: repo })), ['lib-1', 'app-1', 'app-nofoo-1']);
+  const installed = [{ name: 'foo', version: '1', provides: [] }];
+  assert.deepEqual(names(resolvePackages({ world: parseDeps('app', 'w'), installed, available: repo })), ['lib-1', 'app-1', 'app-foo-1'], 'a base package triggers too');
 });

@@ -61,6 +61,8 @@ const MAX_INDEX_BYTES = 64 * 1024 * 1024;
 const MAX_INDEX_TEXT = 256 * 1024 * 1024;
 const MAX_PACKAGES = 200_000;
 const MAX_LINE = 64 * 1024;
+/** Fields whose repeated lines accumulate: depends, provides, install_if, replaces. */
+const LIST_FIELDS = new Set(['D', 'p', 'i', 'r']);
 /** C: of a v2 package: "Q1" + base64 of a 20-byte SHA1. */
 const CHECKSUM = /^Q1[A-Za-z0-9+/]{27}=$/;
 
@@ -88,6 +90,7 @@ export function parseIndexText(text: string, repository: string, where: string):
   const out: IndexPackage[] = [];
   let rec = new Map<string, string>();
   let lineNo = 0;
+  let inFiles = false;
   const flush = (): void => {
     if (rec.size === 0) return;
     const at = `${where} record ending at line ${lineNo}`;
@@ -129,11 +132,18 @@ export function parseIndexText(text: string, repository: string, where: string):
     if (line.length > MAX_LINE) throw new VmimgError('APK_CORRUPT_INDEX', `${where} line ${lineNo} is longer than ${MAX_LINE} bytes`, { line: lineNo });
     if (line === '') {
       flush();
+      inFiles = false;
       continue;
     }
     if (line[1] !== ':' || !/[A-Za-z]/.test(line[0]!)) throw new VmimgError('APK_CORRUPT_INDEX', `${where} line ${lineNo} is not 'K:value'`, { line: lineNo });
-    // Installed-db file lines (F:, R:, Z:, M:, a:, ...) repeat; the package fields come first.
-    if (!rec.has(line[0]!)) rec.set(line[0]!, line.slice(2));
+    // Dependency lists may repeat and accumulate (apk_pkg_add_info appends); other fields keep
+    // their first value. In the installed db, file lines (F:, R:, Z:, M:, a:) follow the package
+    // fields and are not package fields.
+    const key = line[0]!;
+    if (key === 'F') inFiles = true;
+    if (inFiles) continue;
+    if (LIST_FIELDS.has(key) && rec.has(key)) rec.set(key, `${rec.get(key)} ${line.slice(2)}`);
+    else if (!rec.has(key)) rec.set(key, line.slice(2));
   }
   flush();
   return out;
