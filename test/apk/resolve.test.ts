@@ -121,3 +121,18 @@ test('unversioned virtuals need a provider priority even with one provider; inst
   const installed = [{ name: 'foo', version: '1', provides: [] }];
   assert.deepEqual(names(resolvePackages({ world: parseDeps('app', 'w'), installed, available: repo })), ['lib-1', 'app-1', 'app-foo-1'], 'a base package triggers too');
 });
+
+test('real-world names: provides like /bin/sh and libstdc++ parse; a package name that could leave the repository path is refused', () => {
+  const db = [
+    'C:Q1' + 'B'.repeat(27) + '=', 'P:busybox', 'V:1.33.1-r3', 'A:x86_64', 'p:/bin/sh cmd:busybox cmd:sh', 'F:bin', 'R:busybox', 'a:0:0:755', 'Z:Q1' + 'C'.repeat(27) + '=', '',
+    'C:Q1' + 'D'.repeat(27) + '=', 'P:libstdc++', 'V:10.3.1_git20210424-r2', 'A:x86_64', 'D:so:libc.musl-x86_64.so.1', 'p:so:libstdc++.so.6=6.0.28', '',
+    'C:Q1' + 'E'.repeat(27) + '=', 'P:alpine-baselayout', 'V:3.2.0-r16', 'D:/bin/sh so:libc.musl-x86_64.so.1', 'r:alpine-base', 'F:etc', 'R:fstab', '', '',
+  ].join('\n');
+  const recs = parseIndexText(db, '', 'installed');
+  assert.deepEqual(recs.map((r) => r.name), ['busybox', 'libstdc++', 'alpine-baselayout']);
+  assert.deepEqual(recs[0]!.provides, [{ name: '/bin/sh' }, { name: 'cmd:busybox' }, { name: 'cmd:sh' }]);
+  assert.equal(recs[2]!.depends[0]!.name, '/bin/sh');
+  for (const bad of ['../../evil', 'a/b', '.hidden']) {
+    assert.throws(() => parseIndexText(`${C}\nP:${bad}\nV:1\n\n`, 'http://repo.invalid/main', 'idx'), refuses('APK_CORRUPT_INDEX', /field P: invalid package name/), bad);
+  }
+});

@@ -13,7 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { VmimgError } from '../../util/errors.js';
 import type { FetchCache } from '../fetch/cache.js';
 import { displayUrl, httpGetBytes, type HttpOptions } from '../fetch/http.js';
-import { parseDep, parseDeps, type Dep } from './deps.js';
+import { PACKAGE_NAME, parseDeps, type Dep } from './deps.js';
 import { splitGzipMembers } from './gzip.js';
 import { hasSignatureSection, readSignatures, smallTarFiles, verifySigned } from './sections.js';
 import { isValidVersion } from './version.js';
@@ -98,7 +98,7 @@ export function parseIndexText(text: string, repository: string, where: string):
     const name = get('P');
     const version = get('V');
     if (!name || !version) throw new VmimgError('APK_CORRUPT_INDEX', `${at}: missing P: or V:`, { line: lineNo });
-    parseDep(name, at); // validates the name
+    if (!PACKAGE_NAME.test(name) || name.length > 255) throw new VmimgError('APK_CORRUPT_INDEX', `${at}: field P: invalid package name '${name.slice(0, 80)}'`, { line: lineNo, field: 'P' });
     if (!isValidVersion(version)) throw new VmimgError('APK_CORRUPT_INDEX', `${at}: invalid version '${version}' of ${name}`, { line: lineNo });
     if (out.length >= MAX_PACKAGES) throw new VmimgError('APK_CORRUPT_INDEX', `${where}: more than ${MAX_PACKAGES} packages`, {});
     const pkg: IndexPackage = {

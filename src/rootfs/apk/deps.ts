@@ -18,8 +18,18 @@ export interface Dep {
   text: string;
 }
 
-/** Package and provided names: apk allows [A-Za-z0-9._+-] plus ':', ',', '/', '[', ']' in provides. */
-const NAME = /^[A-Za-z0-9_][A-Za-z0-9._+\-:,/[\]]*$/;
+/**
+ * Names in atoms: apk takes any run of characters up to a separator (whitespace), an operator
+ * (< > = ~) or a tag (@) (package.c apk_blob_pull_dep), so provides such as `/bin/sh` occur in
+ * real indexes. Control characters are refused too.
+ */
+const NAME = /^[^\s<>=~@!\x00-\x1f\x7f]+$/;
+
+/**
+ * Package names (P:), which also name the .apk file in a URL: Alpine's characters only, so a
+ * name can never step out of `<repo>/<arch>/`.
+ */
+export const PACKAGE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._+-]*$/;
 
 /** The operators apk writes (apk_version_op_string), checksum pins aside. */
 const OPERATORS = new Set(['<', '<=', '=', '>=', '>', '~', '<~', '>~']);
