@@ -136,3 +136,13 @@ test('real-world names: provides like /bin/sh and libstdc++ parse; a package nam
     assert.throws(() => parseIndexText(`${C}\nP:${bad}\nV:1\n\n`, 'http://repo.invalid/main', 'idx'), refuses('APK_CORRUPT_INDEX', /field P: invalid package name/), bad);
   }
 });
+
+test('index bounds: record count cap, line length cap, bad keys and numbers name the line', () => {
+  const rec = (i: number): string => `${C}\nP:p${i}\nV:1\n`;
+  const text = Array.from({ length: 11 }, (_, i) => rec(i)).join('\n');
+  assert.equal(parseIndexText(text, 'http://r.invalid', 'idx', 11).length, 11);
+  assert.throws(() => parseIndexText(text, 'http://r.invalid', 'idx', 10), refuses('APK_CORRUPT_INDEX', /more than 10 packages \(at line 44\)/));
+  assert.throws(() => parseIndexText(`${C}\nP:a\nV:1\n9:x\n`, 'http://r.invalid', 'idx'), refuses('APK_CORRUPT_INDEX', /idx line 4 is not 'K:value'/));
+  assert.throws(() => parseIndexText(`${C}\nP:a\nV:1\nI:-1\n`, 'http://r.invalid', 'idx'), refuses('APK_CORRUPT_INDEX', /field I is not a number/));
+  assert.throws(() => parseIndexText(`${C}\nP:a\nV:1\nD:${'x'.repeat(70_000)}\n`, 'http://r.invalid', 'idx'), refuses('APK_CORRUPT_INDEX', /line 4 is longer than 65536 bytes/));
+});

@@ -86,7 +86,7 @@ export function parseProvides(text: string, where: string): Provide[] {
 }
 
 /** Parses APKINDEX text (also the installed database, whose extra lines are skipped here). */
-export function parseIndexText(text: string, repository: string, where: string): IndexPackage[] {
+export function parseIndexText(text: string, repository: string, where: string, maxPackages = MAX_PACKAGES): IndexPackage[] {
   const out: IndexPackage[] = [];
   let rec = new Map<string, string>();
   let lineNo = 0;
@@ -100,7 +100,7 @@ export function parseIndexText(text: string, repository: string, where: string):
     if (!name || !version) throw new VmimgError('APK_CORRUPT_INDEX', `${at}: missing P: or V:`, { line: lineNo });
     if (!PACKAGE_NAME.test(name) || name.length > 255) throw new VmimgError('APK_CORRUPT_INDEX', `${at}: field P: invalid package name '${name.slice(0, 80)}'`, { line: lineNo, field: 'P' });
     if (!isValidVersion(version)) throw new VmimgError('APK_CORRUPT_INDEX', `${at}: invalid version '${version}' of ${name}`, { line: lineNo });
-    if (out.length >= MAX_PACKAGES) throw new VmimgError('APK_CORRUPT_INDEX', `${where}: more than ${MAX_PACKAGES} packages`, {});
+    if (out.length >= maxPackages) throw new VmimgError('APK_CORRUPT_INDEX', `${where}: more than ${maxPackages} packages (at line ${lineNo})`, { line: lineNo });
     const pkg: IndexPackage = {
       name,
       version,
