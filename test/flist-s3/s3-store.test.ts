@@ -6,10 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { blake2b } from 'hash-wasm';
-import { openS3Store } from '../../src/flist/store/s3.js';
+import { mapS3Error, openS3Store } from '../../src/flist/store/s3.js';
 import { parseS3Url, redactUrl } from '../../src/flist/store/s3-url.js';
 import type { BlobStore } from '../../src/flist/store/types.js';
 import { isVmimgError, type VmimgError } from '../../src/util/errors.js';
@@ -240,4 +241,43 @@ test('anonymous requests (no userinfo) reach the server unsigned', async () => {
     assert.equal(s.displayUrl, `s3://127.0.0.1:${server.port}/blobs`);
     assert.deepEqual(await s.get(a.id), a.data);
   });
+});
+
+test('a server that accepts but never answers: STORE_UNREACHABLE through the request timeout', async (t) => {
+  const sockets = new Set<Socket>();
+  const silent = createNetServer((s) => void sockets.add(s));
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+    silent.close();
+  });
+  const port = (silent.address() as AddressInfo).port;
+  const a = await blob(16);
+  const e = await withStore(`s3://AK:${encodeURIComponent(TEST_SECRET_KEY)}@127.0.0.1:${port}/blobs`, (s) => failure(s.has(a.id)), {
+    timeoutMs: 300, maxAttempts: 1,
+  });
+  assert.equal(e.code, 'STORE_UNREACHABLE', e.message);
+});
+
+test('many parallel puts and has (as the packer issues them) all land', async () => {
+  const blobs = await Promise.all(Array.from({ length: 48 }, (_, i) => blob(1000 + i)));
+  await withStore(server.url('blobs', { prefix: 'parallel' }), async (s) => {
+    await Promise.all(blobs.map((b) => s.put(b.id, b.data)));
+    assert.deepEqual(await Promise.all(blobs.map((b) => s.has(b.id))), blobs.map(() => true));
+    const back = await Promise.all(blobs.map((b) => s.get(b.id)));
+    back.forEach((d, i) => assert.deepEqual(d, blobs[i]!.data));
+  });
+});
+
+test('server text quoted in an error is scrubbed of the secret (raw and percent-encoded)', () => {
+  const location = parseS3Url(server.url('blobs'));
+  const fake = Object.assign(new Error(`echo ${TEST_SECRET_KEY} and ${encodeURIComponent(TEST_SECRET_KEY)}`), {
+    name: 'WeirdError', $metadata: { httpStatusCode: 500 },
+  });
+  const e = mapS3Error(fake, location, { op: 'put', key: 'k' });
+  assert.equal(e.code, 'STORE_ERROR');
+  assert.match(e.message, /echo \*\*\* and \*\*\*/);
+  assertNoSecret(e);
+  assert.equal(mapS3Error(Object.assign(new Error('x'), { name: 'NoSuchBucket', $metadata: { httpStatusCode: 404 } }), location, { op: 'get' }).code, 'STORE_BUCKET_MISSING');
+  assert.equal(mapS3Error(Object.assign(new AggregateError([Object.assign(new Error('c'), { code: 'ECONNREFUSED' })], 'agg')), location, { op: 'get' }).code, 'STORE_UNREACHABLE');
 });

@@ -70,7 +70,10 @@ export function createS3Client(location: S3Location, options: S3StoreOptions = {
     // Third-party servers (older MinIO/Ceph, s3rver) reject or ignore the newer default CRC trailers.
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
-    requestHandler: { connectionTimeout: Math.min(timeoutMs, 10_000), requestTimeout: timeoutMs },
+    // socketTimeout: inactivity limit that fails the request (TimeoutError). The SDK's requestTimeout
+    // only logs a warning unless throwOnRequestTimeout is set, and a total deadline would cut large
+    // publishes, so inactivity is what bounds a hung server here.
+    requestHandler: { connectionTimeout: Math.min(timeoutMs, 10_000), socketTimeout: timeoutMs },
     // No credentials in the URL: send unsigned requests (public buckets) rather than picking up
     // whatever AWS credentials the host environment happens to hold.
     ...(location.credentials
@@ -116,7 +119,7 @@ export function mapS3Error(e: unknown, location: S3Location, ctx: S3ErrorContext
   const details: Record<string, unknown> = { url: location.displayUrl, bucket: location.bucket, op: ctx.op };
   if (ctx.key !== undefined) details['key'] = ctx.key;
   if (status !== undefined) details['status'] = status;
-  if (awsCode) details['awsCode'] = awsCode;
+  if (awsCode && (status !== undefined || (awsCode !== 'Error' && awsCode !== 'AggregateError'))) details['awsCode'] = awsCode;
   if (err.$metadata?.attempts !== undefined) details['attempts'] = err.$metadata.attempts;
 
   let code: ErrorCode;
@@ -124,7 +127,9 @@ export function mapS3Error(e: unknown, location: S3Location, ctx: S3ErrorContext
   if (net || awsCode === 'TimeoutError' || awsCode === 'RequestTimeout' || (status === undefined && awsCode === 'AbortError')) {
     code = 'STORE_UNREACHABLE';
     if (net) details['errno'] = net;
-    message = `S3 store ${where} is unreachable during ${ctx.op}: ${net ?? awsCode} (${serverSaid || 'no response'})`;
+    const tries = err.$metadata?.attempts;
+    message = `S3 store ${where} is unreachable during ${ctx.op}: ${net ?? awsCode} (${serverSaid || 'no response'})` +
+      (tries !== undefined ? ` after ${tries} attempt${tries === 1 ? '' : 's'}` : '');
   } else if (awsCode === 'NoSuchBucket') {
     code = 'STORE_BUCKET_MISSING';
     message = `S3 bucket '${location.bucket}' does not exist at ${location.displayUrl}`;
