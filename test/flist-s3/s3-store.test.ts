@@ -262,6 +262,10 @@ test('a server that accepts but never answers: STORE_UNREACHABLE through the req
 test('many parallel puts and has (as the packer issues them) all land', async () => {
   const blobs = await Promise.all(Array.from({ length: 48 }, (_, i) => blob(1000 + i)));
   await withStore(server.url('blobs', { prefix: 'parallel' }), async (s) => {
+    const bucketHeads = (): number => server.requests.filter((r) => r.method === 'HEAD' && /^\/blobs\/?$/.test(r.path)).length;
+    const before = bucketHeads();
+    assert.deepEqual(await Promise.all(blobs.map((b) => s.has(b.id))), blobs.map(() => false));
+    assert.equal(bucketHeads() - before, 1); // one shared bucket check, not one per missing blob
     await Promise.all(blobs.map((b) => s.put(b.id, b.data)));
     assert.deepEqual(await Promise.all(blobs.map((b) => s.has(b.id))), blobs.map(() => true));
     const back = await Promise.all(blobs.map((b) => s.get(b.id)));

@@ -171,6 +171,7 @@ class S3BlobStore implements BlobStore {
   readonly displayUrl: string;
   readonly readOnly = false;
   private bucketSeen = false;
+  private bucketCheck: Promise<void> | undefined;
   private closed = false;
 
   constructor(
@@ -194,17 +195,21 @@ class S3BlobStore implements BlobStore {
     if (this.closed) throw new VmimgError('INTERNAL', `S3 store ${this.displayUrl} used after close`, { url: this.displayUrl });
   }
 
-  /** A HEAD 404 carries no body: tell "no such key" from "no such bucket" once per store. */
-  private async checkBucket(): Promise<void> {
-    if (this.bucketSeen) return;
-    try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.location.bucket }));
-    } catch (e) {
-      const status = (e as SdkErrorLike).$metadata?.httpStatusCode;
-      if (status === 404) throw mapS3Error({ ...(e as object), name: 'NoSuchBucket', Code: 'NoSuchBucket' }, this.location, { op: 'check bucket' });
-      throw mapS3Error(e, this.location, { op: 'check bucket' });
-    }
-    this.bucketSeen = true;
+  /** A HEAD 404 carries no body: tell "no such key" from "no such bucket" once per store (shared by parallel callers). */
+  private checkBucket(): Promise<void> {
+    if (this.bucketSeen) return Promise.resolve();
+    this.bucketCheck ??= this.client.send(new HeadBucketCommand({ Bucket: this.location.bucket })).then(
+      () => {
+        this.bucketSeen = true;
+      },
+      (e: unknown) => {
+        this.bucketCheck = undefined; // a later call may try again (the bucket may be created)
+        const status = (e as SdkErrorLike).$metadata?.httpStatusCode;
+        if (status === 404) throw mapS3Error({ ...(e as object), name: 'NoSuchBucket', Code: 'NoSuchBucket' }, this.location, { op: 'check bucket' });
+        throw mapS3Error(e, this.location, { op: 'check bucket' });
+      },
+    );
+    return this.bucketCheck;
   }
 
   async has(id: Uint8Array): Promise<boolean> {
