@@ -20,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   mkfs: async () => (await import('./mkfs.js')).registerMkfs,
   packagefs: async () => (await import('./packagefs.js')).registerPackagefs,
   fetch: async () => (await import('./fetch.js')).registerFetch,
+  flist: async () => (await import('./flist.js')).registerFlist,
   rootfs: async () => (await import('./rootfs.js')).registerRootfs,
 };
 

@@ -19,10 +19,8 @@ interface PkgFlags extends PolicyFlags {
   recursive?: boolean;
 }
 
-/** A CliIO that can also take bytes (`cat`); without it, bytes go to process.stdout. */
-export interface BinaryCliIO extends CliIO {
-  outBytes?(bytes: Uint8Array): Promise<void> | void;
-}
+/** A CliIO that can also take bytes (`cat`): CliIO.outBytes; without it, bytes go to process.stdout. */
+export type BinaryCliIO = CliIO;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 

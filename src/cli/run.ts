@@ -7,11 +7,14 @@ import { isVmimgError, VmimgError } from '../util/errors.js';
 export interface CliIO {
   out(text: string): void;
   err(text: string): void;
+  /** Raw bytes to stdout (file contents); resolves once written (back-pressure). */
+  outBytes?(bytes: Uint8Array): Promise<void> | void;
 }
 
 export const processIO: CliIO = {
   out: (t) => process.stdout.write(t),
   err: (t) => process.stderr.write(t),
+  outBytes: (b) => new Promise<void>((resolve, reject) => process.stdout.write(b, (e) => (e ? reject(e) : resolve()))),
 };
 
 export type OutputFormat = 'human' | 'json';

@@ -5,11 +5,14 @@ export interface CliResult {
   status: number;
   stdout: string;
   stderr: string;
+  /** What the command wrote as raw bytes (file contents), in order. */
+  bytes: Buffer;
 }
 
 export async function vmimg(args: string[]): Promise<CliResult> {
   let stdout = '';
   let stderr = '';
-  const status = await runCli(args, { out: (t) => void (stdout += t), err: (t) => void (stderr += t) });
-  return { status, stdout, stderr };
+  const chunks: Buffer[] = [];
+  const status = await runCli(args, { out: (t) => void (stdout += t), err: (t) => void (stderr += t), outBytes: async (b) => void chunks.push(Buffer.from(b)) });
+  return { status, stdout, stderr, bytes: Buffer.concat(chunks) };
 }

@@ -1,0 +1,245 @@
+/**
+ * `flist pack`: a Tree (directory or tarball, src/tree) → an rfs manifest plus blobs in the
+ * stores (docs/flist.md "Pack").
+ *
+ * Rows are written the way rfs's pack.rs walks a directory: the root (ino 1, name '/', parent 0)
+ * first; then, directory by directory taken last-in-first-out, each directory's row, its
+ * non-directory children's rows (in path order) and its subdirectories queued. Symlink targets go
+ * to `extra`; regular files get their blocks (512 KiB plaintext each) in file order. Hard links
+ * become regular files sharing the first name's blocks (rfs has no hard links). For a given tree
+ * the rows, and so the manifest, are the same on every run.
+ *
+ * Blocks are encoded on worker threads (encode-pool.ts) with a bounded window, each distinct blob
+ * is checked with `has` and uploaded at most once per pack (bounded concurrency); the summary
+ * counts blobs new and already present. The manifest appears only when everything succeeded.
+ */
+import { VmimgError } from '../util/errors.js';
+import { FILE_TYPE_BITS, type Tree, type TreeEntry } from '../tree/types.js';
+import { pathKey, showPath } from '../tree/path.js';
+import { BLOCK_SIZE, type EncodedBlock } from './codec.js';
+import { EncodePool } from './encode-pool.js';
+import { ManifestWriter } from './manifest.js';
+import type { Router } from './store/router.js';
+
+export interface PackOptions {
+  manifest: string;
+  router: Router;
+  /** Extra tags (key → value); `version` is set unless given. */
+  tags?: ReadonlyMap<string, string>;
+  /** Blobs uploaded at once (default 8). */
+  uploads?: number;
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
+}
+
+export interface PackSummary {
+  manifest: string;
+  files: number;
+  directories: number;
+  symlinks: number;
+  /** Device nodes, fifos, sockets. */
+  special: number;
+  /** File bytes packed (hard links counted once). */
+  bytes: number;
+  /** Block rows written. */
+  blocks: number;
+  /** Distinct blobs referenced. */
+  uniqueBlobs: number;
+  /** Distinct blobs uploaded by this pack / found already in the stores. */
+  blobsNew: number;
+  blobsExisting: number;
+  /** blocks / uniqueBlobs (1 = nothing shared). */
+  dedupRatio: number;
+}
+
+/** The version tag vmimg writes (the manifest format version). */
+export const FLIST_VERSION_TAG = '1';
+
+/** Linux's dev_t encoding (glibc makedev) of a major/minor pair. */
+export function makedev(major: number, minor: number): bigint {
+  const ma = BigInt(major);
+  const mi = BigInt(minor);
+  return ((ma & 0xfffn) << 8n) | (mi & 0xffn) | ((mi & ~0xffn) << 12n) | ((ma & ~0xfffn) << 32n);
+}
+
+function modeOf(e: TreeEntry): number {
+  const type = e.type === 'hardlink' ? 'file' : e.type;
+  return FILE_TYPE_BITS[type] | e.mode;
+}
+
+function seconds(ns: bigint): number {
+  const s = ns / 1_000_000_000n - (ns < 0n && ns % 1_000_000_000n !== 0n ? 1n : 0n);
+  return Number(s);
+}
+
+/** Re-chunks a content stream into blocks of exactly BLOCK_SIZE (the last one shorter). */
+async function* blocksOf(e: TreeEntry): AsyncGenerator<Uint8Array> {
+  let buf = new Uint8Array(Math.min(BLOCK_SIZE, e.size));
+  let fill = 0;
+  let total = 0;
+  for await (const chunk of e.content!.stream()) {
+    total += chunk.length;
+    if (total > e.size) break;
+    let at = 0;
+    while (at < chunk.length) {
+      const n = Math.min(buf.length - fill, chunk.length - at);
+      buf.set(chunk.subarray(at, at + n), fill);
+      fill += n;
+      at += n;
+      if (fill === buf.length) {
+        yield buf;
+        buf = new Uint8Array(Math.min(BLOCK_SIZE, e.size - total + (chunk.length - at)));
+        fill = 0;
+      }
+    }
+  }
+  if (total !== e.size) throw new VmimgError('SOURCE_CHANGED', `'${showPath(e.path)}' did not have the ${e.size} bytes it had when the tree was read`, { path: showPath(e.path) });
+  if (fill > 0) yield buf.subarray(0, fill);
+}
+
+/** A limit on concurrent async tasks; the first failure is kept and rethrown by wait(). */
+class Limiter {
+  #running = 0;
+  #queue: Array<() => void> = [];
+  #all = new Set<Promise<void>>();
+  failure: unknown;
+
+  constructor(private readonly limit: number) {}
+
+  async run(task: () => Promise<void>): Promise<void> {
+    if (this.failure !== undefined) throw this.failure;
+    if (this.#running >= this.limit) await new Promise<void>((r) => this.#queue.push(r));
+    this.#running++;
+    const p = task()
+      .catch((e: unknown) => void (this.failure ??= e))
+      .finally(() => {
+        this.#running--;
+        this.#all.delete(p);
+        this.#queue.shift()?.();
+      });
+    this.#all.add(p);
+  }
+
+  async wait(): Promise<void> {
+    while (this.#all.size > 0) await Promise.all([...this.#all]);
+    if (this.failure !== undefined) throw this.failure;
+  }
+}
+
+export async function packTree(tree: Tree, options: PackOptions): Promise<PackSummary> {
+  const entries = tree.entries;
+  const children = new Map<string, TreeEntry[]>();
+  for (const e of entries) {
+    if (e.path.length === 0) continue;
+    const slash = e.path.lastIndexOf(0x2f);
+    const parent = slash < 0 ? '' : pathKey(e.path.subarray(0, slash));
+    (children.get(parent) ?? children.set(parent, []).get(parent)!).push(e);
+  }
+  const root = entries.find((e) => e.path.length === 0);
+  if (!root || root.type !== 'dir') throw new VmimgError('INTERNAL', 'tree has no root directory', {});
+
+  const writer = ManifestWriter.create(options.manifest);
+  const pool = new EncodePool();
+  const summary: PackSummary = { manifest: options.manifest, files: 0, directories: 0, symlinks: 0, special: 0, bytes: 0, blocks: 0, uniqueBlobs: 0, blobsNew: 0, blobsExisting: 0, dedupRatio: 1 };
+  try {
+    for (const r of options.router.routes) writer.route({ start: r.start, end: r.end, url: r.store.url });
+    const tags = new Map(options.tags ?? []);
+    if (!tags.has('version')) tags.set('version', FLIST_VERSION_TAG);
+    for (const [k, v] of [...tags].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) writer.tag(k, v);
+
+    const row = (e: TreeEntry, parent: number, name: string): number => {
+      const mtime = seconds(e.mtimeNs);
+      const size = e.type === 'file' || e.type === 'hardlink' ? e.size : e.type === 'symlink' ? e.symlinkTarget!.length : 0;
+      const rdev = e.rdev ? makedev(e.rdev.major, e.rdev.minor) : 0n;
+      return writer.inode({ parent, name, size, uid: e.uid, gid: e.gid, mode: modeOf(e), rdev, ctime: mtime, mtime }, e.type === 'symlink' ? e.symlinkTarget : undefined);
+    };
+
+    // Rows, in rfs's walk order; files collected for the block pass.
+    const files: Array<{ ino: number; entry: TreeEntry }> = [];
+    const stack: Array<{ entry: TreeEntry; parent: number }> = [{ entry: root, parent: 0 }];
+    while (stack.length > 0) {
+      const { entry, parent } = stack.pop()!;
+      const name = entry.path.length === 0 ? '/' : showName(entry);
+      const ino = row(entry, parent, name);
+      summary.directories++;
+      for (const c of children.get(pathKey(entry.path)) ?? []) {
+        if (c.type === 'dir') {
+          stack.push({ entry: c, parent: ino });
+          continue;
+        }
+        const cino = row(c, ino, showName(c));
+        if (c.type === 'file' || c.type === 'hardlink') {
+          summary.files++;
+          files.push({ ino: cino, entry: c });
+        } else if (c.type === 'symlink') summary.symlinks++;
+        else summary.special++;
+      }
+    }
+
+    // Blocks: encode ahead on the workers, record in order, upload each distinct blob once.
+    const total = files.reduce((n, f) => n + (f.entry.type === 'hardlink' ? 0 : f.entry.size), 0);
+    const uploads = new Limiter(options.uploads ?? 8);
+    const seen = new Set<string>();
+    const byGroup = new Map<number, EncodedBlock[]>();
+    const window: Array<{ ino: number; block: Promise<EncodedBlock> }> = [];
+    const WINDOW = 16;
+    let done = 0;
+    const record = async (ino: number, b: EncodedBlock): Promise<void> => {
+      writer.block(ino, b.id, b.key);
+      summary.blocks++;
+      const hex = b.id.toString('hex');
+      if (seen.has(hex)) return;
+      seen.add(hex);
+      await uploads.run(async () => {
+        const r = await options.router.put(b.id, b.data);
+        if (r.stored > 0) summary.blobsNew++;
+        else summary.blobsExisting++;
+      });
+    };
+    const drainOne = async (): Promise<EncodedBlock> => {
+      const { ino, block } = window.shift()!;
+      const b = await block;
+      await record(ino, b);
+      return b;
+    };
+    for (const { ino, entry } of files) {
+      const group = entry.linkGroup;
+      const shared = group !== undefined ? byGroup.get(group) : undefined;
+      if (shared) {
+        while (window.length > 0) await drainOne(); // keep rows of earlier files first
+        for (const b of shared) await record(ino, b);
+        continue;
+      }
+      const mine: Promise<EncodedBlock>[] = [];
+      if (entry.size > 0) {
+        for await (const plain of blocksOf(entry)) {
+          const p = pool.encode(plain);
+          p.catch(() => undefined);
+          mine.push(p);
+          window.push({ ino, block: p });
+          done += plain.length;
+          options.onProgress?.(done, total);
+          while (window.length >= WINDOW) await drainOne();
+        }
+      }
+      summary.bytes += entry.size;
+      if (group !== undefined) byGroup.set(group, await Promise.all(mine));
+    }
+    while (window.length > 0) await drainOne();
+    await uploads.wait();
+    summary.uniqueBlobs = seen.size;
+    summary.dedupRatio = seen.size === 0 ? 1 : summary.blocks / seen.size;
+    await writer.finish();
+    return summary;
+  } catch (e) {
+    await writer.abort();
+    throw e;
+  } finally {
+    await pool.close();
+  }
+}
+
+/** The last path component as a string (rfs stores names as lossy UTF-8). */
+function showName(e: TreeEntry): string {
+  const slash = e.path.lastIndexOf(0x2f);
+  return e.path.subarray(slash + 1).toString('utf8');
+}
