@@ -48,9 +48,17 @@ export class S3TestServer {
   readonly requests: RequestInfo[] = [];
   /** Object keys PUT (bucket/key), in order, including repeats. */
   readonly puts: string[] = [];
-  /** Called before a request is served; returning true drops the connection and stops the server. */
+  /** Object keys whose PUT got a 200 response, in completion order. */
+  readonly putsDone: string[] = [];
+  /**
+   * Called before a request is served; returning true drops that request's connection and stops the
+   * server gracefully: requests already being served finish (s3rver writes objects in place, so
+   * cutting one would leave a partial object that real S3 never shows), later ones are dropped.
+   */
   stopOn: ((info: RequestInfo) => boolean) | undefined;
   private server: Server | undefined;
+  private stopping = false;
+  private closing: Promise<void> | undefined;
   private readonly app: S3rverApp;
   private readonly ownsDirectory: boolean;
 
@@ -104,9 +112,13 @@ export class S3TestServer {
     const handler = this.app.callback();
     const server = createServer((req, res) => {
       const info = { method: req.method ?? '', path: (req.url ?? '').split('?')[0]! };
+      if (this.stopping) {
+        req.socket.destroy();
+        return;
+      }
       if (this.stopOn?.(info)) {
         req.socket.destroy();
-        void this.stop();
+        void this.stop({ graceful: true });
         return;
       }
       const denied = checkSignature(req);
@@ -116,7 +128,13 @@ export class S3TestServer {
         return;
       }
       this.requests.push(info);
-      if (info.method === 'PUT' && info.path.split('/').filter(Boolean).length >= 2) this.puts.push(decodeURIComponent(info.path.slice(1)));
+      if (info.method === 'PUT' && info.path.split('/').filter(Boolean).length >= 2) {
+        const key = decodeURIComponent(info.path.slice(1));
+        this.puts.push(key);
+        res.once('finish', () => {
+          if (res.statusCode === 200) this.putsDone.push(key);
+        });
+      }
       handler(req, res);
     });
     await new Promise<void>((resolve, reject) => {
@@ -127,18 +145,39 @@ export class S3TestServer {
     this.port = (server.address() as AddressInfo).port;
   }
 
-  /** Stops listening and drops every open connection. Idempotent. */
-  async stop(): Promise<void> {
+  /**
+   * Stops listening. Default: drops every open connection at once. `graceful`: requests being served
+   * finish, idle keep-alive connections are closed, new requests are dropped. Idempotent.
+   */
+  stop(options: { graceful?: boolean } = {}): Promise<void> {
+    if (this.closing) return this.closing;
     const s = this.server;
-    if (!s) return;
+    if (!s) return Promise.resolve();
+    this.closing = this.shutDown(s, options.graceful === true).finally(() => {
+      this.closing = undefined;
+    });
+    return this.closing;
+  }
+
+  private async shutDown(s: Server, graceful: boolean): Promise<void> {
     this.server = undefined;
+    this.stopping = true;
     const closed = new Promise<void>((resolve) => s.close(() => resolve()));
-    s.closeAllConnections();
+    let sweep: NodeJS.Timeout | undefined;
+    if (graceful) {
+      s.closeIdleConnections();
+      sweep = setInterval(() => s.closeIdleConnections(), 10);
+    } else {
+      s.closeAllConnections();
+    }
     await closed;
+    if (sweep) clearInterval(sweep);
+    this.stopping = false;
   }
 
   /** Listens again on the same port, same directory (the blobs persist on disk). */
   async restart(): Promise<void> {
+    await this.closing;
     if (this.server) return;
     await this.listen(this.port);
   }

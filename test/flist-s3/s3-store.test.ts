@@ -285,3 +285,22 @@ test('server text quoted in an error is scrubbed of the secret (raw and percent-
   assert.equal(mapS3Error(Object.assign(new Error('x'), { name: 'NoSuchBucket', $metadata: { httpStatusCode: 404 } }), location, { op: 'get' }).code, 'STORE_BUCKET_MISSING');
   assert.equal(mapS3Error(Object.assign(new AggregateError([Object.assign(new Error('c'), { code: 'ECONNREFUSED' })], 'agg')), location, { op: 'get' }).code, 'STORE_UNREACHABLE');
 });
+
+test('close() aborts requests in flight (no retry outlives the store)', async (t) => {
+  const sockets = new Set<Socket>();
+  const silent = createNetServer((s) => void sockets.add(s));
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+    silent.close();
+  });
+  const port = (silent.address() as AddressInfo).port;
+  const a = await blob(16);
+  const s = await openS3Store(`s3://AK:${encodeURIComponent(TEST_SECRET_KEY)}@127.0.0.1:${port}/blobs`, { timeoutMs: 60_000 });
+  const pending = s.put(a.id, a.data);
+  while (sockets.size === 0) await new Promise((r) => setTimeout(r, 5));
+  await s.close();
+  const e = await failure(pending);
+  assert.equal(e.code, 'STORE_ERROR', e.message);
+  assert.match(e.message, /closed during put/);
+});

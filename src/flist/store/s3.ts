@@ -171,6 +171,8 @@ class S3BlobStore implements BlobStore {
   readonly displayUrl: string;
   readonly readOnly = false;
   private bucketSeen = false;
+  /** Requests in flight (including SDK retries), aborted by close() so none outlives the store. */
+  private readonly inflight = new Set<AbortController>();
   private bucketCheck: Promise<void> | undefined;
   private closed = false;
 
@@ -191,6 +193,23 @@ class S3BlobStore implements BlobStore {
     return s3ObjectKey(this.location, blobKey(id));
   }
 
+  private async tracked<T>(op: S3ErrorContext['op'], key: string | undefined, fn: (abortSignal: AbortSignal) => Promise<T>): Promise<T> {
+    const ac = new AbortController();
+    this.inflight.add(ac);
+    try {
+      return await fn(ac.signal);
+    } catch (e) {
+      if (this.closed && !(e instanceof VmimgError)) {
+        throw new VmimgError('STORE_ERROR', `S3 store ${this.displayUrl} was closed during ${op}${key !== undefined ? ` of '${key}'` : ''}`, {
+          url: this.displayUrl, op, ...(key !== undefined ? { key } : {}),
+        });
+      }
+      throw e;
+    } finally {
+      this.inflight.delete(ac);
+    }
+  }
+
   private live(): void {
     if (this.closed) throw new VmimgError('INTERNAL', `S3 store ${this.displayUrl} used after close`, { url: this.displayUrl });
   }
@@ -198,7 +217,7 @@ class S3BlobStore implements BlobStore {
   /** A HEAD 404 carries no body: tell "no such key" from "no such bucket" once per store (shared by parallel callers). */
   private checkBucket(): Promise<void> {
     if (this.bucketSeen) return Promise.resolve();
-    this.bucketCheck ??= this.client.send(new HeadBucketCommand({ Bucket: this.location.bucket })).then(
+    this.bucketCheck ??= this.tracked('check bucket', undefined, (abortSignal) => this.client.send(new HeadBucketCommand({ Bucket: this.location.bucket }), { abortSignal })).then(
       () => {
         this.bucketSeen = true;
       },
@@ -216,10 +235,11 @@ class S3BlobStore implements BlobStore {
     this.live();
     const Key = this.key(id);
     try {
-      await this.client.send(new HeadObjectCommand({ Bucket: this.location.bucket, Key }));
+      await this.tracked('has', Key, (abortSignal) => this.client.send(new HeadObjectCommand({ Bucket: this.location.bucket, Key }), { abortSignal }));
       this.bucketSeen = true;
       return true;
     } catch (e) {
+      if (e instanceof VmimgError) throw e;
       const mapped = mapS3Error(e, this.location, { op: 'has', key: Key });
       if (mapped.code !== 'BLOB_NOT_FOUND') throw mapped;
       await this.checkBucket();
@@ -236,20 +256,22 @@ class S3BlobStore implements BlobStore {
         url: this.displayUrl, key: Key, size: n, cap,
       });
     try {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key }));
-      this.bucketSeen = true;
-      if (out.ContentLength !== undefined && out.ContentLength > cap) {
-        (out.Body as Readable | undefined)?.destroy?.();
-        throw tooBig(out.ContentLength);
-      }
-      if (!out.Body) return Buffer.alloc(0);
-      const bytes = await readCapped(out.Body, cap, tooBig);
-      if (out.ContentLength !== undefined && bytes.byteLength !== out.ContentLength) {
-        throw new VmimgError('STORE_UNREACHABLE', `S3 store ${this.displayUrl} sent ${bytes.byteLength} of ${out.ContentLength} bytes of blob ${Key}`, {
-          url: this.displayUrl, key: Key,
-        });
-      }
-      return bytes;
+      return await this.tracked('get', Key, async (abortSignal) => {
+        const out = await this.client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key }), { abortSignal });
+        this.bucketSeen = true;
+        if (out.ContentLength !== undefined && out.ContentLength > cap) {
+          (out.Body as Readable | undefined)?.destroy?.();
+          throw tooBig(out.ContentLength);
+        }
+        if (!out.Body) return Buffer.alloc(0);
+        const bytes = await readCapped(out.Body, cap, tooBig);
+        if (out.ContentLength !== undefined && bytes.byteLength !== out.ContentLength) {
+          throw new VmimgError('STORE_UNREACHABLE', `S3 store ${this.displayUrl} sent ${bytes.byteLength} of ${out.ContentLength} bytes of blob ${Key}`, {
+            url: this.displayUrl, key: Key,
+          });
+        }
+        return bytes;
+      });
     } catch (e) {
       if (e instanceof VmimgError) throw e;
       throw mapS3Error(e, this.location, { op: 'get', key: Key });
@@ -261,11 +283,12 @@ class S3BlobStore implements BlobStore {
     const Key = this.key(id);
     const Body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     try {
-      await this.client.send(new PutObjectCommand({
+      await this.tracked('put', Key, (abortSignal) => this.client.send(new PutObjectCommand({
         Bucket: this.location.bucket, Key, Body, ContentLength: Body.byteLength, ContentType: 'application/octet-stream',
-      }));
+      }), { abortSignal }));
       this.bucketSeen = true;
     } catch (e) {
+      if (e instanceof VmimgError) throw e;
       throw mapS3Error(e, this.location, { op: 'put', key: Key });
     }
   }
@@ -273,6 +296,7 @@ class S3BlobStore implements BlobStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const ac of this.inflight) ac.abort();
     this.client.destroy();
   }
 }
