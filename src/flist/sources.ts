@@ -66,7 +66,8 @@ export async function chooseModules(o: ModulesOptions): Promise<{ dir: string; v
     if (!VERSION.test(version)) throw new VmimgError('INVALID_OPTION', `cannot tell the kernel version of '${choice.dir}'; give --kernel-version`, { dir: choice.dir });
     return { dir: choice.dir, version, rule: choice.rule };
   }
-  const versions = (await readdir(choice.dir, { withFileTypes: true })).filter((d) => d.isDirectory() && VERSION.test(d.name)).map((d) => d.name).sort();
+  const versions: string[] = [];
+  for (const name of (await readdir(choice.dir)).sort()) if (VERSION.test(name) && (await isDir(join(choice.dir, name)))) versions.push(name);
   if (o.kernelVersion !== undefined) {
     if (!versions.includes(o.kernelVersion)) throw new VmimgError('FILE_NOT_FOUND', `'${choice.dir}' has no modules for kernel ${o.kernelVersion} (it has ${versions.join(', ') || 'none'})`, { dir: choice.dir });
     return { dir: join(choice.dir, o.kernelVersion), version: o.kernelVersion, rule: choice.rule };

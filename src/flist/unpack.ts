@@ -187,9 +187,11 @@ export async function unpackFlist(manifest: string, target: string, options: Unp
             summary.skipped++;
             continue;
           }
-          const args = type === 0o010000 ? ['-m', perm.toString(8), host] : ['-m', perm.toString(8), host, type === 0o020000 ? 'c' : 'b', String(major(row.rdev)), String(minor(row.rdev))];
+          // mknod/mkfifo -m take permission bits only; setuid/setgid/sticky follow with chmod.
+          const args = type === 0o010000 ? ['-m', '600', host] : ['-m', '600', host, type === 0o020000 ? 'c' : 'b', String(major(row.rdev)), String(minor(row.rdev))];
           await execFileAsync(type === 0o010000 ? 'mkfifo' : 'mknod', args);
           await chown(host, row);
+          await chmod(host, perm);
           await utimes(host, row.mtime, row.mtime);
           summary.special++;
         } else {
