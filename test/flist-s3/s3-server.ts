@@ -15,6 +15,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { Agent as HttpsAgent, createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -62,6 +63,9 @@ export class S3TestServer {
   private readonly app: S3rverApp;
   private readonly ownsDirectory: boolean;
 
+  /** PEM key and certificate: serve https (s3s:// URLs) instead of http. */
+  private tls: { key: string; cert: string } | undefined;
+
   private constructor(directory: string | undefined) {
     this.ownsDirectory = directory === undefined;
     this.directory = directory ?? mkdtempSync(join(tmpdir(), 'vmimg-s3rver-'));
@@ -70,14 +74,15 @@ export class S3TestServer {
     this.app = new S3rver({ directory: this.directory, silent: true, vhostBuckets: false });
   }
 
-  static async start(options: { directory?: string } = {}): Promise<S3TestServer> {
+  static async start(options: { directory?: string; tls?: { key: string; cert: string } } = {}): Promise<S3TestServer> {
     const s = new S3TestServer(options.directory);
+    s.tls = options.tls;
     await s.listen(0);
     return s;
   }
 
   get endpoint(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.port}`;
   }
 
   get running(): boolean {
@@ -89,13 +94,15 @@ export class S3TestServer {
     const ak = encodeURIComponent(options.accessKey ?? TEST_ACCESS_KEY);
     const sk = encodeURIComponent(options.secretKey ?? TEST_SECRET_KEY);
     const prefix = options.prefix ? `/${options.prefix}` : '';
-    return `s3://${ak}:${sk}@127.0.0.1:${this.port}/${bucket}${prefix}?region=us-east-1${options.query ?? ''}`;
+    return `${this.tls ? 's3s' : 's3'}://${ak}:${sk}@127.0.0.1:${this.port}/${bucket}${prefix}?region=us-east-1${options.query ?? ''}`;
   }
 
+  /** An SDK client for setting up and checking (trusts the test certificate when serving https). */
   client(): S3Client {
     return new S3Client({
       endpoint: this.endpoint, region: 'us-east-1', forcePathStyle: true, maxAttempts: 1,
       credentials: { accessKeyId: TEST_ACCESS_KEY, secretAccessKey: TEST_SECRET_KEY },
+      ...(this.tls ? { requestHandler: { httpsAgent: new HttpsAgent({ ca: this.tls.cert }) } } : {}),
     });
   }
 
@@ -110,7 +117,7 @@ export class S3TestServer {
 
   private async listen(port: number): Promise<void> {
     const handler = this.app.callback();
-    const server = createServer((req, res) => {
+    const serve = (req: IncomingMessage, res: ServerResponse): void => {
       const info = { method: req.method ?? '', path: (req.url ?? '').split('?')[0]! };
       if (this.stopping) {
         req.socket.destroy();
@@ -136,7 +143,8 @@ export class S3TestServer {
         });
       }
       handler(req, res);
-    });
+    };
+    const server: Server = this.tls ? createHttpsServer(this.tls, serve) : createServer(serve);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, '127.0.0.1', () => resolve());

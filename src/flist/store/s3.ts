@@ -35,6 +35,12 @@ const NETWORK_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'ESOCKETTIMEDOUT', 'ENOTFOUND',
   'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN', 'EHOSTDOWN', 'ERR_SOCKET_CONNECTION_TIMEOUT',
 ]);
+/** TLS failures (s3s://): the server can't be reached securely. */
+const TLS_CODES = new Set([
+  'EPROTO', 'ERR_SSL_WRONG_VERSION_NUMBER', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID', 'ERR_TLS_HANDSHAKE_TIMEOUT',
+]);
 const AUTH_CODES = new Set([
   'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'Forbidden', 'InvalidToken', 'ExpiredToken',
   'TokenRefreshRequired', 'AuthorizationHeaderMalformed', 'RequestTimeTooSkewed', 'InvalidSecurity',
@@ -94,7 +100,7 @@ function scrub(text: string, location: S3Location): string {
 
 function networkCode(e: SdkErrorLike): string | undefined {
   const direct = typeof e.code === 'string' ? e.code : typeof e.errno === 'string' ? e.errno : undefined;
-  if (direct && NETWORK_CODES.has(direct)) return direct;
+  if (direct && (NETWORK_CODES.has(direct) || TLS_CODES.has(direct))) return direct;
   for (const inner of e.errors ?? []) {
     const c = networkCode(inner as SdkErrorLike);
     if (c) return c;
@@ -127,6 +133,7 @@ export function mapS3Error(e: unknown, location: S3Location, ctx: S3ErrorContext
   if (net || awsCode === 'TimeoutError' || awsCode === 'RequestTimeout' || (status === undefined && awsCode === 'AbortError')) {
     code = 'STORE_UNREACHABLE';
     if (net) details['errno'] = net;
+    if (net && TLS_CODES.has(net)) details['tls'] = true;
     const tries = err.$metadata?.attempts;
     message = `S3 store ${where} is unreachable during ${ctx.op}: ${net ?? awsCode} (${serverSaid || 'no response'})` +
       (tries !== undefined ? ` after ${tries} attempt${tries === 1 ? '' : 's'}` : '');
