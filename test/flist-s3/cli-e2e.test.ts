@@ -97,7 +97,7 @@ test('flist pack to s3, unpack from s3 through the manifest routes (+ --config s
   writeFileSync(noSecrets, '# no S3 settings\n');
   const denied = await vmimg(['flist', 'unpack', '-m', fl, '--config', noSecrets, join(dir, 'denied')]);
   assert.notEqual(denied.status, 0);
-  assert.match(denied.stderr, /refused access key 'VMIMGTESTKEY'.*\[STORE_AUTH_FAILED\]/);
+  assert.match(denied.stderr, /refused access key 'VMIMGTESTKEY'.*no secret key was given.*\[STORE_AUTH_FAILED\]/);
   assertNoSecret(denied.stderr);
 
   // With -s, and a second pack that finds every blob already stored.

@@ -144,7 +144,8 @@ export function mapS3Error(e: unknown, location: S3Location, ctx: S3ErrorContext
     code = 'STORE_AUTH_FAILED';
     const who = location.credentials ? `access key '${location.credentials.accessKeyId}'` : 'anonymous access';
     message = `S3 store ${where} refused ${who} during ${ctx.op}: ${awsCode && awsCode !== 'Unknown' ? awsCode : `HTTP ${status}`}` +
-      (serverSaid && serverSaid !== 'UnknownError' ? ` (${serverSaid})` : '');
+      (serverSaid && serverSaid !== 'UnknownError' ? ` (${serverSaid})` : '') +
+      (location.credentials && location.credentials.secretAccessKey === '' ? '; no secret key was given (put it in the URL, or set S3_SECRET_KEY in the environment or the config file)' : '');
   } else if ((awsCode && NOT_FOUND_CODES.has(awsCode)) || status === 404) {
     code = 'BLOB_NOT_FOUND';
     message = ctx.op === 'publish' ? `Object not found at ${where}` : `Blob ${ctx.key ?? '?'} not found in S3 store ${location.displayUrl}`;
