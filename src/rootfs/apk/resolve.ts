@@ -22,7 +22,8 @@
  *   name does not satisfy (world `zlib<1.3` after `app` pulled the newest zlib), or a conflict
  *   hitting a newly chosen package, is learnt as a constraint on that name. (2) A package whose
  *   dependencies cannot be met is banned (constraints it caused are forgotten), so another
- *   version of whoever required it is tried. Constraints and bans only grow per ban, so this
+ *   version of whoever required it is tried — but a name nothing provides fails at once (apk
+ *   reports it rather than picking an older requirer). Constraints and bans only grow per ban, so this
  *   ends (MAX_ATTEMPTS); when nothing works, the first failure is reported, naming the atom, the
  *   chain of packages that required it and the constraints it clashed with.
  */
@@ -208,7 +209,8 @@ function attemptOnce(input: ResolveInput, learnt: readonly Learnt[], banned: Rea
     }
     if (reusable.length === 0) {
       const known = byName.has(dep.name) || byProvide.has(dep.name) || input.available.some((p) => p.name === dep.name || p.provides.some((pr) => pr.name === dep.name));
-      if (!known) throw fail('APK_UNKNOWN_PACKAGE', `no package provides '${dep.name}'${via(chain)}`, dep, chain);
+      // A name nothing provides is an error, never a reason to try older requirers (apk does the same).
+      if (!known) throw new Failure(new VmimgError('APK_UNKNOWN_PACKAGE', `no package provides '${dep.name}'${via(chain)}`, { dependency: dep.text, chain: chain.map(label) }), undefined, []);
       const have = [...new Set(input.available.filter((p) => p.name === dep.name).map((p) => p.version))];
       const pin = input.pins?.get(dep.name);
       throw fail(
