@@ -91,6 +91,10 @@ test('rootfs build-all: go, node and python images from a signed mirror, e2fsck-
     assert.ok(lock.packages.every((p: { sha256: string }) => /^[0-9a-f]{64}$/.test(p.sha256)));
   }
   assert.equal(debugfs(t, results[2]!.output, 'cat /usr/bin/python3.12'), '#!python');
+  for (const [r, bin] of results.map((r, i) => [r, ['go', 'node', 'python3'][i]!] as const)) {
+    const v = await vmimg(['rootfs', 'verify', r.output, '--agent', 'agent', '--runtime', bin]);
+    assert.equal(v.status, 0, `${r.recipe}: ${v.stdout}`);
+  }
   assert.match(debugfs(t, results[0]!.output, 'stat /usr/bin/go'), /Fast link dest: "\.\.\/lib\/go\/bin\/go"/);
 
   // Again into the same folder (locks present) and, with the mirror gone, into another: same bytes.
@@ -106,7 +110,7 @@ test('rootfs build-all: go, node and python images from a signed mirror, e2fsck-
   assert.equal(sha256(readFileSync(join(dir, 'offline', 'python.ext4'))), results[2]!.sha256);
 });
 
-test('tools/firecracker/Makefile: rootfs-python, download and clean are thin vmimg calls (offline, against the mirror)', async (t) => {
+test('tools/firecracker/Makefile: rootfs-python, verify, download and clean are thin vmimg calls (offline, against the mirror)', async (t) => {
   if (!oracle(t, 'make') || !oracle(t, 'e2fsck')) return;
   const dir = tempDir(t);
   const { main, community } = await mirror();
@@ -128,6 +132,10 @@ test('tools/firecracker/Makefile: rootfs-python, download and clean are thin vmi
   const build = await execFileAsync('make', ['-s', '-f', makefile, 'rootfs-python', ...vars], { encoding: 'utf8' });
   assert.match(build.stdout, /python\.ext4: ext4 \(raw\), \d+ bytes, \d+ entries, 3 packages installed, runtime \/usr\/bin\/python3\.12/);
   assertFsckClean(t, join(dir, 'images', 'python.ext4'));
+  const verify = await execFileAsync('make', ['-s', '-f', makefile, 'verify', ...vars], { encoding: 'utf8' });
+  assert.match(verify.stdout, /ok   runtime \/usr\/bin\/python3: \/usr\/bin\/python3 → \/usr\/bin\/python3\.12\n/);
+  assert.match(verify.stdout, /python\.ext4: all checks passed/);
+  assert.match(verify.stdout, /go\.ext4: not built \(make rootfs-go\)/);
   const dry = run('make', ['-n', '-f', makefile, 'download', 'FC_VERSION=v1.16.1', 'KERNEL_SHA256=' + 'ab'.repeat(32), ...vars]);
   assert.match(dry.stdout, /fetch firecracker --version v1\.16\.1 --arch x86_64 --dest /);
   assert.match(dry.stdout, /fetch kernel --version 6\.1 --arch x86_64 --dest \S+ --sha256 (ab){32}/);

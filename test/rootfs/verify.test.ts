@@ -1,0 +1,89 @@
+/**
+ * `vmimg rootfs verify` reads the image itself: a recipe-built image passes (raw and qcow2);
+ * images made with vmimg mkfs from crafted folders fail exactly the check they break.
+ */
+import assert from 'node:assert/strict';
+import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { vmimg } from '../helpers/cli.js';
+import { tempDir } from '../helpers/oracle.js';
+
+interface Layout {
+  agentMode?: number;
+  work?: boolean;
+  init?: { symlink: string } | { script: string } | 'none';
+  runtime?: boolean;
+}
+
+function rootfs(dir: string, name: string, l: Layout): string {
+  const root = join(dir, name);
+  mkdirSync(join(root, 'usr', 'local', 'bin'), { recursive: true });
+  mkdirSync(join(root, 'usr', 'lib', 'py'), { recursive: true });
+  mkdirSync(join(root, 'usr', 'bin'), { recursive: true });
+  mkdirSync(join(root, 'sbin'), { recursive: true });
+  writeFileSync(join(root, 'usr', 'local', 'bin', 'agent'), '#!/bin/sh\nexec sleep 1\n');
+  chmodSync(join(root, 'usr', 'local', 'bin', 'agent'), l.agentMode ?? 0o755);
+  if (l.work !== false) mkdirSync(join(root, 'work'));
+  if (l.runtime !== false) {
+    writeFileSync(join(root, 'usr', 'lib', 'py', 'python3.12'), 'py', { mode: 0o755 });
+    symlinkSync('../lib/py/python3.12', join(root, 'usr', 'bin', 'python3'));
+  }
+  const init = l.init ?? { symlink: '/usr/local/bin/agent' };
+  if (init !== 'none') {
+    if ('symlink' in init) symlinkSync(init.symlink, join(root, 'sbin', 'init'));
+    else writeFileSync(join(root, 'sbin', 'init'), init.script, { mode: 0o755 });
+  }
+  return root;
+}
+
+async function image(dir: string, name: string, l: Layout, format = 'raw'): Promise<string> {
+  const out = join(dir, `${name}.${format === 'raw' ? 'ext4' : format}`);
+  const r = await vmimg(['mkfs', '-t', 'ext4', '--format', format, rootfs(dir, name, l), out]);
+  assert.equal(r.status, 0, r.stderr);
+  return out;
+}
+
+test('a good image passes every check, raw and qcow2; JSON lists each check', async (t) => {
+  const dir = tempDir(t, 'vmimg-verify-');
+  for (const format of ['raw', 'qcow2']) {
+    const img = await image(dir, `good-${format}`, {}, format);
+    const r = await vmimg(['rootfs', 'verify', img, '--agent', 'agent', '--runtime', 'python3', '--runtime', '/usr/bin/python3', '--output', 'json']);
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    const j = JSON.parse(r.stdout);
+    assert.equal(j.ok, true);
+    assert.deepEqual(j.checks.map((c: { name: string; ok: boolean }) => [c.name, c.ok]), [['agent', true], ['runtime python3', true], ['runtime /usr/bin/python3', true], ['work', true], ['init', true]]);
+    assert.match(j.checks[1].detail, /\/usr\/bin\/python3 → \/usr\/lib\/py\/python3\.12/);
+    assert.match(j.checks[4].detail, /\/sbin\/init → \/usr\/local\/bin\/agent \(the agent\)/);
+  }
+  const script = await image(dir, 'script', { init: { script: '#!/bin/sh\nmount -t proc proc /proc\nexec /usr/local/bin/agent "$@"\n' } });
+  const r = await vmimg(['rootfs', 'verify', script, '--agent', 'agent']);
+  assert.equal(r.status, 0, r.stdout);
+  assert.match(r.stdout, /ok   init: \/sbin\/init is a script that execs \/usr\/local\/bin\/agent/);
+});
+
+test('each broken image fails exactly its check, with exit status 1', async (t) => {
+  const dir = tempDir(t, 'vmimg-verify-bad-');
+  const cases: Array<[string, Layout, string, RegExp]> = [
+    ['noexec', { agentMode: 0o644 }, 'agent', /not executable \(mode 0644\)/],
+    ['nowork', { work: false }, 'work', /\/work is missing/],
+    ['elsewhere', { init: { symlink: '/bin/busybox' } }, 'init', /\/sbin\/init → \/bin\/busybox, which is not the agent/],
+    ['otherscript', { init: { script: '#!/bin/sh\nexec /sbin/getty\n' } }, 'init', /does not exec \/usr\/local\/bin\/agent/],
+    ['noinit', { init: 'none' }, 'init', /\/sbin\/init is missing/],
+    ['noruntime', { runtime: false }, 'runtime python3', /no executable python3 in \/usr\/local\/sbin:/],
+  ];
+  for (const [name, layout, failing, re] of cases) {
+    const img = await image(dir, name, layout);
+    const r = await vmimg(['rootfs', 'verify', img, '--agent', 'agent', '--runtime', 'python3', '--output', 'json']);
+    assert.equal(r.status, 1, `${name}: ${r.stdout}${r.stderr}`);
+    const j = JSON.parse(r.stdout);
+    const failed = j.checks.filter((c: { ok: boolean }) => !c.ok);
+    assert.deepEqual(failed.map((c: { name: string }) => c.name), [failing], name);
+    assert.match(failed[0].detail, re, name);
+  }
+  const notExt4 = join(dir, 'zeros.img');
+  writeFileSync(notExt4, Buffer.alloc(1 << 20));
+  const r = await vmimg(['rootfs', 'verify', notExt4, '--agent', 'agent', '-f', 'raw']);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /no ext2\/3\/4 superblock .*\[CORRUPT_IMAGE\]/);
+});
