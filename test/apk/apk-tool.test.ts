@@ -76,6 +76,14 @@ const PACKAGES: ApkPackageSpec[] = [
   { name: 'libtool', version: '1.2-r0', provides: ['so:libtool.so.1=1.2'], files: [{ path: 'usr/', dir: true }, { path: 'usr/lib/', dir: true }, { path: 'usr/lib/libtool.so.1', content: 'lt 1.2' }] },
   { name: 'editor-a', version: '1-r0', provides: ['editor'], providerPriority: 10 },
   { name: 'editor-b', version: '2-r0', provides: ['editor'], providerPriority: 20 },
+  {
+    name: 'svc',
+    version: '3.1-r2',
+    depends: ['/bin/sh'],
+    scripts: { '.pre-install': '#!/bin/sh\naddgroup -S svc\n', '.post-deinstall': '#!/bin/sh\ndelgroup svc\n', '.trigger': '#!/bin/sh\necho "$@"\n' },
+    triggers: ['/usr/share/svc/*', '/etc/svc.d'],
+    files: [{ path: 'etc/', dir: true }, { path: 'etc/svc.d/', dir: true }],
+  },
   { name: 'app', version: '1-r0', depends: ['libtool<1.2', 'editor'] },
   { name: 'app', version: '2-r0', depends: ['libtool>=1.2', 'editor', 'so:libnope.so.1'] },
 ];
@@ -131,12 +139,39 @@ test('apk verify accepts the generated packages; apk add writes the same install
   const root = join(s.dir, 'apk-root');
   mkdirSync(root);
   assert.equal(spawnSync('tar', ['-xzf', s.r.minirootfs!.file, '-C', root]).status, 0);
-  const add = apk(s.tool, ['--root', root, '--arch', 'x86_64', '--keys-dir', s.keys, '--repositories-file', '/dev/null', '--repository', s.repoDir, '--no-scripts', '--no-cache', 'add', 'tools']);
+  writeFileSync(join(root, '../apk-root-base-scripts.tar'), readFileSync(join(root, 'lib/apk/db/scripts.tar')));
+  const add = apk(s.tool, ['--root', root, '--arch', 'x86_64', '--keys-dir', s.keys, '--repositories-file', '/dev/null', '--repository', s.repoDir, '--no-scripts', '--no-cache', 'add', 'tools', 'svc']);
   assert.equal(add.status, 0, add.stdout + add.stderr);
   const theirs = records(readFileSync(join(root, 'lib/apk/db/installed'), 'utf8'));
 
-  const ours = await installApkPackages({ repositories: [{ url: s.r.url }], keys: s.r.keys, packages: ['tools'], arch: 'x86_64', cache: new FetchCache(join(s.dir, 'cache')), baseInstalled: s.r.minirootfs!.installed, baseWorld: s.r.minirootfs!.world });
+  const ours = await installApkPackages({
+    repositories: [{ url: s.r.url }],
+    keys: s.r.keys,
+    packages: ['tools', 'svc'],
+    arch: 'x86_64',
+    cache: new FetchCache(join(s.dir, 'cache')),
+    baseInstalled: s.r.minirootfs!.installed,
+    baseWorld: s.r.minirootfs!.world,
+    baseScripts: readFileSync(join(root, '../apk-root-base-scripts.tar')),
+    baseTriggers: Buffer.alloc(0),
+  });
   t.after(() => ours.close());
+  const layerFile = async (p: string): Promise<Buffer> => {
+    const e = ours.layer.find((x) => x.path.toString() === p)!;
+    return Buffer.from(await e.content!.read(0, e.size));
+  };
+  // scripts.tar and triggers: the same entries (name, mode, content) and lines as apk's.
+  const listing = (tar: string): string[] => spawnSync('tar', ['-tvf', tar], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map((l) => { const f = l.split(/\s+/); return `${f[0]} ${f[2]} ${f[5]}`; });
+  writeFileSync(join(s.dir, 'ours-scripts.tar'), await layerFile('lib/apk/db/scripts.tar'));
+  assert.deepEqual(listing(join(s.dir, 'ours-scripts.tar')), listing(join(root, 'lib/apk/db/scripts.tar')));
+  const svc = s.r.repo.built.find((b) => b.spec.name === 'svc')!;
+  assert.ok(listing(join(root, 'lib/apk/db/scripts.tar')).includes(`-rwxr-xr-x ${'#!/bin/sh\necho "$@"\n'.length} svc-3.1-r2.${svc.checksum}.trigger`));
+  for (const action of ['pre-install', 'post-deinstall', 'trigger']) {
+    const name = `svc-3.1-r2.${svc.checksum}.${action}`;
+    assert.equal(spawnSync('tar', ['-xOf', join(s.dir, 'ours-scripts.tar'), name], { encoding: 'utf8' }).stdout, spawnSync('tar', ['-xOf', join(root, 'lib/apk/db/scripts.tar'), name], { encoding: 'utf8' }).stdout, name);
+  }
+  assert.equal((await layerFile('lib/apk/db/triggers')).toString(), readFileSync(join(root, 'lib/apk/db/triggers'), 'utf8'));
+  assert.equal(readFileSync(join(root, 'lib/apk/db/triggers'), 'utf8'), `${svc.checksum} /usr/share/svc/* /etc/svc.d\n`);
   const db = ours.layer.find((e) => e.path.toString() === 'lib/apk/db/installed')!;
   const mine = records(Buffer.from(await db.content!.read(0, db.size)).toString());
   assert.deepEqual([...theirs.keys()].sort(), [...mine.keys()].sort(), 'the same packages');

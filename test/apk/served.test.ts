@@ -274,3 +274,36 @@ test('hostile packages and indexes: clean errors, nothing cached', async (t) => 
   const cached = readdirSync(join(cache.dir, 'sha256'));
   assert.ok(!cached.includes(createHash('sha256').update(big.apk).digest('hex')) && !cached.includes(big.sha256), 'no refused package was cached');
 });
+
+test('scripts.tar and triggers: new scripts appended after the base entries; a hostile base tar is refused', async (t) => {
+  const dir = tempDir(t, 'scriptsdb');
+  const r = await makeApkRepo(join(dir, 'www'), {
+    packages: [{ name: 'svc', version: '1-r0', scripts: { '.post-install': 'echo hi\n', '.trigger': 'echo t\n', '.notascript': 'x' }, triggers: ['/usr/lib/svc'] }],
+  });
+  t.after(() => r.close());
+  const { tar: makeTar } = await import('../helpers/apk-repo.js');
+  const base = await makeTar([{ header: { name: 'musl-1.2.5-r0.Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA=.post-upgrade', size: 3, mode: 0o755 }, body: Buffer.from('x\n\n') }], false);
+  const req = { repositories: [{ url: r.url }], keys: r.keys, packages: ['svc'], arch: 'x86_64', cache: new FetchCache(join(dir, 'cache')), baseInstalled: Buffer.from(''), baseScripts: base, baseTriggers: Buffer.from('Q1BBBBBBBBBBBBBBBBBBBBBBBBBBB= /usr/share/x') };
+  const result = await installApkPackages(req);
+  t.after(() => result.close());
+  const file = async (p: string): Promise<Buffer> => {
+    const e = result.layer.find((x) => x.path.toString() === p)!;
+    return Buffer.from(await e.content!.read(0, e.size));
+  };
+  const svc = r.repo.built[0]!;
+  writeFileSync(join(dir, 'scripts.tar'), await file('lib/apk/db/scripts.tar'));
+  if (oracle(t, 'tar')) {
+    const names = run('tar', ['-tf', join(dir, 'scripts.tar')]).stdout.split('\n').filter(Boolean);
+    assert.deepEqual(names, ['musl-1.2.5-r0.Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA=.post-upgrade', `svc-1-r0.${svc.checksum}.post-install`, `svc-1-r0.${svc.checksum}.trigger`]);
+    assert.equal(run('tar', ['-xOf', join(dir, 'scripts.tar'), `svc-1-r0.${svc.checksum}.trigger`]).stdout, 'echo t\n');
+  }
+  assert.equal((await file('lib/apk/db/triggers')).toString(), `Q1BBBBBBBBBBBBBBBBBBBBBBBBBBB= /usr/share/x\n${svc.checksum} /usr/lib/svc\n`);
+  // Without the base's scripts.tar (but with a base db): left alone, with a warning.
+  const noBase = await installApkPackages({ ...req, baseScripts: undefined, baseTriggers: undefined });
+  t.after(() => noBase.close());
+  assert.ok(!noBase.layer.some((e) => e.path.toString() === 'lib/apk/db/scripts.tar'));
+  assert.equal(noBase.warnings.filter((w) => /scripts.tar of the base was not given|triggers of the base was not given/.test(w)).length, 2);
+  const hostile = Buffer.from(base);
+  hostile.write('77777777777', 124, 'latin1'); // size field far past the end
+  await assert.rejects(installApkPackages({ ...req, baseScripts: hostile }), (e: unknown) => isVmimgError(e) && e.code === 'APK_CORRUPT_PACKAGE' && /runs past the end/.test(e.message));
+});

@@ -48,6 +48,8 @@ export interface ApkPackageSpec {
   description?: string;
   /** Omit .PKGINFO datahash (an unverifiable package). */
   noDatahash?: boolean;
+  /** .PKGINFO `triggers` (directories; with a '.trigger' script). */
+  triggers?: string[];
   /** .PKGINFO `replaces` atoms and `replaces_priority`. */
   replaces?: string[];
   replacesPriority?: number;
@@ -153,6 +155,7 @@ export class ApkRepo {
       ...(spec.depends ?? []).map((d) => `depend = ${d}`),
       ...(spec.provides ?? []).map((p) => `provides = ${p}`),
       ...(spec.providerPriority ? [`provider_priority = ${spec.providerPriority}`] : []),
+      ...(spec.triggers?.length ? [`triggers = ${spec.triggers.join(' ')}`] : []),
       ...(spec.replaces ?? []).map((r) => `replaces = ${r}`),
       ...(spec.replacesPriority ? [`replaces_priority = ${spec.replacesPriority}`] : []),
       ...(spec.noDatahash ? [] : [`datahash = ${createHash('sha256').update(data).digest('hex')}`]),
@@ -304,6 +307,8 @@ export async function makeMinirootfs(repo: ApkRepo, base: BuiltPackage[], repoUr
   file('etc/apk/repositories', `${repoUrl}\n`);
   file(`etc/apk/keys/${repo.keyName}`, repo.publicPem);
   file('lib/apk/db/installed', installed);
+  file('lib/apk/db/scripts.tar', Buffer.alloc(1024)); // an empty tar, as apk writes it
+  file('lib/apk/db/triggers', '');
   for (const [name, body] of Object.entries(extra)) file(name, body);
   return { tgz: gzipSync(await tar(entries, false)), installed, world };
 }

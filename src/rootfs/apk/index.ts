@@ -17,6 +17,7 @@ import { parseDeps } from './deps.js';
 import { installedRecord } from './installed-db.js';
 import { fetchPackage, type UnpackedPackage } from './package.js';
 import { resolvePackages, type InstalledPackage } from './resolve.js';
+import { scriptsTar, triggersText } from './scripts-db.js';
 
 export interface ApkRepository {
   url: string;
@@ -33,6 +34,14 @@ export interface ApkInstallRequest {
   /** The base rootfs's /lib/apk/db/installed and /etc/apk/world, if any. */
   baseInstalled?: Buffer;
   baseWorld?: Buffer;
+  /**
+   * The base's /lib/apk/db/scripts.tar and /lib/apk/db/triggers. New packages' install scripts
+   * and triggers are appended to them (apk in the guest runs them on later upgrades/removals).
+   * With a base installed db but without these, the base's files stay as they are and a warning
+   * says the new scripts were not recorded.
+   */
+  baseScripts?: Buffer;
+  baseTriggers?: Buffer;
   /** Pins from a lock file: name → version, index checksum, .apk SHA256. */
   lock?: ReadonlyMap<string, { version: string; checksum: string; sha256?: string }>;
   /** Index SHA256 per repository URL from a lock file (read from the cache, no network). */
@@ -72,7 +81,7 @@ export interface ApkInstallResult {
 /** How many package downloads run at once. */
 const FETCH_CONCURRENCY = 4;
 
-function dbFile(path: string, text: string, mtimeNs: bigint, mode = 0o644): RawEntry {
+function dbFile(path: string, text: string | Buffer, mtimeNs: bigint, mode = 0o644): RawEntry {
   const bytes = Buffer.from(text);
   return { path: Buffer.from(path), type: 'file', mode, uid: 0, gid: 0, mtimeNs, size: bytes.length, content: bufferContent(bytes), xattrs: new Map() };
 }
@@ -149,6 +158,14 @@ export async function installApkPackages(req: ApkInstallRequest): Promise<ApkIns
       db += await installedRecord(u.pkg, u.entries, { atoms: u.replaces, priority: u.replacesPriority });
       for (const s of u.scripts) scripts.push(`${u.pkg.name}-${u.pkg.version}: ${s}`);
       if (u.scripts.length > 0) warnings.push(scriptWarning(u.pkg.name, u.pkg.version, u.scripts));
+    }
+    const withScripts = fetched.filter((u) => u.scriptFiles.length > 0).map((u) => ({ pkg: u.pkg, scripts: u.scriptFiles, triggers: u.triggers }));
+    if (withScripts.length > 0) {
+      if (req.baseScripts !== undefined || req.baseInstalled === undefined) layer.push(dbFile('lib/apk/db/scripts.tar', await scriptsTar(req.baseScripts, withScripts), mtimeNs));
+      else warnings.push('/lib/apk/db/scripts.tar of the base was not given: the new packages\' scripts are not recorded for apk in the guest');
+      const triggered = withScripts.some((w) => w.triggers.length > 0 && w.scripts.some((s) => s.action === 'trigger'));
+      if (triggered && (req.baseTriggers !== undefined || req.baseInstalled === undefined)) layer.push(dbFile('lib/apk/db/triggers', triggersText(req.baseTriggers?.toString('utf8') ?? '', withScripts), mtimeNs));
+      else if (triggered) warnings.push('/lib/apk/db/triggers of the base was not given: the new packages\' triggers are not recorded for apk in the guest');
     }
     const baseWorld = (req.baseWorld?.toString('utf8') ?? '').split(/\s+/).filter((w) => w !== '');
     const worldText = [...new Set([...baseWorld, ...req.packages])].sort().join('\n') + '\n';

@@ -28,11 +28,23 @@ export interface UnpackedPackage {
   entries: RawEntry[];
   /** Names of install scripts found in the control section (.pre-install, .post-install, .trigger). */
   scripts: string[];
+  /** Install scripts by apk's action name ('post-install', 'trigger', ...) for /lib/apk/db/scripts.tar. */
+  scriptFiles: ScriptFile[];
+  /** .PKGINFO `triggers` (directories whose changes run the .trigger script), for /lib/apk/db/triggers. */
+  triggers: string[];
   /** .PKGINFO `replaces` atoms and `replaces_priority` (kept in the installed db as r: and q:). */
   replaces: Dep[];
   replacesPriority: number;
   close(): Promise<void>;
 }
+
+export interface ScriptFile {
+  action: string;
+  data: Buffer;
+}
+
+/** The script actions apk keeps (apk_script_types in apk-tools package.c). */
+const SCRIPT_ACTIONS = new Set(['pre-install', 'post-install', 'pre-deinstall', 'post-deinstall', 'pre-upgrade', 'post-upgrade', 'trigger']);
 
 /** Largest .apk accepted when the index gives no size. */
 const MAX_APK_BYTES = 2 * 1024 * 1024 * 1024 - 1;
@@ -53,7 +65,16 @@ function corrupt(what: string, why: string, details: Record<string, unknown> = {
 }
 
 /** Checks a package's bytes against its index entry; returns the data section bounds. */
-export function verifyPackageBytes(bytes: Buffer, pkg: IndexPackage, what: string): { dataStart: number; scripts: string[]; replaces: Dep[]; replacesPriority: number } {
+export interface VerifiedPackage {
+  dataStart: number;
+  scripts: string[];
+  scriptFiles: ScriptFile[];
+  triggers: string[];
+  replaces: Dep[];
+  replacesPriority: number;
+}
+
+export function verifyPackageBytes(bytes: Buffer, pkg: IndexPackage, what: string): VerifiedPackage {
   // Sections: [signature], control, data. Only the small first sections are inflated here; the
   // data section is the rest of the file, hashed as bytes and inflated (CRC-checked) by the tar reader.
   const first = readGzipMember(bytes, 0, what, MAX_CONTROL);
@@ -87,7 +108,9 @@ export function verifyPackageBytes(bytes: Buffer, pkg: IndexPackage, what: strin
   const prio = /^replaces_priority = (.*)$/m.exec(text)?.[1];
   if (prio !== undefined && !/^[0-9]{1,9}$/.test(prio)) throw corrupt(what, `.PKGINFO replaces_priority '${prio.slice(0, 20)}' is not a number`);
   const scripts = files.map((f) => f.name).filter((n) => n.startsWith('.') && n !== '.PKGINFO' && !n.startsWith('.SIGN.'));
-  return { dataStart: data.start, scripts, replaces, replacesPriority: prio === undefined ? 0 : Number(prio) };
+  const scriptFiles = files.filter((f) => SCRIPT_ACTIONS.has(f.name.slice(1)) && f.name.startsWith('.')).map((f) => ({ action: f.name.slice(1), data: f.data }));
+  const triggers = [...text.matchAll(/^triggers = (.*)$/gm)].flatMap((m) => m[1]!.split(/\s+/).filter(Boolean));
+  return { dataStart: data.start, scripts, scriptFiles, triggers, replaces, replacesPriority: prio === undefined ? 0 : Number(prio) };
 }
 
 /** Fetches (or finds in the cache), verifies and unpacks `pkg`. */
@@ -104,8 +127,8 @@ export async function fetchPackage(pkg: IndexPackage, arch: string, cache: Fetch
     bytes = await httpGetBytes(url, max, http);
     if (pkg.size > 0 && bytes.length !== pkg.size) throw corrupt(what, `${displayUrl(url)} is ${bytes.length} bytes, the index says ${pkg.size}`);
   }
-  const { dataStart, scripts, replaces, replacesPriority } = verifyPackageBytes(bytes, pkg, what);
+  const { dataStart, scripts, scriptFiles, triggers, replaces, replacesPriority } = verifyPackageBytes(bytes, pkg, what);
   const sha256 = await cache.putBytes(bytes);
   const tar = await readTarStream([bytes.subarray(dataStart)], what);
-  return { pkg, sha256, entries: tar.entries, scripts, replaces, replacesPriority, close: tar.close };
+  return { pkg, sha256, entries: tar.entries, scripts, scriptFiles, triggers, replaces, replacesPriority, close: tar.close };
 }
