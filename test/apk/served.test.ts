@@ -307,3 +307,13 @@ test('scripts.tar and triggers: new scripts appended after the base entries; a h
   hostile.write('77777777777', 124, 'latin1'); // size field far past the end
   await assert.rejects(installApkPackages({ ...req, baseScripts: hostile }), (e: unknown) => isVmimgError(e) && e.code === 'APK_CORRUPT_PACKAGE' && /runs past the end/.test(e.message));
 });
+
+test('two installs at once on one cache: same result, every .apk fetched and cached intact', async (t) => {
+  const { r, cache } = await repoWithBase(t);
+  const req = { repositories: [{ url: r.url }], keys: r.keys, packages: ['tools'], arch: 'x86_64', cache, baseInstalled: r.minirootfs!.installed, mtimeNs: 1n };
+  const [a, b] = await Promise.all([installApkPackages(req), installApkPackages(req)]);
+  t.after(() => Promise.all([a.close(), b.close()]));
+  assert.deepEqual(await describe(a), await describe(b));
+  for (const p of a.installed) assert.ok(await cache.lookup(p.sha256), `${p.name} cached and intact`);
+  assert.deepEqual(readdirSync(join(cache.dir, 'partial')), [], 'no temporary file left');
+});

@@ -5,7 +5,8 @@
  * /etc/apk/world, /etc/apk/repositories, /etc/apk/keys) so apk inside the guest sees them.
  *
  * Install scripts (.pre-install, .post-install, .trigger) cannot run without executing guest
- * code; they are reported in `scripts` for the caller to show, never run.
+ * code; they are never run, but reported in `scripts`/`warnings` and recorded in
+ * /lib/apk/db/scripts.tar and triggers (scripts-db.ts) as apk would.
  */
 import type { RawEntry } from '../../tree/types.js';
 import { VmimgError } from '../../util/errors.js';
