@@ -125,7 +125,7 @@ async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T
 
 export async function installApkPackages(req: ApkInstallRequest): Promise<ApkInstallResult> {
   for (const name of req.keys.keys()) {
-    if (name.includes('/') || name === '.' || name === '..' || name.length > 255) throw new VmimgError('INVALID_OPTION', `apk key name '${name}' is not a plain file name`, { key: name });
+    if (name === '' || name.includes('/') || name.includes('\0') || name === '.' || name === '..' || name.length > 255) throw new VmimgError('INVALID_OPTION', `apk key name '${name}' is not a plain file name`, { key: name });
   }
   const mtimeNs = req.mtimeNs ?? 0n;
   const indexes = [];
