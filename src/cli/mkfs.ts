@@ -16,6 +16,7 @@ import { parseOutputFormat, runCommand, type CliIO } from './run.js';
 export interface MkfsFlags extends Ext4Flags {
   type?: string;
   skipSpecial?: boolean;
+  compress?: string;
   output?: string;
 }
 
@@ -27,6 +28,10 @@ const BUILDERS: Record<string, () => Promise<Builder>> = {
   ext4: async () => {
     const { ext4Command } = await import('../fs/ext4/command.js');
     return (inputs, flags) => ext4Command(inputs, flags, commonBuildFlags(flags));
+  },
+  cpio: async () => {
+    const { cpioCommand } = await import('../fs/cpio/command.js');
+    return (inputs, flags) => cpioCommand(inputs, flags, commonBuildFlags(flags));
   },
 };
 
@@ -52,6 +57,7 @@ export function registerMkfs(program: Command, io: CliIO, setStatus: (s: number)
     .option('-J, --journal', 'ext4: create a jbd2 journal')
     .option('-O, --features <list>', 'ext4: features, mke2fs style (metadata_csum,^64bit,...)')
     .option('--format <fmt>', 'ext4: image format of OUT (raw, qcow2, vmdk, vhdx, vpc)')
+    .option('--compress <c>', 'cpio: gzip (an initramfs) or none (default)')
     .action(async (inputs: string[], flags: MkfsFlags) => {
       setStatus(await runCommand(io, () => mkfs(io, inputs, flags)));
     });
