@@ -1,86 +1,56 @@
 /**
- * apk version comparison and validity against vectors of apk-tools' test/unit/version.data
- * (a selection, as facts: "a OP b" holds, "a !OP b" does not, "!v" is invalid), covering
- * suffixes, revisions, commit hashes, fuzzy (~) matches and malformed versions.
+ * apk version comparison and validity: "a OP b" holds, "a !OP b" does not, "!v" is invalid;
+ * written for vmimg from apk-package(5)'s version rules (suffix order, revisions, fuzzy matches).
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { isValidVersion, operatorMask, versionMatches } from '../../src/rootfs/apk/version.js';
 
 const VECTORS = `
-2.34 > 0.1.0_alpha
-23_foo > 4_beta
-0.1.0_alpha = 0.1.0_alpha
-0.1.0_alpha2 > 0.1.0_alpha
-1.1 > 1.1_alpha1
-0.8_beta1 < 0.8_beta2
-0.13_beta5 > 0.9.12
-3.1_p16 < 3.1_p17
-2.01.01_alpha10 > 0.94
-1.39 > 1.00_beta2
-4.2.52_p2-r1 < 4.2.52_p4-r2
-20040401 > 2.0.0_rc3-r1
-0.10.0 < 0.10.1_rc1
-0.20070118 < 0.20070207_rc1
-4.5_p1-r1 > 4.5_p1
-4.5_p1 < 4.5_p1-r1
-4.3_p2-r1 < 4.3_p2-r5
-1.8.5 < 1.8.5_p2
-1.6.8_p12-r1 > 1.6.8_p9-r2
-2.3.0b-r3 < 2.3.0b-r4
-1.2.13 < 1.2.14-r1
-3.9.8-r5 > 2.01.01_alpha10
-1.02.10-r1 < 3.0.3-r9
-0.9.16-r1 < 3.9_pre20060124
-1.0.1 < 1.06-r1
-22.7-r1 < 22.7.3-r1
-20030215 > 3.80-r4
-0.1.23 < 5b-r9
-2.6.1.3 < 2.6.1.3-r1
-1.3.5-r10 > 1.3.5-r8
-2.9.11_pre20061021-r2 < 5.36-r1
-1.0~1234 < 1.0~2345
-1.0~1234-r1 < 1.0~2345-r0
-1.0~1234-r1 > 1.0~1234-r0
-3.6.0 ~ 3.6
-3.6.9 ~ 3.6
-3.6_pre1 ~ 3.6
-3.6.0_pre1 ~ 3.6
-3.6.9_post1 ~ 3.6
-3.6.0 ~ 3.6.0
-3.5 <~ 3.6
-3.7 >~ 3.6
-3.6.0 !~ 3.8
-3.8 !~ 3.8.1
-3.8.0.1 !~ 3.8.1
-3.6_pre1 !~ 3.8
-0.1_pre2~1234abcd
-!
-!0.1bc
-!0.1bc1
-!0.1a1
-!0.1a.1
-!0.1_pre2~
-!0.1_pre2~1234xbcd
-!0.1_pre2~1234abcd_pre1
-!0.1_pre2-r1~1234xbcd
-!0.1_foobar
-!0.1_foobar1
-!0.1-pre1.1
-!0.1-r
-!0.1-r2_pre1
-!0.1-r2_p3_pre1
-!0.1-r2-r3
-!0.1-r2.1
-!.1
-!a
-!_pre1
-!-r1
-!0.1_
-!0.1_-r0
+3.12.7-r0 < 3.12.7-r1
+3.12.10-r0 > 3.12.9-r4
+1.36.1-r29 > 1.36.1-r3
+2.0 > 2.0_rc9
+2.0_rc9 > 2.0_pre9
+2.0_pre9 > 2.0_beta9
+2.0_beta9 > 2.0_alpha9
+2.0_alpha10 > 2.0_alpha9
+2.0 < 2.0_cvs1
+2.0_cvs1 < 2.0_svn1
+2.0_svn1 < 2.0_git20240101
+2.0_git20240101 < 2.0_hg1
+2.0_hg1 < 2.0_p1
+2.0_p1 < 2.0a
+2.0a < 2.0b
+2.0z < 2.0.1
+7.4 < 7.4.0
+7.4.0 < 7.4.0.1
+10 > 9.99.99
+0.99 < 1
+1.02 < 1.1
+1.2 > 1.02
+5.4.3_p20240105-r1 > 5.4.3-r9
+8.9_rc1-r2 < 8.9-r0
+20.15.1-r0 < 22.1.0-r0
+1.22.8-r0 < 1.22.10_rc1-r0
+6.1.0_alpha = 6.1.0_alpha
+4.4_p1 ~ 4.4
+4.4.9 ~ 4.4
+4.5 !~ 4.4
+4.3 <~ 4.4
+4.5 >~ 4.4
+4.4.1 !~ 4.4.2
+4.4.2 ~ 4.4.2
+3 !~ 3.1
+!2.0_xyz
+!2.0-3
+!2..0
+!v2.0
+!2.0-r
+!2.0_rc1-r1_p1
 `;
 
-test('apk-tools version vectors', () => {
+test('version ordering, fuzzy matches and malformed versions', () => {
   let checked = 0;
   for (const line of VECTORS.split('\n').map((l) => l.trim()).filter(Boolean)) {
     const parts = line.split(' ');
@@ -96,5 +66,5 @@ test('apk-tools version vectors', () => {
     }
     checked++;
   }
-  assert.equal(checked, 70);
+  assert.equal(checked, 41);
 });

@@ -131,6 +131,8 @@ export async function buildRootfs(req: RootfsBuildRequest): Promise<RootfsBuildR
       log(`apk: installing ${recipe.packages.join(' ')} from ${recipe.apk.repositories.length} repositories`);
       const baseInstalled = await readEntryBytes(base.entries, '/lib/apk/db/installed', MAX_APK_DB);
       const baseWorld = await readEntryBytes(base.entries, '/etc/apk/world', 1024 * 1024);
+      const baseScripts = await readEntryBytes(base.entries, '/lib/apk/db/scripts.tar', MAX_APK_DB);
+      const baseTriggers = await readEntryBytes(base.entries, '/lib/apk/db/triggers', 1024 * 1024);
       // The apk installer loads only when a recipe lists packages.
       const { installApkPackages } = await import('../apk/index.js');
       const result = await installApkPackages({
@@ -141,6 +143,8 @@ export async function buildRootfs(req: RootfsBuildRequest): Promise<RootfsBuildR
         cache,
         ...(baseInstalled ? { baseInstalled } : {}),
         ...(baseWorld ? { baseWorld } : {}),
+        ...(baseScripts ? { baseScripts } : {}),
+        ...(baseTriggers ? { baseTriggers } : {}),
         ...(pins ? { lock: pins, indexes: new Map(existing!.indexes?.map((i) => [i.url, i.sha256]) ?? []) } : {}),
         mtimeNs: recipe.epoch !== undefined ? BigInt(recipe.epoch) * 1_000_000_000n : newestMtime([base.entries]),
         ...(req.http ? { http: req.http } : {}),
@@ -148,7 +152,7 @@ export async function buildRootfs(req: RootfsBuildRequest): Promise<RootfsBuildR
       layers.push({ entries: result.layer, close: result.close });
       installed = result.installed;
       indexes = result.indexes;
-      for (const s of result.scripts) log(`apk: install script not run (vmimg never executes guest code): ${s}`);
+      for (const w of result.warnings) log(`apk: ${w}`);
     }
 
     const contentLayers: RawEntry[][] = layers.map((l) => l.entries);
