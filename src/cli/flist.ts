@@ -20,7 +20,8 @@ import type { Router } from '../flist/store/router.js';
 interface StoreFlags {
   store?: string[];
   config?: string;
-  strip?: boolean;
+  /** commander's negatable --no-strip-password: false when given. */
+  stripPassword?: boolean;
   timeout?: string;
 }
 
@@ -32,7 +33,7 @@ interface PackFlags extends StoreFlags {
 }
 
 function storeOptions(flags: StoreFlags): { keepPassword: boolean; configPath?: string } {
-  return { keepPassword: flags.strip === false, ...(flags.config !== undefined ? { configPath: flags.config } : {}) };
+  return { keepPassword: flags.stripPassword === false, ...(flags.config !== undefined ? { configPath: flags.config } : {}) };
 }
 
 /** The stores to write: -s arguments, else the S3 store of config/rfs.conf or the environment. */

@@ -8,4 +8,6 @@
  * block layer has up to 64 worker threads. A value set by the user wins.
  */
 process.env['UV_THREADPOOL_SIZE'] ??= '16';
+// The AWS SDK (flist S3 stores) warns once that it will drop Node 20; vmimg supports Node 20.
+process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
 void import('./main.js').then((cli) => cli.main());

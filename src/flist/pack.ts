@@ -120,8 +120,13 @@ class Limiter {
   }
 
   async wait(): Promise<void> {
-    while (this.#all.size > 0) await Promise.all([...this.#all]);
+    await this.settle();
     if (this.failure !== undefined) throw this.failure;
+  }
+
+  /** Waits for every task started so far, failed or not (nothing keeps running after a failure). */
+  async settle(): Promise<void> {
+    while (this.#all.size > 0) await Promise.allSettled([...this.#all]);
   }
 }
 
@@ -139,6 +144,7 @@ export async function packTree(tree: Tree, options: PackOptions): Promise<PackSu
 
   const writer = ManifestWriter.create(options.manifest);
   const pool = new EncodePool();
+  let uploads: Limiter | undefined;
   const summary: PackSummary = { manifest: options.manifest, files: 0, directories: 0, symlinks: 0, special: 0, bytes: 0, blocks: 0, uniqueBlobs: 0, blobsNew: 0, blobsExisting: 0, dedupRatio: 1 };
   try {
     for (const r of options.router.routes) writer.route({ start: r.start, end: r.end, url: r.store.url });
@@ -177,7 +183,8 @@ export async function packTree(tree: Tree, options: PackOptions): Promise<PackSu
 
     // Blocks: encode ahead on the workers, record in order, upload each distinct blob once.
     const total = files.reduce((n, f) => n + (f.entry.type === 'hardlink' ? 0 : f.entry.size), 0);
-    const uploads = new Limiter(options.uploads ?? 8);
+    const limiter = new Limiter(options.uploads ?? 8);
+    uploads = limiter;
     const seen = new Set<string>();
     const byGroup = new Map<number, EncodedBlock[]>();
     const window: Array<{ ino: number; block: Promise<EncodedBlock> }> = [];
@@ -189,7 +196,7 @@ export async function packTree(tree: Tree, options: PackOptions): Promise<PackSu
       const hex = b.id.toString('hex');
       if (seen.has(hex)) return;
       seen.add(hex);
-      await uploads.run(async () => {
+      await limiter.run(async () => {
         const r = await options.router.put(b.id, b.data);
         if (r.stored > 0) summary.blobsNew++;
         else summary.blobsExisting++;
@@ -225,12 +232,13 @@ export async function packTree(tree: Tree, options: PackOptions): Promise<PackSu
       if (group !== undefined) byGroup.set(group, await Promise.all(mine));
     }
     while (window.length > 0) await drainOne();
-    await uploads.wait();
+    await limiter.wait();
     summary.uniqueBlobs = seen.size;
     summary.dedupRatio = seen.size === 0 ? 1 : summary.blocks / seen.size;
     await writer.finish();
     return summary;
   } catch (e) {
+    await uploads?.settle();
     await writer.abort();
     throw e;
   } finally {

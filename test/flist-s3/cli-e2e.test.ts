@@ -189,11 +189,7 @@ test('flist pack with the store from --config (no -s), cat, publish through the 
   assert.match(refused.stderr, /\[CORRUPT_MANIFEST\]/);
 });
 
-// src/cli/flist.ts reads `flags.strip`, but commander names the `--no-strip-password` option
-// `stripPassword`, so the flag is ignored and the password is always stripped (reported to flist-core).
-test('flist pack --no-strip-password keeps the secret in the route (asked for); inspect never prints it', {
-  todo: 'src/cli/flist.ts storeOptions reads flags.strip; commander sets flags.stripPassword',
-}, async (t) => {
+test('flist pack --no-strip-password keeps the secret in the route (asked for); inspect never prints it', async (t) => {
   const server = await S3TestServer.start();
   t.after(() => server.dispose());
   await server.createBucket('blobs');
