@@ -89,7 +89,7 @@ test('mkfs errors: unknown type, too small, bad flags; verify reports damaged co
   const { dir } = fixture(root);
   const ext = await vmimg(['mkfs', '-t', 'ext9', '-o', join(root, 'x.img'), dir]);
   assert.equal(ext.status, 1);
-  assert.match(ext.stderr, /mkfs type 'ext9' is not supported \(supported: packagefs, ext4\) \[UNSUPPORTED_OPTION\]/);
+  assert.match(ext.stderr, /mkfs type 'ext9' is not supported \(supported: packagefs, ext4, cpio\) \[UNSUPPORTED_OPTION\]/);
   const small = await vmimg(['mkfs', '-t', 'packagefs', '-o', join(root, 'x.img'), '--max-size', '1k', dir]);
   assert.equal(small.status, 1);
   assert.match(small.stderr, /needs 2048 bytes, more than the maximum of 1024 bytes \[FS_TOO_LARGE\]/);
