@@ -14,6 +14,7 @@ import { rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { VmimgError } from '../util/errors.js';
+import { FILE_TYPE_BITS, S_IFMT } from '../tree/types.js';
 import { ID_LEN, KEY_LEN } from './codec.js';
 
 /** rfs's schema (same tables, column types and indexes). */
@@ -62,10 +63,10 @@ export const REQUIRED_COLUMNS: Readonly<Record<string, readonly string[]>> = {
   route: ['start', 'end', 'url'],
 };
 
-export const S_IFMT = 0o170000;
-export const S_IFDIR = 0o040000;
-export const S_IFREG = 0o100000;
-export const S_IFLNK = 0o120000;
+export { S_IFMT } from '../tree/types.js';
+export const S_IFDIR = FILE_TYPE_BITS.dir;
+export const S_IFREG = FILE_TYPE_BITS.file;
+export const S_IFLNK = FILE_TYPE_BITS.symlink;
 
 export interface InodeRow {
   ino: number;

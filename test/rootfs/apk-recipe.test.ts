@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { test } from 'node:test';
-import { serve } from '../fetch/server.js';
+import { test, type TestContext } from 'node:test';
+import { serve, type Fixture } from '../fetch/server.js';
 import { assertFsckClean, debugfs, parseStat, sha256 } from '../fs/ext4/helpers.js';
 import { ApkRepo } from '../helpers/apk-repo.js';
 import { vmimg } from '../helpers/cli.js';
@@ -45,15 +45,21 @@ async function mirror(): Promise<{ main: ApkRepo; community: ApkRepo }> {
   return { main, community };
 }
 
-test('rootfs build-all: go, node and python images from a signed mirror, e2fsck-clean, reproducible, offline from the lock', async (t) => {
-  if (!oracle(t, 'e2fsck') || !oracle(t, 'debugfs')) return;
-  const dir = tempDir(t);
+/** The mirror served on loopback under /alpine/v3.20/{main,community}, and DIR/minirootfs.tar.gz trusting its key. */
+async function servedMirror(t: TestContext, dir: string): Promise<Fixture> {
   const { main, community } = await mirror();
   const fx = await serve(t);
   for (const [path, body] of await main.files('/alpine/v3.20/main')) fx.routes.set(path, { body });
   for (const [path, body] of await community.files('/alpine/v3.20/community')) fx.routes.set(path, { body });
   const base = await baseTarball([{ name: `etc/apk/keys/${KEY}`, body: main.publicPem }]);
   writeFileSync(join(dir, 'minirootfs.tar.gz'), base.bytes);
+  return fx;
+}
+
+test('rootfs build-all: go, node and python images from a signed mirror, e2fsck-clean, reproducible, offline from the lock', async (t) => {
+  if (!oracle(t, 'e2fsck') || !oracle(t, 'debugfs')) return;
+  const dir = tempDir(t);
+  const fx = await servedMirror(t, dir);
   const agent = join(dir, 'agent');
   writeFileSync(agent, '#!/bin/sh\nexec sleep 1000\n');
   chmodSync(agent, 0o600);
@@ -113,12 +119,7 @@ test('rootfs build-all: go, node and python images from a signed mirror, e2fsck-
 test('tools/firecracker/Makefile: rootfs-python, verify, download and clean are thin vmimg calls (offline, against the mirror)', async (t) => {
   if (!oracle(t, 'make') || !oracle(t, 'e2fsck')) return;
   const dir = tempDir(t);
-  const { main, community } = await mirror();
-  const fx = await serve(t);
-  for (const [path, body] of await main.files('/alpine/v3.20/main')) fx.routes.set(path, { body });
-  for (const [path, body] of await community.files('/alpine/v3.20/community')) fx.routes.set(path, { body });
-  const base = await baseTarball([{ name: `etc/apk/keys/${KEY}`, body: main.publicPem }]);
-  writeFileSync(join(dir, 'minirootfs.tar.gz'), base.bytes);
+  const fx = await servedMirror(t, dir);
   writeFileSync(join(dir, 'agent'), '#!/bin/sh\nexec sleep 1000\n');
   const makefile = fileURLToPath(new URL('../../../tools/firecracker/Makefile', import.meta.url));
   const vars = [
