@@ -1,134 +1,132 @@
 /**
  * A real boot (docs/boot-test.md): Debian's kernel under qemu-system-x86_64 with software
- * emulation, an initramfs built with vmimg's cpio writer (busybox, the virtio and ext4 modules
- * in dependency order, /dev/console, an /init that loads them and switch_roots), and a root
- * filesystem built by `vmimg rootfs build` from a recipe whose base is a folder with busybox.
- * The root's init is the recipe's generated init, exec'ing an "agent" that prints a marker and
- * powers off. The test reads the marker from the serial console — raw ext4 and qcow2 roots.
+ * emulation, an initramfs built by vmimg's cpio writer (initramfs.ts), and a root filesystem built
+ * by vmimg on virtio-blk:
+ *  1. `vmimg mkfs -t ext4` of a directory (busybox-static + an /sbin/init script), raw;
+ *  2. the same directory as qcow2 (`mkfs -t ext4 --format qcow2`);
+ *  3. `vmimg rootfs build` of a recipe whose base is that kind of directory, with the recipe's
+ *     generated init exec'ing an agent script, as qcow2.
+ * The guest prints a per-run random marker on the serial console and powers off; cases 1 and 2
+ * also write the marker into the root filesystem, remount it read-only, and the host then finds
+ * the file with debugfs and the filesystem clean with e2fsck -fn (qemu-img check for qcow2).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { buildCpio } from '../../src/fs/cpio/build.js';
-import { bufferContent, fileContent } from '../../src/tree/content.js';
-import { treeFromLayers } from '../../src/tree/index.js';
-import type { RawEntry } from '../../src/tree/types.js';
 import { vmimg } from '../helpers/cli.js';
-import { oracle, tempDir } from '../helpers/oracle.js';
-import { findBootAssets, moduleLoadOrder } from './assets.js';
+import { oracle, run, tempDir } from '../helpers/oracle.js';
+import { bootAssetsDir, findBootAssets, type BootAssets } from './assets.js';
+import { buildInitramfs } from './initramfs.js';
+import { bootQemu } from './qemu.js';
 
-const MODULES = ['virtio_pci', 'virtio_blk', 'crc32c_generic', 'ext4'];
-const BOOT_TIMEOUT_MS = 240_000;
+const APPLETS = ['sh', 'mount', 'echo', 'cat', 'grep', 'sync', 'poweroff', 'hostname', 'mkdir', 'mountpoint', 'ip'];
 
-function entry(path: string, type: RawEntry['type'], extra: Partial<RawEntry> = {}): RawEntry {
-  return { path: Buffer.from(path), type, mode: type === 'dir' ? 0o755 : 0o755, uid: 0, gid: 0, mtimeNs: 1_700_000_000_000_000_000n, size: 0, xattrs: new Map(), ...extra };
+/** A root directory: busybox and applet links, mount points, and `init` at /sbin/init if given. */
+function rootDirectory(dir: string, busybox: string, init?: string): string {
+  for (const d of ['bin', 'sbin', 'dev', 'proc', 'sys', 'var', 'tmp']) mkdirSync(join(dir, d), { recursive: true });
+  copyFileSync(busybox, join(dir, 'bin', 'busybox'));
+  for (const applet of APPLETS) symlinkSync('busybox', join(dir, 'bin', applet));
+  if (init !== undefined) writeFileSync(join(dir, 'sbin', 'init'), init, { mode: 0o755 });
+  return dir;
 }
 
-function text(path: string, body: string, mode = 0o755): RawEntry {
-  const b = Buffer.from(body);
-  return entry(path, 'file', { mode, size: b.length, content: bufferContent(b) });
+function markerInit(marker: string): string {
+  return [
+    '#!/bin/sh',
+    'mount -t proc proc /proc',
+    'mount -t sysfs sysfs /sys',
+    `echo ${marker} > /var/written-by-guest`,
+    'sync',
+    `echo "VMIMG-BOOT-OK ${marker} kernel=$(cat /proc/sys/kernel/osrelease) root=$(grep ' / ' /proc/mounts)"`,
+    'mount -o remount,ro /',
+    'poweroff -f',
+    '',
+  ].join('\n');
 }
 
-/** The initramfs: busybox, modules, /dev/console and an /init that mounts /dev/vda and switches. */
-async function initramfs(out: string, busybox: string, modulesDir: string): Promise<void> {
-  const order = moduleLoadOrder(modulesDir, MODULES);
-  const { size } = await import('node:fs').then((f) => f.statSync(busybox));
-  const raw: RawEntry[] = [
-    entry('bin', 'dir'),
-    entry('bin/busybox', 'file', { size, content: fileContent(busybox, size) }),
-    entry('dev', 'dir'),
-    entry('dev/console', 'char', { mode: 0o600, rdev: { major: 5, minor: 1 } }),
-    entry('proc', 'dir'),
-    entry('newroot', 'dir'),
-    entry('lib', 'dir'),
-    entry('lib/modules', 'dir'),
-    ...order.map((m) => {
-      const s = readFileSync(m.path).length;
-      return entry(`lib/modules/${m.name}.ko`, 'file', { mode: 0o644, size: s, content: fileContent(m.path, s) });
-    }),
-    text(
-      'init',
-      [
-        '#!/bin/busybox sh',
-        '/bin/busybox mount -t devtmpfs devtmpfs /dev',
-        '/bin/busybox mount -t proc proc /proc',
-        ...order.map((m) => `/bin/busybox insmod /lib/modules/${m.name}.ko`),
-        'i=0; while [ ! -b /dev/vda ] && [ $i -lt 300 ]; do /bin/busybox sleep 0.1; i=$((i+1)); done',
-        '/bin/busybox mount -t ext4 /dev/vda /newroot || { echo "initramfs: cannot mount /dev/vda"; /bin/busybox poweroff -f; }',
-        '/bin/busybox umount /proc',
-        '/bin/busybox mount --move /dev /newroot/dev',
-        'exec /bin/busybox switch_root /newroot /sbin/init',
-        '',
-      ].join('\n'),
-    ),
-  ];
-  const tree = treeFromLayers([raw], { sourceDateEpoch: null });
-  await buildCpio(tree, out, { gzip: true });
+function assertMarker(console: string, marker: string, what: string): void {
+  assert.match(console, new RegExp(`VMIMG-BOOT-OK ${marker} `), `no marker on the console of the ${what} boot:\n${console.slice(-6000)}`);
 }
 
-/** Boots and returns the serial console output (the VM powers itself off). */
-function boot(kernel: string, initrd: string, disk: string, format: string): Promise<string> {
-  return new Promise((resolvePromise, reject) => {
-    const args = ['-accel', 'tcg', '-m', '384', '-smp', '1', '-nographic', '-no-reboot', '-nodefaults', '-serial', 'stdio', '-kernel', kernel, '-initrd', initrd, '-append', 'console=ttyS0 panic=-1 loglevel=3', '-drive', `file=${disk},format=${format},if=virtio`];
-    const child = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString('latin1')));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString('latin1')));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`boot timed out after ${BOOT_TIMEOUT_MS} ms; console:\n${out.slice(-4000)}`));
-    }, BOOT_TIMEOUT_MS);
-    child.on('error', reject);
-    child.on('close', () => {
-      clearTimeout(timer);
-      resolvePromise(out);
-    });
-  });
+/** After the guest wrote /var/written-by-guest and remounted read-only: e2fsck clean, file there. */
+function assertGuestWrite(t: TestContext, rawImage: string, marker: string): void {
+  const e2fsck = oracle(t, 'e2fsck');
+  const debugfs = oracle(t, 'debugfs');
+  if (!e2fsck || !debugfs) return;
+  const fsck = run(e2fsck, ['-fn', rawImage]);
+  assert.equal(fsck.status, 0, `e2fsck -fn after the guest wrote to it:\n${fsck.stdout}${fsck.stderr}`);
+  assert.equal(run(debugfs, ['-R', 'cat /var/written-by-guest', rawImage]).stdout.trim(), marker);
 }
 
-async function rootfs(t: TestContext, dir: string, busybox: string, marker: string, format: string): Promise<string> {
-  const base = join(dir, 'base');
-  mkdirSync(join(base, 'bin'), { recursive: true });
-  copyFileSync(busybox, join(base, 'bin', 'busybox'));
-  for (const applet of ['sh', 'mount', 'mountpoint', 'mkdir', 'hostname', 'ip', 'echo', 'poweroff', 'sleep', 'cat']) {
-    try {
-      symlinkSync('busybox', join(base, 'bin', applet));
-    } catch {
-      // already made for the other format
-    }
-  }
-  writeFileSync(join(dir, 'agent'), `#!/bin/sh\necho "VMIMG-BOOT-OK ${marker} $(hostname) $(cat /proc/cmdline | wc -c)"\nsync\npoweroff -f\n`);
-  const recipe = join(dir, `boot-${format}.yaml`);
-  writeFileSync(recipe, [`name: boot-${format}`, 'base: ./base', 'agent: ./agent', 'init: generated', 'hostname: vmimg-boot', 'directories: [/work]', `output: { format: ${format} }`, 'free: 30'].join('\n') + '\n');
-  const out = join(dir, `rootfs.${format}`);
-  const r = await vmimg(['rootfs', 'build', recipe, '-o', out, '-q', '--cache-dir', join(dir, 'cache')]);
-  assert.equal(r.status, 0, r.stderr);
-  void t;
-  return out;
-}
-
-test('Debian kernel boots a vmimg root filesystem on virtio-blk (raw and qcow2) under qemu TCG', async (t) => {
+function requireAssets(t: TestContext): { qemu: string; assets: BootAssets } | undefined {
   const qemu = oracle(t, 'qemu-system-x86_64');
-  if (!qemu) return;
+  if (!qemu) return undefined;
   const assets = findBootAssets();
-  if (!assets) {
-    const reason = 'boot assets missing (run .ci/run, or set VMIMG_BOOT_ASSETS; see docs/boot-test.md)';
+  if (typeof assets === 'string') {
+    const reason = `boot assets missing: ${assets} (run .ci/run, or set VMIMG_BOOT_ASSETS=${bootAssetsDir()}; see docs/boot-test.md)`;
     if (process.env['VMIMG_REQUIRE_ORACLES'] === '1') throw new Error(reason);
     t.skip(reason);
-    return;
+    return undefined;
   }
+  return { qemu, assets };
+}
+
+test('Debian kernel boots vmimg root filesystems on virtio-blk under qemu TCG', async (t) => {
+  const found = requireAssets(t);
+  if (!found) return;
+  const { qemu, assets } = found;
+  const qemuImg = oracle(t, 'qemu-img');
+  if (!qemuImg) return;
   const dir = tempDir(t, 'vmimg-boot-');
   const initrd = join(dir, 'initrd.cpio.gz');
-  await initramfs(initrd, assets.busybox, assets.modulesDir);
-  for (const format of ['raw', 'qcow2']) {
-    const marker = randomBytes(6).toString('hex');
-    const disk = await rootfs(t, dir, assets.busybox, marker, format);
-    const started = Date.now();
-    const console = await boot(assets.kernel, initrd, disk, format);
-    t.diagnostic(`${format}: booted to the marker in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    assert.match(console, new RegExp(`VMIMG-BOOT-OK ${marker} vmimg-boot \\d+`), `console of the ${format} boot:\n${console.slice(-3000)}`);
-  }
+  const ramfs = await buildInitramfs(initrd, assets);
+  t.diagnostic(`kernel ${assets.version}; initramfs ${ramfs.imageSize} bytes gzip (${ramfs.archiveSize} newc), modules: ${ramfs.modules.join(' ')}${ramfs.builtin.length ? `; built in: ${ramfs.builtin.join(' ')}` : ''}`);
+
+  await t.test('mkfs -t ext4 of a directory, raw', async (t) => {
+    const marker = randomBytes(8).toString('hex');
+    const root = rootDirectory(join(dir, 'root-raw'), assets.busybox, markerInit(marker));
+    const image = join(dir, 'rootfs.ext4');
+    const r = await vmimg(['mkfs', '-t', 'ext4', '--free', '50', root, image]);
+    assert.equal(r.status, 0, r.stderr);
+    const b = await bootQemu(t, qemu, assets.kernel, initrd, image, 'raw');
+    t.diagnostic(`raw: qemu start to power-off ${b.seconds.toFixed(1)} s`);
+    assertMarker(b.console, marker, 'raw');
+    assert.match(b.console, new RegExp(`VMIMG-BOOT-OK ${marker} kernel=${assets.version.replace(/\./g, '\\.')} root=/dev/vda / ext4 rw`));
+    assertGuestWrite(t, image, marker);
+  });
+
+  await t.test('mkfs -t ext4 --format qcow2 of a directory', async (t) => {
+    const marker = randomBytes(8).toString('hex');
+    const root = rootDirectory(join(dir, 'root-qcow2'), assets.busybox, markerInit(marker));
+    const image = join(dir, 'rootfs.qcow2');
+    const r = await vmimg(['mkfs', '-t', 'ext4', '--format', 'qcow2', '--free', '50', root, image]);
+    assert.equal(r.status, 0, r.stderr);
+    const b = await bootQemu(t, qemu, assets.kernel, initrd, image, 'qcow2');
+    t.diagnostic(`qcow2: qemu start to power-off ${b.seconds.toFixed(1)} s`);
+    assertMarker(b.console, marker, 'qcow2');
+    const check = run(qemuImg, ['check', '-f', 'qcow2', image]);
+    assert.equal(check.status, 0, `qemu-img check after the guest wrote to it:\n${check.stdout}${check.stderr}`);
+    const raw = join(dir, 'rootfs-from-qcow2.raw');
+    assert.equal(run(qemuImg, ['convert', '-f', 'qcow2', '-O', 'raw', image, raw]).status, 0);
+    assertGuestWrite(t, raw, marker);
+  });
+
+  await t.test('rootfs build of a recipe with a directory base and a generated init, qcow2', async (t) => {
+    const marker = randomBytes(8).toString('hex');
+    const work = join(dir, 'recipe');
+    rootDirectory(join(work, 'base'), assets.busybox);
+    writeFileSync(join(work, 'agent'), `#!/bin/sh\necho "VMIMG-BOOT-OK ${marker} host=$(hostname) work=$(mountpoint -q /work; echo $?)"\nsync\npoweroff -f\n`);
+    const recipe = join(work, 'boot.yaml');
+    writeFileSync(recipe, ['name: boot', 'base: ./base', 'agent: ./agent', 'init: generated', 'hostname: vmimg-boot', 'directories: [/work]', 'output: { format: qcow2 }', 'free: 30', ''].join('\n'));
+    const image = join(work, 'rootfs.qcow2');
+    const r = await vmimg(['rootfs', 'build', recipe, '-o', image, '-q', '--cache-dir', join(work, 'cache')]);
+    assert.equal(r.status, 0, r.stderr);
+    const b = await bootQemu(t, qemu, assets.kernel, initrd, image, 'qcow2');
+    t.diagnostic(`recipe (qcow2): qemu start to power-off ${b.seconds.toFixed(1)} s`);
+    assertMarker(b.console, marker, 'recipe');
+    assert.match(b.console, new RegExp(`VMIMG-BOOT-OK ${marker} host=vmimg-boot work=1`), 'hostname set by the generated init; /work is a directory, not a mount');
+  });
 });
