@@ -1,6 +1,7 @@
 /**
  * A real boot (docs/boot-test.md): Debian's kernel under qemu-system-x86_64 with software
- * emulation, an initramfs built by vmimg's cpio writer (initramfs.ts), and a root filesystem built
+ * emulation, an initramfs built by vmimg's cpio writer (initramfs.ts; the kernel unpacking it is the
+ * judge of the newc contract: hard links, symlinks, device nodes), and a root filesystem built
  * by vmimg on virtio-blk:
  *  1. `vmimg mkfs -t ext4` of a directory (busybox-static + an /sbin/init script), raw;
  *  2. the same directory as qcow2 (`mkfs -t ext4 --format qcow2`);
@@ -12,8 +13,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
-import { symlinkSync } from 'node:fs';
+import { copyFileSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { vmimg } from '../helpers/cli.js';
@@ -83,6 +83,7 @@ test('Debian kernel boots vmimg root filesystems on virtio-blk under qemu TCG', 
   const dir = tempDir(t, 'vmimg-boot-');
   const initrd = join(dir, 'initrd.cpio.gz');
   const ramfs = await buildInitramfs(initrd, assets);
+  const busyboxSize = statSync(assets.busybox).size;
   t.diagnostic(`kernel ${assets.version}; initramfs ${ramfs.imageSize} bytes gzip (${ramfs.archiveSize} newc), modules: ${ramfs.modules.join(' ')}${ramfs.builtin.length ? `; built in: ${ramfs.builtin.join(' ')}` : ''}`);
 
   await t.test('mkfs -t ext4 of a directory, raw', async (t) => {
@@ -94,6 +95,11 @@ test('Debian kernel boots vmimg root filesystems on virtio-blk under qemu TCG', 
     const b = await bootQemu(t, qemu, assets.kernel, initrd, image, 'raw');
     t.diagnostic(`raw: qemu start to power-off ${b.seconds.toFixed(1)} s`);
     assertMarker(b.console, marker, 'raw');
+    assert.doesNotMatch(b.console, /unable to open an initial console/, 'the kernel created /dev/console from the archive');
+    const links = /INITRAMFS-LINKS (\d+):(\d+):(\d+) (\d+):(\d+):(\d+) sh=(\S*)/.exec(b.console);
+    assert.ok(links, 'initramfs link report on the console');
+    t.diagnostic(links[0]);
+    assert.deepEqual(links.slice(1), [links[1], '2', String(busyboxSize), links[1], '2', String(busyboxSize), 'busybox'], 'one inode, two names, the data written through the last member');
     assert.match(b.console, new RegExp(`VMIMG-BOOT-OK ${marker} kernel=${assets.version.replace(/\./g, '\\.')} root=/dev/vda / ext4 rw`));
     assertGuestWrite(t, image, marker);
   });

@@ -4,6 +4,11 @@
  * /dev/console (char 5:1, so the kernel opens a console for /init before devtmpfs is mounted) and
  * /init: a busybox sh script that mounts devtmpfs and proc, insmods the modules, waits for
  * /dev/vda, mounts it as ext4 on /newroot, moves /dev there and switch_roots to /sbin/init.
+ *
+ * Kernel-side checks of the newc contract ride along: busybox is a hard-link group
+ * (bin/busybox, sbin/busybox; the data travels on the last member, sbin/busybox, while /init runs
+ * through the first name), /bin/sh is a symlink, and /init prints `INITRAMFS-LINKS` with
+ * inode:links:size of both names so the test can see the kernel unpacked one inode.
  */
 import { statSync } from 'node:fs';
 import { buildCpio, type CpioResult } from '../../src/fs/cpio/index.js';
@@ -31,9 +36,10 @@ function bytesEntry(path: string, bytes: Buffer, mode: number): RawEntry {
 
 export function initScript(modules: readonly string[]): string {
   return [
-    '#!/bin/busybox sh',
+    '#!/bin/sh',
     '/bin/busybox mount -t devtmpfs devtmpfs /dev',
     '/bin/busybox mount -t proc proc /proc',
+    'echo "INITRAMFS-LINKS $(/bin/busybox stat -c %i:%h:%s /bin/busybox) $(/bin/busybox stat -c %i:%h:%s /sbin/busybox) sh=$(/bin/busybox readlink /bin/sh)"',
     ...modules.map((m) => `/bin/busybox insmod /lib/modules/${m}.ko || echo "initramfs: insmod ${m} failed"`),
     'i=0; while [ ! -b /dev/vda ] && [ $i -lt 300 ]; do /bin/busybox sleep 0.1; i=$((i+1)); done',
     '/bin/busybox mount -t ext4 /dev/vda /newroot || { echo "initramfs: cannot mount /dev/vda"; /bin/busybox poweroff -f; }',
@@ -55,6 +61,9 @@ export async function buildInitramfs(out: string, assets: BootAssets): Promise<I
   const raw: RawEntry[] = [
     entry('bin', 'dir'),
     entry('bin/busybox', 'file', { size: busyboxSize, content: fileContent(assets.busybox, busyboxSize) }),
+    entry('bin/sh', 'symlink', { mode: 0o777, size: 7, symlinkTarget: Buffer.from('busybox') }),
+    entry('sbin', 'dir'),
+    entry('sbin/busybox', 'hardlink', { linkTarget: Buffer.from('bin/busybox') }),
     entry('dev', 'dir'),
     entry('dev/console', 'char', { mode: 0o600, rdev: { major: 5, minor: 1 } }),
     entry('proc', 'dir'),
