@@ -10,7 +10,8 @@
  *            script naming its path), or the agent's own bytes
  */
 import type { ChainPolicy } from '../chain/policy.js';
-import { Ext4Reader, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type Ext4Inode } from '../fs/ext4/read/reader.js';
+import { Ext4Reader, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type Ext4Inode} from '../fs/ext4/read/reader.js';
+import { isVmimgError, VmimgError } from '../util/errors.js';
 import { openImageSource } from '../fs/packagefs/source.js';
 import { GUEST_PATH } from './recipe/runtime.js';
 
@@ -30,53 +31,85 @@ export interface VerifyRequest {
 
 const isExecFile = (i: Ext4Inode): boolean => (i.mode & S_IFMT) === S_IFREG && (i.mode & 0o100) !== 0;
 
+/**
+ * Runs the checks on the image. An image that is not a readable ext4 filesystem fails as a
+ * whole (CORRUPT_IMAGE / UNSUPPORTED_IMAGE); damage met while one check runs (a symlink loop,
+ * a bad directory block) fails that check with the error as its detail.
+ */
 export async function verifyRootfs(req: VerifyRequest): Promise<VerifyCheck[]> {
+  if (req.agent === '' || req.agent === '.' || req.agent === '..' || /[/\0]/.test(req.agent)) {
+    throw new VmimgError('INVALID_OPTION', `--agent '${req.agent}' must be a file name (it names /usr/local/bin/NAME)`, { agent: req.agent });
+  }
   const { source, chain } = await openImageSource(req.image, { policy: req.policy, ...(req.format !== undefined ? { format: req.format } : {}) });
   try {
     const fs = await Ext4Reader.open(source);
-    const checks: VerifyCheck[] = [];
-    const agentPath = `/usr/local/bin/${req.agent}`;
-    const agent = await fs.lookup(agentPath, false);
-    if (!agent) checks.push({ name: 'agent', ok: false, detail: `${agentPath} is missing` });
-    else if ((agent.inode.mode & S_IFMT) !== S_IFREG) checks.push({ name: 'agent', ok: false, detail: `${agentPath} is not a regular file (mode 0${agent.inode.mode.toString(8)})` });
-    else if (!isExecFile(agent.inode)) checks.push({ name: 'agent', ok: false, detail: `${agentPath} is not executable (mode 0${(agent.inode.mode & 0o7777).toString(8)})` });
-    else checks.push({ name: 'agent', ok: true, detail: `${agentPath}, ${agent.inode.size} bytes, mode 0${(agent.inode.mode & 0o7777).toString(8)}` });
-
-    for (const rt of req.runtimes ?? []) {
-      const candidates = rt.startsWith('/') ? [rt] : GUEST_PATH.map((d) => `${d}/${rt}`);
-      let found: string | undefined;
-      for (const c of candidates) {
-        const hit = await fs.lookup(c, true);
-        if (hit && isExecFile(hit.inode)) {
-          found = c === hit.path ? c : `${c} → ${hit.path}`;
-          break;
-        }
-      }
-      checks.push({ name: `runtime ${rt}`, ok: found !== undefined, detail: found ?? `no executable ${rt} in ${rt.startsWith('/') ? 'the image' : GUEST_PATH.join(':')}` });
-    }
-
-    const work = await fs.lookup('/work', true);
-    checks.push(work && (work.inode.mode & S_IFMT) === S_IFDIR ? { name: 'work', ok: true, detail: '/work is a directory' } : { name: 'work', ok: false, detail: work ? '/work is not a directory' : '/work is missing' });
-
-    const init = await fs.lookup('/sbin/init', false);
-    if (!init) checks.push({ name: 'init', ok: false, detail: '/sbin/init is missing' });
-    else if ((init.inode.mode & S_IFMT) === S_IFLNK) {
-      const target = (await fs.readLink(init.inode)).toString();
-      const end = await fs.lookup('/sbin/init', true);
-      const ok = end !== undefined && agent !== undefined && end.inode.ino === agent.inode.ino;
-      checks.push({ name: 'init', ok, detail: ok ? `/sbin/init → ${target} (the agent)` : `/sbin/init → ${target}, which is not the agent` });
-    } else if (!isExecFile(init.inode)) {
-      checks.push({ name: 'init', ok: false, detail: `/sbin/init is not an executable file (mode 0${(init.inode.mode & 0o7777).toString(8)})` });
-    } else if (agent && init.inode.ino === agent.inode.ino) {
-      checks.push({ name: 'init', ok: true, detail: '/sbin/init is a hard link to the agent' });
-    } else {
-      const head = await fs.readAll(init.inode, 1024 * 1024).catch(() => Buffer.alloc(0));
-      const text = head.subarray(0, 2).toString() === '#!' ? head.toString('utf8') : '';
-      const execs = new RegExp(`(^|\\n)\\s*exec\\s+${agentPath.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}(\\s|$)`).test(text);
-      checks.push({ name: 'init', ok: execs, detail: execs ? `/sbin/init is a script that execs ${agentPath}` : text ? `/sbin/init is a script that does not exec ${agentPath}` : '/sbin/init is a binary other than the agent' });
-    }
-    return checks;
+    return await runChecks(fs, req);
   } finally {
     await chain.close();
   }
+}
+
+async function guarded(name: string, f: () => Promise<VerifyCheck>): Promise<VerifyCheck> {
+  try {
+    return await f();
+  } catch (e) {
+    if (!isVmimgError(e)) throw e;
+    return { name, ok: false, detail: `${e.message} [${e.code}]` };
+  }
+}
+
+const modeText = (i: Ext4Inode): string => `mode 0${(i.mode & 0o7777).toString(8)}`;
+
+async function checkAgent(fs: Ext4Reader, agentPath: string): Promise<VerifyCheck> {
+  const agent = await fs.lookup(agentPath, false);
+  if (!agent) return { name: 'agent', ok: false, detail: `${agentPath} is missing` };
+  if ((agent.inode.mode & S_IFMT) !== S_IFREG) return { name: 'agent', ok: false, detail: `${agentPath} is not a regular file (mode 0${agent.inode.mode.toString(8)})` };
+  if (!isExecFile(agent.inode)) return { name: 'agent', ok: false, detail: `${agentPath} is not executable (${modeText(agent.inode)})` };
+  return { name: 'agent', ok: true, detail: `${agentPath}, ${agent.inode.size} bytes, ${modeText(agent.inode)}` };
+}
+
+async function checkRuntime(fs: Ext4Reader, rt: string): Promise<VerifyCheck> {
+  const candidates = rt.startsWith('/') ? [rt] : GUEST_PATH.map((d) => `${d}/${rt}`);
+  for (const c of candidates) {
+    const hit = await fs.lookup(c, true);
+    if (hit && isExecFile(hit.inode)) return { name: `runtime ${rt}`, ok: true, detail: c === hit.path ? c : `${c} → ${hit.path}` };
+  }
+  return { name: `runtime ${rt}`, ok: false, detail: `no executable ${rt} in ${rt.startsWith('/') ? 'the image' : GUEST_PATH.join(':')}` };
+}
+
+async function checkWork(fs: Ext4Reader): Promise<VerifyCheck> {
+  const work = await fs.lookup('/work', true);
+  if (work && (work.inode.mode & S_IFMT) === S_IFDIR) return { name: 'work', ok: true, detail: '/work is a directory' };
+  return { name: 'work', ok: false, detail: work ? '/work is not a directory' : '/work is missing' };
+}
+
+/** Bytes of /sbin/init read to look for the exec line (a generated init is a few hundred). */
+const INIT_SCRIPT_MAX = 64 * 1024;
+
+async function checkInit(fs: Ext4Reader, agentPath: string): Promise<VerifyCheck> {
+  const init = await fs.lookup('/sbin/init', false);
+  if (!init) return { name: 'init', ok: false, detail: '/sbin/init is missing' };
+  const agent = await fs.lookup(agentPath, false);
+  if ((init.inode.mode & S_IFMT) === S_IFLNK) {
+    const target = (await fs.readLink(init.inode)).toString();
+    const end = await fs.lookup('/sbin/init', true);
+    const ok = end !== undefined && agent !== undefined && end.inode.ino === agent.inode.ino;
+    return { name: 'init', ok, detail: ok ? `/sbin/init → ${target} (the agent)` : `/sbin/init → ${target}, which is not the agent` };
+  }
+  if (!isExecFile(init.inode)) return { name: 'init', ok: false, detail: `/sbin/init is not an executable file (${modeText(init.inode)})` };
+  if (agent && init.inode.ino === agent.inode.ino) return { name: 'init', ok: true, detail: '/sbin/init is a hard link to the agent' };
+  const head = await fs.readRange(init.inode, 0, INIT_SCRIPT_MAX);
+  const text = head.subarray(0, 2).toString() === '#!' ? head.toString('utf8') : '';
+  const execs = new RegExp(`(^|\\n)\\s*exec\\s+${agentPath.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}(\\s|$)`).test(text);
+  if (execs) return { name: 'init', ok: true, detail: `/sbin/init is a script that execs ${agentPath}` };
+  return { name: 'init', ok: false, detail: text ? `/sbin/init is a script that does not exec ${agentPath}` : '/sbin/init is a binary other than the agent' };
+}
+
+async function runChecks(fs: Ext4Reader, req: VerifyRequest): Promise<VerifyCheck[]> {
+  const agentPath = `/usr/local/bin/${req.agent}`;
+  const checks = [await guarded('agent', () => checkAgent(fs, agentPath))];
+  for (const rt of req.runtimes ?? []) checks.push(await guarded(`runtime ${rt}`, () => checkRuntime(fs, rt)));
+  checks.push(await guarded('work', () => checkWork(fs)));
+  checks.push(await guarded('init', () => checkInit(fs, agentPath)));
+  return checks;
 }

@@ -52,6 +52,8 @@ export const ERROR_CODES = [
   'FS_TOO_LARGE',
   'CHECKSUM_MISMATCH',
   'FS_TOO_SMALL',
+  'FS_PATH_NOT_FOUND',
+  'FS_WRONG_TYPE',
   // downloads and the fetch cache (src/rootfs/fetch)
   'HTTP_ERROR',
   'FETCH_FAILED',
