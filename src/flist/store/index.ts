@@ -24,8 +24,19 @@ export async function openStore(url: string, options: StoreOptions = {}): Promis
       return new DirStore(path);
     }
     case 'http':
-    case 'https':
+    case 'https': {
+      let parsed: URL;
+      try {
+        parsed = new URL(url);
+      } catch {
+        throw new VmimgError('INVALID_STORE_URL', `invalid HTTP store URL '${redactUrl(url)}'`, { url: redactUrl(url) });
+      }
+      // Blobs are addressed as BASE/<hex[0..2]>/<hex>: a query or fragment would end up before them.
+      if (parsed.search !== '' || parsed.hash !== '' || parsed.hostname === '') {
+        throw new VmimgError('INVALID_STORE_URL', `HTTP store URL '${redactUrl(url)}' must be scheme://host[:port]/path without query or fragment`, { url: redactUrl(url) });
+      }
       return new HttpStore(url, options);
+    }
     case 's3':
     case 's3s':
     case 's3s+tls': {
