@@ -61,8 +61,7 @@ export function makedev(major: number, minor: number): bigint {
   return ((ma & 0xfffn) << 8n) | (mi & 0xffn) | ((mi & ~0xffn) << 12n) | ((ma & ~0xfffn) << 32n);
 }
 
-function modeOf(e: TreeEntry): number {
-  const type = e.type === 'hardlink' ? 'file' : e.type;
+function modeOf(type: Exclude<TreeEntry['type'], 'hardlink'>, e: TreeEntry): number {
   return FILE_TYPE_BITS[type] | e.mode;
 }
 
@@ -139,6 +138,15 @@ export async function packTree(tree: Tree, options: PackOptions): Promise<PackSu
     const parent = slash < 0 ? '' : pathKey(e.path.subarray(0, slash));
     (children.get(parent) ?? children.set(parent, []).get(parent)!).push(e);
   }
+  // A hard link is recorded as what its group's first member is (rfs stats every name on its
+  // own): a regular file sharing the blocks, or another symlink / device node / fifo.
+  const byPath = new Map(entries.map((e) => [pathKey(e.path), e]));
+  const origin = (e: TreeEntry): TreeEntry => {
+    if (e.type !== 'hardlink') return e;
+    const first = e.linkTarget !== undefined ? byPath.get(pathKey(e.linkTarget)) : undefined;
+    if (!first || first.type === 'hardlink' || first.type === 'dir') throw new VmimgError('INTERNAL', `hard link '${showPath(e.path)}' has no first member in the tree`, { path: showPath(e.path) });
+    return first;
+  };
   const root = entries.find((e) => e.path.length === 0);
   if (!root || root.type !== 'dir') throw new VmimgError('INTERNAL', 'tree has no root directory', {});
 
@@ -153,10 +161,12 @@ export async function packTree(tree: Tree, options: PackOptions): Promise<PackSu
     for (const [k, v] of [...tags].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) writer.tag(k, v);
 
     const row = (e: TreeEntry, parent: number, name: string): number => {
+      const o = origin(e);
+      const type = o.type as Exclude<TreeEntry['type'], 'hardlink'>;
       const mtime = seconds(e.mtimeNs);
-      const size = e.type === 'file' || e.type === 'hardlink' ? e.size : e.type === 'symlink' ? e.symlinkTarget!.length : 0;
-      const rdev = e.rdev ? makedev(e.rdev.major, e.rdev.minor) : 0n;
-      return writer.inode({ parent, name, size, uid: e.uid, gid: e.gid, mode: modeOf(e), rdev, ctime: mtime, mtime }, e.type === 'symlink' ? e.symlinkTarget : undefined);
+      const size = type === 'file' ? e.size : type === 'symlink' ? o.symlinkTarget!.length : 0;
+      const rdev = o.rdev ? makedev(o.rdev.major, o.rdev.minor) : 0n;
+      return writer.inode({ parent, name, size, uid: e.uid, gid: e.gid, mode: modeOf(type, e), rdev, ctime: mtime, mtime }, type === 'symlink' ? o.symlinkTarget : undefined);
     };
 
     // Rows, in rfs's walk order; files collected for the block pass.
@@ -173,40 +183,50 @@ export async function packTree(tree: Tree, options: PackOptions): Promise<PackSu
           continue;
         }
         const cino = row(c, ino, showName(c));
-        if (c.type === 'file' || c.type === 'hardlink') {
+        const type = origin(c).type;
+        if (type === 'file') {
           summary.files++;
           files.push({ ino: cino, entry: c });
-        } else if (c.type === 'symlink') summary.symlinks++;
+        } else if (type === 'symlink') summary.symlinks++;
         else summary.special++;
       }
     }
 
     // Blocks: encode ahead on the workers, record in order, upload each distinct blob once.
-    const total = files.reduce((n, f) => n + (f.entry.type === 'hardlink' ? 0 : f.entry.size), 0);
+    const groups = new Set<number>();
+    let total = 0;
+    for (const { entry } of files) {
+      if (entry.linkGroup !== undefined && groups.has(entry.linkGroup)) continue;
+      if (entry.linkGroup !== undefined) groups.add(entry.linkGroup);
+      total += entry.size;
+    }
     const limiter = new Limiter(options.uploads ?? 8);
     uploads = limiter;
     const seen = new Set<string>();
-    const byGroup = new Map<number, EncodedBlock[]>();
-    const window: Array<{ ino: number; block: Promise<EncodedBlock> }> = [];
+    // Hard-link groups remember their blocks' ids and keys (never the data) for later names.
+    const byGroup = new Map<number, Array<{ id: Buffer; key: Buffer }>>();
+    const window: Array<{ ino: number; block: Promise<EncodedBlock>; refs?: Array<{ id: Buffer; key: Buffer }> }> = [];
     const WINDOW = 16;
     let done = 0;
-    const record = async (ino: number, b: EncodedBlock): Promise<void> => {
+    const record = async (ino: number, b: { id: Buffer; key: Buffer; data?: Buffer }): Promise<void> => {
       writer.block(ino, b.id, b.key);
       summary.blocks++;
       const hex = b.id.toString('hex');
       if (seen.has(hex)) return;
       seen.add(hex);
+      const data = b.data;
+      if (!data) throw new VmimgError('INTERNAL', `blob ${hex} recorded before its data`, {});
       await limiter.run(async () => {
-        const r = await options.router.put(b.id, b.data);
+        const r = await options.router.put(b.id, data);
         if (r.stored > 0) summary.blobsNew++;
         else summary.blobsExisting++;
       });
     };
-    const drainOne = async (): Promise<EncodedBlock> => {
-      const { ino, block } = window.shift()!;
+    const drainOne = async (): Promise<void> => {
+      const { ino, block, refs } = window.shift()!;
       const b = await block;
+      refs?.push({ id: b.id, key: b.key });
       await record(ino, b);
-      return b;
     };
     for (const { ino, entry } of files) {
       const group = entry.linkGroup;
@@ -216,20 +236,20 @@ export async function packTree(tree: Tree, options: PackOptions): Promise<PackSu
         for (const b of shared) await record(ino, b);
         continue;
       }
-      const mine: Promise<EncodedBlock>[] = [];
+      const refs = group !== undefined ? [] : undefined;
       if (entry.size > 0) {
         for await (const plain of blocksOf(entry)) {
           const p = pool.encode(plain);
           p.catch(() => undefined);
-          mine.push(p);
-          window.push({ ino, block: p });
+          window.push({ ino, block: p, ...(refs ? { refs } : {}) });
           done += plain.length;
           options.onProgress?.(done, total);
           while (window.length >= WINDOW) await drainOne();
         }
       }
       summary.bytes += entry.size;
-      if (group !== undefined) byGroup.set(group, await Promise.all(mine));
+      // Complete once drained; a later name drains the window before using them.
+      if (group !== undefined && refs) byGroup.set(group, refs);
     }
     while (window.length > 0) await drainOne();
     await limiter.wait();

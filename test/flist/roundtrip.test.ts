@@ -184,3 +184,38 @@ test('content shared between files and packs is stored once; blocks are 512 KiB'
   assert.deepEqual([s2.blobsNew, s2.blobsExisting], [0, 1], 'across packs');
   await router.close();
 });
+
+test('hard links: to a symlink or fifo they stay that type; a link walked before its first name shares its blocks', async (t) => {
+  const dir = tempDir(t, 'vmimg-flist-hardlink-');
+  const body = Buffer.alloc(700_000, 3);
+  // 'a/data' is the group's first name by path, but the walk (directories taken last-in first-out)
+  // reaches 'z' before 'a': the hard link 'z/copy' is encoded first and 'a/data' reuses its blocks.
+  const tree = memoryTree([
+    { path: 'a', type: 'dir' },
+    { path: 'z', type: 'dir' },
+    { path: 'a/data', data: body },
+    { path: 'z/copy', type: 'hardlink', target: 'a/data' },
+    { path: 'link', type: 'symlink', target: 'z/copy' },
+    { path: 'link2', type: 'hardlink', target: 'link' },
+    { path: 'pipe', type: 'fifo' },
+    { path: 'pipe2', type: 'hardlink', target: 'pipe' },
+  ]);
+  const router = await openRouter([join(dir, 'store')]);
+  const s = await packTree(tree, { manifest: join(dir, 'x.fl'), router });
+  assert.deepEqual([s.files, s.symlinks, s.special, s.bytes, s.blocks, s.uniqueBlobs], [2, 2, 2, 700_000, 4, 2]);
+  const r = ManifestReader.open(join(dir, 'x.fl'));
+  const mode = (p: string): string => (r.lookup(p)!.mode >> 12).toString(8);
+  assert.deepEqual(['/link2', '/pipe2', '/z/copy'].map(mode), ['12', '1', '10']);
+  assert.ok(r.lookup('/z/copy')!.ino < r.lookup('/a/data')!.ino, 'z is walked first');
+  assert.equal(r.extra(r.lookup('/link2')!.ino)?.toString(), 'z/copy');
+  const ids = (p: string): string[] => r.blocks(r.lookup(p)!.ino).map((b) => b.id.toString('hex'));
+  assert.deepEqual(ids('/z/copy'), ids('/a/data'));
+  r.close();
+  const out = join(dir, 'out');
+  await unpackFlist(join(dir, 'x.fl'), out, { router });
+  assert.deepEqual(readFileSync(join(out, 'a', 'data')), body);
+  assert.deepEqual(readFileSync(join(out, 'z', 'copy')), body);
+  assert.equal(readlinkSync(join(out, 'link2')), 'z/copy');
+  assert.ok(lstatSync(join(out, 'pipe2')).isFIFO());
+  await router.close();
+});
