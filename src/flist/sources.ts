@@ -8,7 +8,8 @@
  *   modules:  --modules-dir DIR, $VMIMG_MODULES_DIR, ROOT/lib/modules (--root), /lib/modules
  *   firmware: --firmware-dir DIR, $VMIMG_FIRMWARE_DIR, ROOT/lib/firmware (--root), /lib/firmware
  * A modules folder is either lib/modules (holding version folders: with several, --kernel-version
- * picks one) or one version folder itself (it holds modules.dep or kernel/).
+ * picks one) or one version folder itself (it holds modules.dep, modules.builtin, modules.order
+ * or kernel/).
  */
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
@@ -60,7 +61,9 @@ export async function chooseModules(o: ModulesOptions): Promise<{ dir: string; v
     'kernel modules',
   );
   if (o.kernelVersion !== undefined && !VERSION.test(o.kernelVersion)) throw new VmimgError('INVALID_OPTION', `--kernel-version '${o.kernelVersion}' is not a kernel version`, { value: o.kernelVersion });
-  const isVersionDir = (await stat(join(choice.dir, 'modules.dep')).then(() => true, () => false)) || (await isDir(join(choice.dir, 'kernel')));
+  // A version folder holds depmod's files (modules.dep, modules.builtin, modules.order) or kernel/.
+  let isVersionDir = await isDir(join(choice.dir, 'kernel'));
+  for (const f of ['modules.dep', 'modules.builtin', 'modules.order']) isVersionDir ||= await stat(join(choice.dir, f)).then((st) => st.isFile(), () => false);
   if (isVersionDir) {
     const version = o.kernelVersion ?? basename(choice.dir);
     if (!VERSION.test(version)) throw new VmimgError('INVALID_OPTION', `cannot tell the kernel version of '${choice.dir}'; give --kernel-version`, { dir: choice.dir });

@@ -11,11 +11,13 @@
  * symlink targets are written as recorded, never resolved (rfs rewrites absolute targets into the
  * target folder; vmimg keeps them, so the tree reads the same wherever it is unpacked). Device
  * nodes need root: without it they are skipped with a warning; sockets are always skipped.
- * Directory modes and times are applied last, deepest first.
+ * Directory modes and times are applied last, deepest first. The manifest's whole tree is
+ * checked before the first write, and a failure removes everything the unpack created (the
+ * target folder, or the entries of the empty folder it was).
  */
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, lchown, lutimes, mkdir, open, readdir, readFile, rename, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, lchown, lstat, lutimes, mkdir, open, readdir, readFile, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fromSystemError, VmimgError } from '../util/errors.js';
@@ -127,13 +129,27 @@ function minor(rdev: bigint): number {
   return Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn));
 }
 
-async function mustBeEmpty(target: string): Promise<void> {
+/** Whether `target` exists; it must be absent or an empty directory (not a symlink to one). */
+async function checkTarget(target: string): Promise<boolean> {
   try {
-    const names = await readdir(target);
-    if (names.length > 0) throw new VmimgError('USAGE', `unpack target '${target}' is not empty`, { path: target });
+    const st = await lstat(target);
+    if (!st.isDirectory()) throw new VmimgError('USAGE', `unpack target '${target}' exists and is not a directory`, { path: target });
+    if ((await readdir(target)).length > 0) throw new VmimgError('USAGE', `unpack target '${target}' is not empty`, { path: target });
+    return true;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    if (e instanceof VmimgError) throw e;
     throw fromSystemError(e, target, 'open');
+  }
+}
+
+/** Removes what a failed unpack created: the target itself, or the entries of the empty folder it was. */
+async function removeCreated(target: string, existed: boolean): Promise<void> {
+  try {
+    if (!existed) await rm(target, { recursive: true, force: true });
+    else for (const name of await readdir(target)) await rm(join(target, name), { recursive: true, force: true });
+  } catch {
+    // Best effort: the original error is what the caller needs.
   }
 }
 
@@ -142,8 +158,16 @@ export async function unpackFlist(manifest: string, target: string, options: Unp
   const warn = options.onWarning ?? (() => undefined);
   const summary: UnpackSummary = { target, files: 0, directories: 0, symlinks: 0, special: 0, skipped: 0, bytes: 0 };
   const isRoot = process.getuid?.() === 0;
+  let existed: boolean | undefined;
   try {
-    await mustBeEmpty(target);
+    // The whole tree is walked (names, loops, symlink targets checked) before anything is written.
+    for (const { path, row } of reader.walk()) {
+      if ((row.mode & S_IFMT) === S_IFLNK) {
+        const t = reader.extra(row.ino);
+        if (!t || t.length === 0 || t.includes(0)) throw new VmimgError('CORRUPT_MANIFEST', `manifest '${manifest}': symlink '${path}' has no target`, { path });
+      }
+    }
+    existed = await checkTarget(target);
     const source = await BlockSource.create(options);
     const total = reader.counts().bytes;
     const dirs: Array<{ path: string; row: InodeRow }> = [];
@@ -209,6 +233,9 @@ export async function unpackFlist(manifest: string, target: string, options: Unp
       await utimes(d.path, d.row.mtime, d.row.mtime);
     }
     return summary;
+  } catch (e) {
+    if (existed !== undefined) await removeCreated(target, existed);
+    throw e;
   } finally {
     reader.close();
   }

@@ -4,7 +4,7 @@
  * every malformation is CORRUPT_MANIFEST and unpack writes nothing outside its target.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
@@ -104,6 +104,7 @@ test('hostile manifests are CORRUPT_MANIFEST, and unpack writes nothing outside 
     const router = await openRouter([join(dir, 'store')]);
     const target = join(dir, 'out', name);
     await assert.rejects(unpackFlist(manifest, target, { router }), (e: unknown) => isVmimgError(e) && e.code === 'CORRUPT_MANIFEST' && re.test(e.message), name);
+    assert.equal(existsSync(target), false, `${name}: the failed unpack left nothing`);
     await router.close();
   }
   assert.deepEqual(readdirSync(dir).sort(), [...cases.map(([n]) => `${n}.fl`), 'out', 'store'].sort(), 'nothing escaped the targets');
@@ -127,6 +128,12 @@ test('a blob damaged in the store fails unpack with BLOB_CORRUPT; a missing one 
   bad[3]! ^= 0x40;
   writeFileSync(path, bad);
   await assert.rejects(unpackFlist(join(dir, 'x.fl'), join(dir, 'o1'), { router }), (e: unknown) => isVmimgError(e) && e.code === 'BLOB_CORRUPT' && e.message.includes(blob!));
+  assert.equal(existsSync(join(dir, 'o1')), false, 'a failed unpack removes the target it created');
+  mkdirSync(join(dir, 'empty'));
+  await assert.rejects(unpackFlist(join(dir, 'x.fl'), join(dir, 'empty'), { router }), (e: unknown) => isVmimgError(e) && e.code === 'BLOB_CORRUPT');
+  assert.deepEqual(readdirSync(join(dir, 'empty')), [], 'an existing empty target is left empty');
+  symlinkSync(join(dir, 'empty'), join(dir, 'via-link'));
+  await assert.rejects(unpackFlist(join(dir, 'x.fl'), join(dir, 'via-link'), { router }), (e: unknown) => isVmimgError(e) && e.code === 'USAGE');
   (await import('node:fs')).rmSync(path);
   await assert.rejects(unpackFlist(join(dir, 'x.fl'), join(dir, 'o2'), { router }), (e: unknown) => isVmimgError(e) && e.code === 'BLOB_NOT_FOUND' && e.message.includes(blob!));
   // rfs's flat layout (<root>/<hex>) is read too.
