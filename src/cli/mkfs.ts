@@ -72,6 +72,8 @@ async function mkfs(io: CliIO, inputs: string[], flags: MkfsFlags): Promise<numb
   const result = await (await BUILDERS[type]!())(inputs, flags);
   if (output === 'json') io.out(JSON.stringify(result, null, 4) + '\n');
   else io.out(`${result['output']}: ${type}, ${result['entries']} entries, ${result['image-size']} bytes\n`);
+  // A builder's `warnings` (strings): what the image could not hold; on stderr in human mode.
+  if (output !== 'json' && Array.isArray(result['warnings'])) for (const w of result['warnings']) io.err(`vmimg: warning: ${String(w)}\n`);
   return 0;
 }
 

@@ -40,6 +40,7 @@ export async function cpioCommand(args: string[], flags: CpioFlags, common: { ui
       entries: r.entries,
       'data-bytes': r.dataBytes,
       'dropped-xattrs': r.droppedXattrs,
+      ...(r.droppedXattrs > 0 ? { warnings: [`${r.droppedXattrs} entries have extended attributes, which a newc archive cannot hold; they were left out`] } : {}),
     };
   } finally {
     await tree.close();

@@ -200,4 +200,16 @@ test('CLI: mkfs -t cpio usage and option errors', async (t) => {
   assert.equal(ok.status, 0, ok.stderr);
   const { members } = parseNewc(readFileSync(join(dir, 'sub/o.cpio')));
   assert.ok(members.every((m) => m.uid === 7 && m.gid === 8 && m.mtime <= 1000));
+  assert.equal(ok.stderr, '', 'no warning without xattrs');
+});
+
+test('CLI: extended attributes newc cannot hold are a warning on stderr and counted in JSON', async (t) => {
+  const dir = tempDir(t, 'vmimg-cpio-');
+  const { makeTar } = await import('../../tree/make-tar.js');
+  writeFileSync(join(dir, 'x.tar'), makeTar([{ name: 'f', type: '0', data: 'x', pax: [['SCHILY.xattr.user.k', 'v']] }]));
+  const human = await vmimg(['mkfs', '-t', 'cpio', join(dir, 'x.tar'), join(dir, 'a.cpio')]);
+  assert.equal(human.status, 0, human.stderr);
+  assert.match(human.stderr, /warning: 1 entries have extended attributes, which a newc archive cannot hold/);
+  const json = await vmimg(['mkfs', '-t', 'cpio', '--output', 'json', join(dir, 'x.tar'), join(dir, 'b.cpio')]);
+  assert.equal(JSON.parse(json.stdout)['dropped-xattrs'], 1);
 });
