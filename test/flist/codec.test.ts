@@ -17,12 +17,65 @@ async function h(data: Uint8Array): Promise<Buffer> {
   return Buffer.from(await blake2b(data, 256), 'hex');
 }
 
+/**
+ * The raw snappy block format (google/snappy format_description.txt), decoded by hand so the
+ * test does not trust the snappy package to be the raw format rather than the framing format:
+ * a varint uncompressed length, then elements whose tag's low two bits say literal (00), copy
+ * with a 1-byte offset (01: length 4..11 from bits 2-4, offset high bits 5-7), 2-byte offset (10)
+ * or 4-byte offset (11), lengths 1..64 in bits 2-7 for the last two.
+ */
+function snappyRawDecode(c: Buffer): Buffer {
+  let length = 0;
+  let at = 0;
+  for (let shift = 0; ; shift += 7) {
+    const b = c[at++]!;
+    length += (b & 0x7f) * 2 ** shift;
+    if ((b & 0x80) === 0) break;
+  }
+  const out = Buffer.alloc(length);
+  let o = 0;
+  while (at < c.length) {
+    const tag = c[at++]!;
+    if ((tag & 3) === 0) {
+      let n = tag >> 2;
+      if (n >= 60) {
+        const bytes = n - 59;
+        n = c.readUIntLE(at, bytes);
+        at += bytes;
+      }
+      n += 1;
+      c.copy(out, o, at, at + n);
+      at += n;
+      o += n;
+      continue;
+    }
+    let n: number;
+    let offset: number;
+    if ((tag & 3) === 1) {
+      n = ((tag >> 2) & 7) + 4;
+      offset = ((tag >> 5) << 8) | c[at++]!;
+    } else {
+      n = (tag >> 2) + 1;
+      const bytes = (tag & 3) === 2 ? 2 : 4;
+      offset = c.readUIntLE(at, bytes);
+      at += bytes;
+    }
+    assert.ok(offset > 0 && offset <= o, 'copy offset inside the output');
+    for (let i = 0; i < n; i++, o++) out[o] = out[o - offset]!;
+  }
+  assert.equal(o, length, 'raw snappy: the elements fill exactly the declared length');
+  return out;
+}
+
 /** Decoding by the reference's steps: AES-256-GCM(key, nonce key[0..12]) then raw snappy. */
 function decodeByRules(e: Buffer, key: Buffer): Buffer {
   const d = createDecipheriv('aes-256-gcm', key, key.subarray(0, 12));
   d.setAuthTag(e.subarray(e.length - 16));
   const compressed = Buffer.concat([d.update(e.subarray(0, e.length - 16)), d.final()]);
-  return snappy.uncompressSync(compressed, { copyOutputData: true }) as Buffer;
+  assert.notEqual(compressed.subarray(0, 10).toString('latin1'), '\xff\x06\x00\x00sNaPpY', 'not the framing format');
+  const plain = snappyRawDecode(compressed);
+  assert.deepEqual(plain, snappy.uncompressSync(compressed, { copyOutputData: true }) as Buffer);
+  return plain;
 }
 
 async function encodeByRules(plain: Buffer, hash: (b: Uint8Array) => Promise<Buffer> = h): Promise<{ id: Buffer; key: Buffer; data: Buffer }> {
@@ -42,7 +95,8 @@ test('BLAKE2b-256 is the 32-byte-digest variant, not truncated BLAKE2b-512', asy
 
 test('blobs written by vmimg decode by the reference rules; blobs made by the rules decode in vmimg', async () => {
   await initHash();
-  const samples = [Buffer.alloc(0), Buffer.from('hello flist'), randomBytes(512 * 1024), Buffer.alloc(512 * 1024, 0x41), randomBytes(100_001)];
+  const text = Buffer.from('the quick brown fox jumps over the lazy dog; '.repeat(12_000));
+  const samples = [Buffer.alloc(0), Buffer.from('hello flist'), randomBytes(512 * 1024), Buffer.alloc(512 * 1024, 0x41), randomBytes(100_001), text.subarray(0, 512 * 1024)];
   for (const plain of samples) {
     const ours = encodeBlock(plain);
     assert.deepEqual(ours.key, await h(plain), 'key = H(plain)');
