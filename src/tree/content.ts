@@ -35,10 +35,15 @@ async function readExactly(handle: FileHandle, position: number, length: number,
  * Files up to this size are read with synchronous calls: for small files the thread-pool round
  * trips of open/read/read/close cost far more than the reads (10k small files: seconds).
  */
-const SMALL_FILE = 256 * 1024;
+export const SMALL_FILE = 256 * 1024;
 
-/** Reads all of a small file (exactly `size` bytes, SOURCE_CHANGED otherwise) synchronously. */
-function readSmallFile(fsPath: string | Buffer, path: string, size: number): Uint8Array {
+const probe = Buffer.alloc(1);
+
+/**
+ * Reads all of a small file (exactly `size` bytes, SOURCE_CHANGED otherwise) synchronously into
+ * `into` (at least `size` bytes long), through O_NOFOLLOW.
+ */
+export function readSmallFileInto(fsPath: string | Buffer, path: string, size: number, into: Uint8Array): void {
   let fd: number;
   try {
     fd = openSync(fsPath, constants.O_RDONLY | constants.O_NOFOLLOW);
@@ -46,21 +51,25 @@ function readSmallFile(fsPath: string | Buffer, path: string, size: number): Uin
     throw fromSystemError(e, path, 'open');
   }
   try {
-    const out = Buffer.alloc(size + 1);
     let done = 0;
-    for (;;) {
-      const n = readSync(fd, out, done, out.length - done, done);
-      if (n === 0) break;
+    while (done < size) {
+      const n = readSync(fd, into, done, size - done, done);
+      if (n === 0) throw new VmimgError('SOURCE_CHANGED', `'${path}' ended after ${done} of ${size} bytes at 0 (changed while being read?)`, { position: 0, length: size });
       done += n;
-      if (done > size) throw new VmimgError('SOURCE_CHANGED', `'${path}' grew past ${size} bytes while being read`, { path, size });
     }
-    if (done < size) throw new VmimgError('SOURCE_CHANGED', `'${path}' ended after ${done} of ${size} bytes at 0 (changed while being read?)`, { position: 0, length: size });
-    return out.subarray(0, size);
+    if (readSync(fd, probe, 0, 1, size) !== 0) throw new VmimgError('SOURCE_CHANGED', `'${path}' grew past ${size} bytes while being read`, { path, size });
   } catch (e) {
     throw e instanceof VmimgError ? e : fromSystemError(e, path, 'read');
   } finally {
     closeSync(fd);
   }
+}
+
+/** Reads all of a small file into a new buffer (see readSmallFileInto). */
+function readSmallFile(fsPath: string | Buffer, path: string, size: number): Uint8Array {
+  const out = Buffer.allocUnsafe(size);
+  readSmallFileInto(fsPath, path, size, out);
+  return out;
 }
 
 /** A regular file read by path when needed, with O_NOFOLLOW so a swapped-in symlink is refused. */
@@ -75,6 +84,7 @@ export function fileContent(fsPath: string | Buffer, size: number): ContentSourc
   };
   return {
     size,
+    fsPath,
     async *stream() {
       if (size <= SMALL_FILE) {
         const bytes = readSmallFile(fsPath, path, size);

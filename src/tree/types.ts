@@ -33,6 +33,11 @@ export const FILE_TYPE_BITS: Readonly<Record<Exclude<EntryType, 'hardlink'>, num
  */
 export interface ContentSource {
   readonly size: number;
+  /**
+   * Set when the content is exactly the whole regular file at this host path (opened with
+   * O_NOFOLLOW); readers may then read it straight into their own buffers (readSmallFileInto).
+   */
+  readonly fsPath?: string | Buffer;
   stream(): AsyncIterable<Uint8Array>;
   read(offset: number, length: number): Promise<Uint8Array>;
 }

@@ -4,6 +4,7 @@
  * source exactly once ("reserve metadata, stream data" as hcsshim's compactext4, but in one
  * ascending pass because the plan fixes every block before the first byte is written).
  */
+import { readSmallFileInto, SMALL_FILE } from '../../tree/content.js';
 import { showPath } from '../../tree/path.js';
 import type { ImageWriter } from '../../formats/writer.js';
 import { VmimgError } from '../../util/errors.js';
@@ -48,8 +49,37 @@ async function loadSmall(file: PlacedInode): Promise<Uint8Array[]> {
  * dozen ahead (their stream() once each, concurrently, so the I/O latency of many small files
  * overlaps); larger files stream piece by piece. Every stream must yield exactly the planned size.
  */
+/**
+ * Buffers for small files read straight from their host path (readSmallFileInto): one per file
+ * read ahead, returned once the file has been written out (the sink copies what it is given), so
+ * 10k small files cost no allocation or garbage collection per file.
+ */
+class BufferPool {
+  readonly #free: Uint8Array[] = [];
+  #made = 0;
+
+  constructor(
+    private readonly size: number,
+    private readonly max: number,
+  ) {}
+
+  take(): Uint8Array | undefined {
+    if (this.#free.length > 0) return this.#free.pop();
+    if (this.#made >= this.max) return undefined;
+    this.#made++;
+    return Buffer.allocUnsafeSlow(this.size);
+  }
+
+  give(b: Uint8Array): void {
+    this.#free.push(b);
+  }
+}
+
 class ContentReader {
   readonly #order: PlacedInode[];
+  readonly #pool = new BufferPool(SMALL_FILE, PREFETCH_FILES + 2);
+  /** Pool buffers lent to files read ahead or being written. */
+  readonly #lent = new Map<PlacedInode, Uint8Array>();
   #next = 0;
   #ahead = new Map<PlacedInode, Promise<Uint8Array[]>>();
   #aheadBytes = 0;
@@ -65,7 +95,26 @@ class ContentReader {
   #prefetch(): void {
     while (this.#next < this.#order.length && this.#ahead.size < PREFETCH_FILES && this.#aheadBytes < PREFETCH_BYTES) {
       const f = this.#order[this.#next]!;
-      if (f.model.entry!.size > PREFETCH_FILE) return; // streamed in its turn
+      const e = f.model.entry!;
+      if (e.size > PREFETCH_FILE) return; // streamed in its turn
+      const fsPath = e.content?.fsPath;
+      if (fsPath !== undefined && e.size > 0 && e.size <= SMALL_FILE) {
+        const buf = this.#pool.take();
+        if (!buf) return; // every buffer is in use: read ahead again once one is returned
+        this.#next++;
+        this.#lent.set(f, buf);
+        let p: Promise<Uint8Array[]>;
+        try {
+          readSmallFileInto(fsPath, typeof fsPath === 'string' ? fsPath : showPath(fsPath), e.size, buf);
+          p = Promise.resolve([buf.subarray(0, e.size)]);
+        } catch (err) {
+          p = Promise.reject(err);
+          p.catch(() => undefined); // reported when its turn comes
+        }
+        this.#ahead.set(f, p);
+        this.#aheadBytes += e.size;
+        continue;
+      }
       this.#next++;
       const p = loadSmall(f);
       p.catch(() => undefined); // reported when its turn comes
@@ -77,6 +126,7 @@ class ContentReader {
   async piece(sink: AlignedSink, file: PlacedInode, byteOffset: number, offset: number, length: number): Promise<void> {
     if (file !== this.#file) {
       await this.finish();
+      this.#release();
       this.#file = file;
       this.#pos = 0;
       if (this.#order[this.#next] === file) this.#next++;
@@ -109,6 +159,16 @@ class ContentReader {
       done += n;
     }
     this.#pos += length;
+  }
+
+  /** Returns the buffer of the file just written, if it had one. */
+  #release(): void {
+    const f = this.#file;
+    const buf = f !== undefined ? this.#lent.get(f) : undefined;
+    if (buf) {
+      this.#lent.delete(f!);
+      this.#pool.give(buf);
+    }
   }
 
   /** Ends the current file: its stream must yield nothing more. */
