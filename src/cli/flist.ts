@@ -131,14 +131,14 @@ export function registerFlist(program: Command, io: CliIO, setStatus: (s: number
     .requiredOption('-m, --manifest <file>', 'manifest (.fl)')
     .option('-c, --cache <dir>', 'local block cache (rfs layout)')
     .option('--preserve-ownership', 'set owners from the manifest (needs root)')
-    .option('-p, --progress', 'progress bar on stderr')
+    .option('-p, --progress', 'progress bar on stderr (default when stderr is a terminal)')
     .option('--output <fmt>', "'human' (default) or 'json'")
     .action((target: string, flags: StoreFlags & { manifest: string; cache?: string; preserveOwnership?: boolean; progress?: boolean; output?: string }) =>
       act(async () => {
         const output = parseOutputFormat(flags.output);
         const { unpackFlist } = await import('../flist/unpack.js');
         const router = await readRouter(flags.manifest, flags);
-        const bar = progressBar(!!flags.progress);
+        const bar = progressBar(!!flags.progress || (output === 'human' && process.stderr.isTTY === true));
         try {
           const s = await unpackFlist(flags.manifest, target, {
             router,
