@@ -22,6 +22,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   fetch: async () => (await import('./fetch.js')).registerFetch,
   flist: async () => (await import('./flist.js')).registerFlist,
   rootfs: async () => (await import('./rootfs.js')).registerRootfs,
+  fs: async () => (await import('./fs.js')).registerFs,
 };
 
 /** Builds the program with the command named `only` (all commands when it names none). */

@@ -10,9 +10,9 @@
  *            script naming its path), or the agent's own bytes
  */
 import type { ChainPolicy } from '../chain/policy.js';
-import { Ext4Reader, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type Ext4Inode} from '../fs/ext4/read/reader.js';
+import { type Ext4Reader, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type Ext4Inode} from '../fs/ext4/read/reader.js';
 import { isVmimgError, VmimgError } from '../util/errors.js';
-import { openImageSource } from '../fs/packagefs/source.js';
+import { openExt4Image } from '../fs/ext4/read/open.js';
 import { GUEST_PATH } from './recipe/runtime.js';
 
 export interface VerifyCheck {
@@ -40,12 +40,11 @@ export async function verifyRootfs(req: VerifyRequest): Promise<VerifyCheck[]> {
   if (req.agent === '' || req.agent === '.' || req.agent === '..' || /[/\0]/.test(req.agent)) {
     throw new VmimgError('INVALID_OPTION', `--agent '${req.agent}' must be a file name (it names /usr/local/bin/NAME)`, { agent: req.agent });
   }
-  const { source, chain } = await openImageSource(req.image, { policy: req.policy, ...(req.format !== undefined ? { format: req.format } : {}) });
+  const { fs, close } = await openExt4Image(req.image, { policy: req.policy, ...(req.format !== undefined ? { format: req.format } : {}) });
   try {
-    const fs = await Ext4Reader.open(source);
     return await runChecks(fs, req);
   } finally {
-    await chain.close();
+    await close();
   }
 }
 

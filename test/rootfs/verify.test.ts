@@ -3,7 +3,7 @@
  * images made with vmimg mkfs from crafted folders fail exactly the check they break.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, linkSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { vmimg } from '../helpers/cli.js';
@@ -11,9 +11,10 @@ import { tempDir } from '../helpers/oracle.js';
 
 interface Layout {
   agentMode?: number;
-  work?: boolean;
-  init?: { symlink: string } | { script: string } | 'none';
+  work?: boolean | 'file';
+  init?: { symlink: string } | { script: string } | 'hardlink' | 'none';
   runtime?: boolean;
+  initMode?: number;
 }
 
 function rootfs(dir: string, name: string, l: Layout): string {
@@ -24,15 +25,20 @@ function rootfs(dir: string, name: string, l: Layout): string {
   mkdirSync(join(root, 'sbin'), { recursive: true });
   writeFileSync(join(root, 'usr', 'local', 'bin', 'agent'), '#!/bin/sh\nexec sleep 1\n');
   chmodSync(join(root, 'usr', 'local', 'bin', 'agent'), l.agentMode ?? 0o755);
-  if (l.work !== false) mkdirSync(join(root, 'work'));
+  if (l.work === 'file') writeFileSync(join(root, 'work'), '');
+  else if (l.work !== false) mkdirSync(join(root, 'work'));
   if (l.runtime !== false) {
     writeFileSync(join(root, 'usr', 'lib', 'py', 'python3.12'), 'py', { mode: 0o755 });
     symlinkSync('../lib/py/python3.12', join(root, 'usr', 'bin', 'python3'));
   }
   const init = l.init ?? { symlink: '/usr/local/bin/agent' };
-  if (init !== 'none') {
+  if (init === 'hardlink') linkSync(join(root, 'usr', 'local', 'bin', 'agent'), join(root, 'sbin', 'init'));
+  else if (init !== 'none') {
     if ('symlink' in init) symlinkSync(init.symlink, join(root, 'sbin', 'init'));
-    else writeFileSync(join(root, 'sbin', 'init'), init.script, { mode: 0o755 });
+    else {
+      writeFileSync(join(root, 'sbin', 'init'), init.script);
+      chmodSync(join(root, 'sbin', 'init'), l.initMode ?? 0o755);
+    }
   }
   return root;
 }
@@ -56,6 +62,15 @@ test('a good image passes every check, raw and qcow2; JSON lists each check', as
     assert.match(j.checks[1].detail, /\/usr\/bin\/python3 → \/usr\/lib\/py\/python3\.12/);
     assert.match(j.checks[4].detail, /\/sbin\/init → \/usr\/local\/bin\/agent \(the agent\)/);
   }
+  const hard = await image(dir, 'hardlink', { init: 'hardlink' });
+  const h = await vmimg(['rootfs', 'verify', hard, '--agent', 'agent']);
+  assert.equal(h.status, 0, h.stdout);
+  assert.equal(h.stdout, `ok   agent: /usr/local/bin/agent, 23 bytes, mode 0755\nok   work: /work is a directory\nok   init: /sbin/init is a hard link to the agent\n${hard}: all checks passed\n`);
+  const rel = await image(dir, 'relative', { init: { symlink: '../usr/local/bin/agent' } });
+  assert.equal((await vmimg(['rootfs', 'verify', rel, '--agent', 'agent'])).status, 0);
+  const badName = await vmimg(['rootfs', 'verify', rel, '--agent', '../../etc/passwd']);
+  assert.equal(badName.status, 1);
+  assert.match(badName.stderr, /--agent '..\/..\/etc\/passwd' must be a file name.*\[INVALID_OPTION\]/);
   const script = await image(dir, 'script', { init: { script: '#!/bin/sh\nmount -t proc proc /proc\nexec /usr/local/bin/agent "$@"\n' } });
   const r = await vmimg(['rootfs', 'verify', script, '--agent', 'agent']);
   assert.equal(r.status, 0, r.stdout);
@@ -71,6 +86,11 @@ test('each broken image fails exactly its check, with exit status 1', async (t) 
     ['otherscript', { init: { script: '#!/bin/sh\nexec /sbin/getty\n' } }, 'init', /does not exec \/usr\/local\/bin\/agent/],
     ['noinit', { init: 'none' }, 'init', /\/sbin\/init is missing/],
     ['noruntime', { runtime: false }, 'runtime python3', /no executable python3 in \/usr\/local\/sbin:/],
+    ['workfile', { work: 'file' }, 'work', /^\/work is not a directory$/],
+    ['initloop', { init: { symlink: '/sbin/init' } }, 'init', /more than 40 symlinks resolving '\/sbin\/init'.*\[CORRUPT_IMAGE\]/],
+    ['init-relative-elsewhere', { init: { symlink: '../usr/bin/python3' } }, 'init', /\/sbin\/init → \.\.\/usr\/bin\/python3, which is not the agent/],
+    ['init-dangling', { init: { symlink: '/usr/local/bin/missing' } }, 'init', /which is not the agent/],
+    ['init-noexec-script', { init: { script: '#!/bin/sh\nexec /usr/local/bin/agent\n' }, initMode: 0o644 }, 'init', /not an executable file \(mode 0644\)/],
   ];
   for (const [name, layout, failing, re] of cases) {
     const img = await image(dir, name, layout);

@@ -8,6 +8,7 @@
  * no tree block is visited twice (a loop or a shared node is CORRUPT_IMAGE), index and leaf
  * entries must ascend, extents may not be empty, overlap, or point outside the filesystem, and a
  * tree holds at most one extent per file block (+ MAX_EXTRA_EXTENTS for preallocation past EOF).
+ * The tree is walked depth-first as a stream, so memory stays O(depth) plus the visited set.
  * Block maps are walked lazily (nothing is materialised per block); a hole in an indirect level
  * is one zero run.
  */
@@ -18,6 +19,8 @@ import { EXTENTS_FL, type Ext4Inode } from './inode.js';
 
 export const MAX_EXTENT_DEPTH = 5;
 const MAX_EXTRA_EXTENTS = 4096;
+/** Tree blocks one walk may visit (a tree this large would map ~340 M extents). */
+const MAX_TREE_NODES = 1 << 20;
 
 export interface Run {
   logical: number;
@@ -48,13 +51,18 @@ export function fileBlocks(inode: Ext4Inode, blockSize: number): number {
   return Math.ceil(inode.size / blockSize);
 }
 
-async function extentList(ctx: MapContext, inode: Ext4Inode): Promise<Extent[]> {
+/**
+ * The leaf extents of an extent-mapped inode in logical order, by a depth-first walk that holds
+ * only the path from the root (memory O(depth), whatever the tree's size).
+ */
+async function* extentLeaves(ctx: MapContext, inode: Ext4Inode): AsyncGenerator<Extent> {
   const ino = inode.ino;
   const want = fileBlocks(inode, ctx.blockSize);
   const cap = want + MAX_EXTRA_EXTENTS;
-  const out: Extent[] = [];
   const seen = new Set<number>();
-  const visit = async (node: Buffer, depth: number, where: string): Promise<void> => {
+  let leaves = 0;
+  let next = 0;
+  async function* visit(node: Buffer, depth: number, where: string): AsyncGenerator<Extent> {
     const magic = node.readUInt16LE(0);
     if (magic !== EXTENT_MAGIC) throw corrupt(`inode ${ino}: bad extent header magic 0x${magic.toString(16)} in ${where}`, { structure: 'extent', ino });
     const entries = node.readUInt16LE(2);
@@ -73,15 +81,19 @@ async function extentList(ctx: MapContext, inode: Ext4Inode): Promise<Extent[]> 
         const raw = e.readUInt16LE(4);
         const uninit = raw > MAX_EXTENT_LEN;
         const length = uninit ? raw - MAX_EXTENT_LEN : raw;
+        const physical = e.readUInt16LE(6) * 2 ** 32 + e.readUInt32LE(8);
         if (length === 0) throw corrupt(`inode ${ino}: empty extent at logical block ${logical} in ${where}`, { structure: 'extent', ino });
-        out.push({ logical, length, physical: e.readUInt16LE(6) * 2 ** 32 + e.readUInt32LE(8), uninit });
-        if (out.length > cap) throw corrupt(`inode ${ino} has more extents (${out.length}) than its ${want} blocks allow`, { structure: 'extent', ino });
+        if (logical < next) throw corrupt(`inode ${ino}: extents overlap at logical block ${logical}`, { structure: 'extent', ino });
+        if (physical < 1 || physical + length > ctx.blocksCount) throw corrupt(`inode ${ino}: extent at logical block ${logical} (blocks ${physical}+${length}) lies outside the filesystem`, { structure: 'extent', ino });
+        if (++leaves > cap) throw corrupt(`inode ${ino} has more extents than its ${want} blocks allow`, { structure: 'extent', ino });
+        next = logical + length;
+        yield { logical, length, physical, uninit };
         continue;
       }
       const child = e.readUInt32LE(4) + e.readUInt16LE(8) * 2 ** 32;
       if (seen.has(child)) throw corrupt(`inode ${ino}: extent tree block ${child} is reached twice (a loop or shared node)`, { structure: 'extent', ino, block: child });
+      if (seen.size >= Math.min(cap, MAX_TREE_NODES)) throw corrupt(`inode ${ino}: extent tree has more nodes than its ${want} blocks allow`, { structure: 'extent', ino });
       seen.add(child);
-      if (seen.size > cap) throw corrupt(`inode ${ino}: extent tree has more nodes than its ${want} blocks allow`, { structure: 'extent', ino });
       const block = await ctx.readBlocks(child);
       if (ctx.inodeSeed !== undefined) {
         // struct ext4_extent_tail follows eh_max entries: crc32c(inode seed, block up to it).
@@ -90,25 +102,18 @@ async function extentList(ctx: MapContext, inode: Ext4Inode): Promise<Extent[]> 
         const c = ext4Crc(ctx.inodeSeed, block.subarray(0, tail));
         if (c !== block.readUInt32LE(tail)) throw corrupt(`inode ${ino}: extent block ${child} checksum mismatch`, { structure: 'extent', ino, block: child });
       }
-      await visit(block, depth - 1, `extent block ${child}`);
+      yield* visit(block, depth - 1, `extent block ${child}`);
     }
-  };
+  }
   const depth = inode.iblock.readUInt16LE(6);
   if (depth > MAX_EXTENT_DEPTH) throw corrupt(`inode ${ino}: extent tree depth ${depth} is beyond ${MAX_EXTENT_DEPTH}`, { structure: 'extent', ino });
-  await visit(inode.iblock, depth, `inode ${ino}`);
-  let next = 0;
-  for (const e of out) {
-    if (e.logical < next) throw corrupt(`inode ${ino}: extents overlap at logical block ${e.logical}`, { structure: 'extent', ino });
-    if (e.physical < 1 || e.physical + e.length > ctx.blocksCount) throw corrupt(`inode ${ino}: extent at logical block ${e.logical} (blocks ${e.physical}+${e.length}) lies outside the filesystem`, { structure: 'extent', ino });
-    next = e.logical + e.length;
-  }
-  return out;
+  yield* visit(inode.iblock, depth, `inode ${ino}`);
 }
 
 async function* extentRuns(ctx: MapContext, inode: Ext4Inode): AsyncGenerator<Run> {
   const want = fileBlocks(inode, ctx.blockSize);
   let next = 0;
-  for (const e of await extentList(ctx, inode)) {
+  for await (const e of extentLeaves(ctx, inode)) {
     if (e.logical >= want) break;
     if (e.logical > next) yield { logical: next, count: e.logical - next, physical: 0, zero: true };
     const count = Math.min(e.length, want - e.logical);
