@@ -266,8 +266,17 @@ export async function packTree(tree: Tree, options: PackOptions): Promise<PackSu
   }
 }
 
-/** The last path component as a string (rfs stores names as lossy UTF-8). */
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * The last path component as a string. rfs stores names as text (`to_string_lossy`), so a name
+ * that is not UTF-8 would come back as another name: it is refused instead (UNSUPPORTED_ENTRY).
+ */
 function showName(e: TreeEntry): string {
   const slash = e.path.lastIndexOf(0x2f);
-  return e.path.subarray(slash + 1).toString('utf8');
+  try {
+    return utf8.decode(e.path.subarray(slash + 1));
+  } catch {
+    throw new VmimgError('UNSUPPORTED_ENTRY', `'${showPath(e.path)}': the name is not valid UTF-8, and flist manifests store names as text`, { path: showPath(e.path) });
+  }
 }

@@ -14,7 +14,10 @@ import { ManifestReader } from '../../src/flist/manifest.js';
 import { packTree } from '../../src/flist/pack.js';
 import { openRouter } from '../../src/flist/store/index.js';
 import { unpackFlist } from '../../src/flist/unpack.js';
-import type { Tree } from '../../src/tree/types.js';
+import { bufferContent } from '../../src/tree/content.js';
+import { treeFromLayers } from '../../src/tree/index.js';
+import type { RawEntry, Tree } from '../../src/tree/types.js';
+import { isVmimgError } from '../../src/util/errors.js';
 import { memoryTree, sha256, type Spec } from '../fs/ext4/helpers.js';
 import { tempDir } from '../helpers/oracle.js';
 
@@ -217,5 +220,14 @@ test('hard links: to a symlink or fifo they stay that type; a link walked before
   assert.deepEqual(readFileSync(join(out, 'z', 'copy')), body);
   assert.equal(readlinkSync(join(out, 'link2')), 'z/copy');
   assert.ok(lstatSync(join(out, 'pipe2')).isFIFO());
+  await router.close();
+});
+
+test('a name that is not UTF-8 is refused (rfs stores names as text) and leaves no manifest', async (t) => {
+  const dir = tempDir(t, 'vmimg-flist-utf8-');
+  const raw: RawEntry[] = [{ path: Buffer.from([0x66, 0xff, 0x67]), type: 'file', mode: 0o644, uid: 0, gid: 0, mtimeNs: 0n, size: 1, content: bufferContent(Buffer.from('x')), xattrs: new Map() }];
+  const router = await openRouter([join(dir, 'store')]);
+  await assert.rejects(packTree(treeFromLayers([raw], { sourceDateEpoch: null }), { manifest: join(dir, 'x.fl'), router }), (e: unknown) => isVmimgError(e) && e.code === 'UNSUPPORTED_ENTRY' && /not valid UTF-8/.test(e.message));
+  assert.deepEqual(readdirSync(dir).filter((n) => n.includes('.fl')), [], 'no manifest, no temporary file');
   await router.close();
 });
