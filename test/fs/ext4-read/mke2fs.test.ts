@@ -22,6 +22,7 @@ const VARIANTS: Array<{ name: string; args: string[]; nsec: boolean; htree?: boo
   { name: 'ext4-nocsum-32bit', args: ['-t', 'ext4', '-O', '^metadata_csum,^64bit'], nsec: true, htree: true },
   { name: 'ext4-no-flex-bg', args: ['-t', 'ext4', '-O', '^flex_bg'], nsec: true },
   { name: 'ext4-1k-128', args: ['-t', 'ext4', '-b', '1024', '-I', '128', '-J', 'size=4'], nsec: false, htree: true },
+  { name: 'ext4-meta-bg-1k', args: ['-t', 'ext4', '-b', '1024', '-O', 'meta_bg,^resize_inode'], nsec: true },
   { name: 'ext4-inline', args: ['-t', 'ext4', '-O', 'inline_data'], nsec: true },
   { name: 'ext3', args: ['-t', 'ext3'], nsec: true },
   { name: 'ext2', args: ['-t', 'ext2'], nsec: true },
@@ -77,6 +78,13 @@ test('mke2fs -d filesystems read back equal to their folder, raw and inside qcow
         if (v.name === 'ext4-default') assert.deepEqual([g.csum, g.bit64], [true, true]);
         if (v.name === 'ext4-nocsum-32bit') assert.deepEqual([g.csum, g.bit64, g.descSize], [false, false, 32]);
         if (v.name === 'ext4-1k-128') assert.deepEqual([g.blockSize, g.inodeSize], [1024, 128]);
+        if (v.name === 'ext4-meta-bg-1k') {
+          assert.ok(g.groups > 16 && g.firstMetaBg === 0, `meta_bg with ${g.groups} groups: descriptors spread over meta groups`);
+          // An inode in the last group: its descriptor (checksum verified) comes from the last
+          // meta group; the inode itself was never written.
+          const last = (g.groups - 1) * g.inodesPerGroup + 1;
+          await assert.rejects(fs.inode(last), new RegExp(`inode ${last} is not in use`));
+        }
       });
     });
   }

@@ -68,7 +68,8 @@ export function decodeInode(ino: number, raw: Buffer, seed: number | undefined, 
   const extra = size > GOOD_OLD_INODE_SIZE ? raw.readUInt16LE(0x80) : 0;
   if (GOOD_OLD_INODE_SIZE + extra > size || extra % 4 !== 0) throw corrupt(`inode ${ino}: i_extra_isize ${extra} does not fit a ${size}-byte inode`, { structure: 'inode', ino });
   const has = (fieldEnd: number): boolean => size > GOOD_OLD_INODE_SIZE && GOOD_OLD_INODE_SIZE + extra >= fieldEnd;
-  if (seed !== undefined) {
+  // An all-zero inode (never written: uninitialised table) carries no checksum; e2fsprogs accepts it.
+  if (seed !== undefined && raw.some((b) => b !== 0)) {
     const hasHi = has(0x84);
     const copy = Buffer.from(raw);
     copy.writeUInt16LE(0, 0x7c);

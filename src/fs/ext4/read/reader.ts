@@ -83,12 +83,28 @@ export class Ext4Reader {
     return this.#bytes(n * this.blockSize, count * this.blockSize);
   }
 
+  /**
+   * Byte offset of group `g`'s descriptor: in the table after the superblock, or with meta_bg
+   * (group_descr.rst "meta_bg") past s_first_meta_bg, in the first group of its meta group, after
+   * that group's superblock backup if it has one.
+   */
+  #descOffset(g: number): number {
+    const { descSize, gdtOffset, firstMetaBg, blocksPerGroup, firstDataBlock } = this.geometry;
+    const perBlock = this.blockSize / descSize;
+    const meta = Math.floor(g / perBlock);
+    if (meta < firstMetaBg) return gdtOffset + g * descSize;
+    const first = meta * perBlock;
+    const block = firstDataBlock + first * blocksPerGroup + (this.geometry.hasSuper(first) ? 1 : 0);
+    if (block >= this.blocksCount) throw corrupt(`group descriptor ${g}: meta_bg block ${block} lies outside the filesystem`, { structure: 'group descriptor', group: g });
+    return block * this.blockSize + (g % perBlock) * descSize;
+  }
+
   /** Group `g`'s inode table block, from its descriptor (checksum verified with metadata_csum). */
   async #inodeTable(g: number): Promise<number> {
     const cached = this.#tables.get(g);
     if (cached !== undefined) return cached;
-    const { descSize, gdtOffset, bit64, csum, seed, inodesPerGroup, inodeSize, firstDataBlock } = this.geometry;
-    const d = await this.#bytes(gdtOffset + g * descSize, descSize);
+    const { descSize, bit64, csum, seed, inodesPerGroup, inodeSize, firstDataBlock } = this.geometry;
+    const d = await this.#bytes(this.#descOffset(g), descSize);
     if (csum && groupDescCsum(seed, g, d) !== d.readUInt16LE(0x1e)) throw corrupt(`group descriptor ${g} checksum mismatch`, { structure: 'group descriptor', group: g });
     const table = d.readUInt32LE(8) + (bit64 ? d.readUInt32LE(0x28) * 2 ** 32 : 0);
     if (table <= firstDataBlock || table + Math.ceil((inodesPerGroup * inodeSize) / this.blockSize) > this.blocksCount) {

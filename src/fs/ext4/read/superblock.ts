@@ -15,18 +15,19 @@ export const INCOMPAT_EA_INODE = 0x400;
 export const INCOMPAT_CSUM_SEED = 0x2000;
 export const INCOMPAT_LARGEDIR = 0x4000;
 export const INCOMPAT_INLINE_DATA = 0x8000;
+export const INCOMPAT_META_BG = 0x10;
+const COMPAT_SPARSE_SUPER2 = 0x200;
 
 /**
  * What the reader interprets. RECOVER: a journal needing replay is read as it stands (what a
  * read-only mount with noload sees); MMP and LARGEDIR change nothing a reader looks at.
  */
 const SUPPORTED_INCOMPAT =
-  INCOMPAT_FILETYPE | INCOMPAT_RECOVER | INCOMPAT_EXTENTS | INCOMPAT_64BIT | INCOMPAT_MMP | INCOMPAT_FLEX_BG | INCOMPAT_EA_INODE | INCOMPAT_CSUM_SEED | INCOMPAT_LARGEDIR | INCOMPAT_INLINE_DATA;
+  INCOMPAT_FILETYPE | INCOMPAT_RECOVER | INCOMPAT_EXTENTS | INCOMPAT_64BIT | INCOMPAT_MMP | INCOMPAT_FLEX_BG | INCOMPAT_EA_INODE | INCOMPAT_CSUM_SEED | INCOMPAT_LARGEDIR | INCOMPAT_INLINE_DATA | INCOMPAT_META_BG;
 
 const INCOMPAT_NAMES: ReadonlyArray<[number, string]> = [
   [0x1, 'compression'],
   [0x8, 'journal_dev'],
-  [0x10, 'meta_bg'],
   [0x1000, 'dirdata'],
   [0x10000, 'encrypt'],
   [0x20000, 'casefold'],
@@ -51,7 +52,18 @@ export interface Geometry {
   seed: number;
   /** Byte offset of group descriptor 0 (the block after the superblock's). */
   gdtOffset: number;
+  blocksPerGroup: number;
+  /** meta_bg: the first meta group whose descriptors live in their own groups (∞ without meta_bg). */
+  firstMetaBg: number;
+  /** Groups holding a superblock backup (and, with meta_bg, the descriptor block after it). */
+  hasSuper(group: number): boolean;
 }
+
+const isPowerOf = (n: number, base: number): boolean => {
+  let x = base;
+  while (x < n) x *= base;
+  return x === n;
+};
 
 const u32 = (sb: Buffer, at: number): number => sb.readUInt32LE(at);
 
@@ -94,7 +106,19 @@ export function parseSuperblock(sb: Buffer, imageSize: number): Geometry {
   const descSize = bit64 ? sb.readUInt16LE(254) : 32;
   if (descSize < 32 || descSize > 1024 || (descSize & (descSize - 1)) !== 0 || (bit64 && descSize < 64)) throw corrupt(`group descriptor size ${descSize} is invalid`, { structure: 'superblock' });
   const gdtOffset = (firstDataBlock + 1) * blockSize;
-  if (gdtOffset + groups * descSize > blocksCount * blockSize) throw corrupt(`${groups} group descriptors do not fit the filesystem`, { structure: 'superblock' });
+  const metaBg = (incompat & INCOMPAT_META_BG) !== 0;
+  const firstMetaBg = metaBg ? u32(sb, 0x104) : Infinity;
+  const classic = Math.min(groups, firstMetaBg * (blockSize / descSize));
+  if (gdtOffset + classic * descSize > blocksCount * blockSize) throw corrupt(`${classic} group descriptors do not fit the filesystem`, { structure: 'superblock' });
+  const compat = u32(sb, 92);
+  const backups = [u32(sb, 0x24c), u32(sb, 0x250)];
+  // ext2fs_bg_has_super: group 0 always; sparse_super2 names two groups; sparse_super keeps 1 and powers of 3, 5, 7.
+  const hasSuper = (g: number): boolean => {
+    if (g === 0) return true;
+    if (compat & COMPAT_SPARSE_SUPER2) return g === backups[0] || g === backups[1];
+    if (!(roCompat & 0x1)) return true;
+    return g === 1 || isPowerOf(g, 3) || isPowerOf(g, 5) || isPowerOf(g, 7);
+  };
   const seed = csum ? ((incompat & INCOMPAT_CSUM_SEED) !== 0 ? u32(sb, 0x270) : fsSeed(sb.subarray(104, 120))) : 0;
-  return { blockSize, inodeSize, inodesPerGroup: ipg, inodesCount, blocksCount, groups, firstDataBlock, descSize, bit64, incompat, roCompat, csum, seed, gdtOffset };
+  return { blockSize, inodeSize, inodesPerGroup: ipg, inodesCount, blocksCount, groups, firstDataBlock, descSize, bit64, incompat, roCompat, csum, seed, gdtOffset, blocksPerGroup: bpg, firstMetaBg, hasSuper };
 }
