@@ -35,6 +35,11 @@ const MAX_LINK = 4095;
 const READ_CHUNK = 1024 * 1024;
 /** Group descriptors kept decoded. */
 const GROUP_CACHE = 4096;
+/** Directory listings kept for lookups (by inode), and the entries they may hold in all. */
+const DIR_CACHE = 16;
+const DIR_CACHE_ENTRIES = 200_000;
+/** Components one lookup may walk, symlink expansions included (4095-byte targets × 40 hops fit). */
+const MAX_LOOKUP_STEPS = 1 << 17;
 
 export interface LookupResult {
   inode: Ext4Inode;
@@ -52,6 +57,8 @@ export class Ext4Reader {
   readonly groups: number;
   readonly #source: BlockSource;
   readonly #tables = new Map<number, number>();
+  /** Recent directory listings for lookup, most recent last. */
+  readonly #dirs = new Map<number, DirEntry[]>();
 
   private constructor(source: BlockSource, g: Geometry) {
     this.#source = source;
@@ -282,6 +289,7 @@ export class Ext4Reader {
     const stack: Ext4Inode[] = [await this.inode(ROOT_INO)];
     const names: string[] = [];
     let hops = 0;
+    let steps = 0;
     while (pending.length > 0) {
       const part = pending.shift()!;
       const dir = stack[stack.length - 1]!;
@@ -293,8 +301,9 @@ export class Ext4Reader {
         continue;
       }
       if ((dir.mode & S_IFMT) !== S_IFDIR) return undefined;
+      if (++steps > MAX_LOOKUP_STEPS) throw corrupt(`resolving '${path}' takes more than ${MAX_LOOKUP_STEPS} steps`, { structure: 'symlink', path });
       const want = Buffer.from(part);
-      const hit = (await this.readDir(dir)).find((e) => e.name.equals(want));
+      const hit = (await this.#cachedDir(dir)).find((e) => e.name.equals(want));
       if (!hit) return undefined;
       const node = await this.inode(hit.ino);
       if ((node.mode & S_IFMT) === S_IFLNK && (pending.length > 0 || follow)) {
@@ -311,6 +320,21 @@ export class Ext4Reader {
       names.push(part);
     }
     return { inode: stack[stack.length - 1]!, path: '/' + names.join('/') };
+  }
+
+  async #cachedDir(dir: Ext4Inode): Promise<DirEntry[]> {
+    const hit = this.#dirs.get(dir.ino);
+    if (hit) {
+      this.#dirs.delete(dir.ino);
+      this.#dirs.set(dir.ino, hit);
+      return hit;
+    }
+    const entries = await this.readDir(dir);
+    if (entries.length <= DIR_CACHE_ENTRIES / DIR_CACHE) {
+      if (this.#dirs.size >= DIR_CACHE) this.#dirs.delete(this.#dirs.keys().next().value!);
+      this.#dirs.set(dir.ino, entries);
+    }
+    return entries;
   }
 
   /** lookup() that fails with NOT_FOUND naming the path. */
