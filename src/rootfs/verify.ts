@@ -6,11 +6,13 @@
  *   runtime  each --runtime (an absolute path or a name searched along the guest PATH) resolves,
  *            symlinks followed inside the image, to an executable regular file
  *   work     /work is a directory
- *   init     /sbin/init is a symlink resolving to the agent, or a file that execs the agent (a
- *            script naming its path), or the agent's own bytes
+ *   init     /sbin/init is a symlink resolving to the agent, a hard link to it or a copy of it,
+ *            a `#!` script with an uncommented `exec … AGENT` line, or a binary whose bytes name
+ *            the agent's path (NUL-terminated, as a C string an init would exec)
  */
+import { createHash } from 'node:crypto';
 import type { ChainPolicy } from '../chain/policy.js';
-import { type Ext4Reader, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type Ext4Inode} from '../fs/ext4/read/reader.js';
+import { type Ext4Reader, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type Ext4Inode } from '../fs/ext4/read/reader.js';
 import { isVmimgError, VmimgError } from '../util/errors.js';
 import { openExt4Image } from '../fs/ext4/read/open.js';
 import { GUEST_PATH } from './recipe/runtime.js';
@@ -97,11 +99,46 @@ async function checkInit(fs: Ext4Reader, agentPath: string): Promise<VerifyCheck
   }
   if (!isExecFile(init.inode)) return { name: 'init', ok: false, detail: `/sbin/init is not an executable file (${modeText(init.inode)})` };
   if (agent && init.inode.ino === agent.inode.ino) return { name: 'init', ok: true, detail: '/sbin/init is a hard link to the agent' };
+  if (init.inode.size > INIT_BINARY_MAX) return { name: 'init', ok: false, detail: `/sbin/init is a ${init.inode.size}-byte file, too large to inspect` };
+  if (agent && agent.inode.size === init.inode.size && (await digest(fs, agent.inode)) === (await digest(fs, init.inode))) {
+    return { name: 'init', ok: true, detail: '/sbin/init is a copy of the agent' };
+  }
   const head = await fs.readRange(init.inode, 0, INIT_SCRIPT_MAX);
-  const text = head.subarray(0, 2).toString() === '#!' ? head.toString('utf8') : '';
-  const execs = new RegExp(`(^|\\n)\\s*exec\\s+${agentPath.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}(\\s|$)`).test(text);
-  if (execs) return { name: 'init', ok: true, detail: `/sbin/init is a script that execs ${agentPath}` };
-  return { name: 'init', ok: false, detail: text ? `/sbin/init is a script that does not exec ${agentPath}` : '/sbin/init is a binary other than the agent' };
+  if (head.subarray(0, 2).toString() === '#!') {
+    const ok = scriptExecs(head.toString('utf8'), agentPath);
+    return { name: 'init', ok, detail: ok ? `/sbin/init is a script that execs ${agentPath}` : `/sbin/init is a script that does not exec ${agentPath}` };
+  }
+  if (await contains(fs, init.inode, Buffer.from(`${agentPath}\0`))) return { name: 'init', ok: true, detail: `/sbin/init is a binary naming ${agentPath}` };
+  return { name: 'init', ok: false, detail: '/sbin/init is a binary other than the agent that does not name it' };
+}
+
+/** Largest binary /sbin/init compared with the agent or searched for its path. */
+const INIT_BINARY_MAX = 64 * 1024 * 1024;
+
+/** A script execs the agent: an uncommented line with an `exec` word and the agent path as a word (quotes allowed). */
+export function scriptExecs(text: string, agentPath: string): boolean {
+  const esc = agentPath.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+  const word = new RegExp(`(^|[\\s"'=])${esc}["']?(\\s|;|&|$)`);
+  return text.split('\n').some((raw) => {
+    const line = raw.trim();
+    return !line.startsWith('#') && /(^|[\s;&|(])exec\s/.test(line) && word.test(line);
+  });
+}
+
+async function digest(fs: Ext4Reader, inode: Ext4Inode): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of fs.read(inode, INIT_BINARY_MAX)) h.update(chunk);
+  return h.digest('hex');
+}
+
+async function contains(fs: Ext4Reader, inode: Ext4Inode, needle: Buffer): Promise<boolean> {
+  let carry = Buffer.alloc(0);
+  for await (const chunk of fs.read(inode, INIT_BINARY_MAX)) {
+    const window = Buffer.concat([carry, chunk]);
+    if (window.includes(needle)) return true;
+    carry = window.subarray(Math.max(0, window.length - needle.length + 1));
+  }
+  return false;
 }
 
 async function runChecks(fs: Ext4Reader, req: VerifyRequest): Promise<VerifyCheck[]> {

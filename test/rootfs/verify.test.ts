@@ -3,16 +3,17 @@
  * images made with vmimg mkfs from crafted folders fail exactly the check they break.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, linkSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, linkSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { scriptExecs } from '../../src/rootfs/verify.js';
 import { vmimg } from '../helpers/cli.js';
 import { tempDir } from '../helpers/oracle.js';
 
 interface Layout {
   agentMode?: number;
   work?: boolean | 'file';
-  init?: { symlink: string } | { script: string } | 'hardlink' | 'none';
+  init?: { symlink: string } | { script: string | Buffer } | 'hardlink' | 'copy' | 'none';
   runtime?: boolean;
   initMode?: number;
 }
@@ -32,7 +33,8 @@ function rootfs(dir: string, name: string, l: Layout): string {
     symlinkSync('../lib/py/python3.12', join(root, 'usr', 'bin', 'python3'));
   }
   const init = l.init ?? { symlink: '/usr/local/bin/agent' };
-  if (init === 'hardlink') linkSync(join(root, 'usr', 'local', 'bin', 'agent'), join(root, 'sbin', 'init'));
+  if (init === 'copy') writeFileSync(join(root, 'sbin', 'init'), readFileSync(join(root, 'usr', 'local', 'bin', 'agent')), { mode: 0o755 });
+  else if (init === 'hardlink') linkSync(join(root, 'usr', 'local', 'bin', 'agent'), join(root, 'sbin', 'init'));
   else if (init !== 'none') {
     if ('symlink' in init) symlinkSync(init.symlink, join(root, 'sbin', 'init'));
     else {
@@ -77,6 +79,24 @@ test('a good image passes every check, raw and qcow2; JSON lists each check', as
   assert.match(r.stdout, /ok   init: \/sbin\/init is a script that execs \/usr\/local\/bin\/agent/);
 });
 
+test('init forms that exec the agent pass: quoted or via env, a copy of the agent, a binary naming it', async (t) => {
+  const dir = tempDir(t, 'vmimg-verify-init-');
+  const cases: Array<[string, Layout, RegExp]> = [
+    ['quoted', { init: { script: '#!/bin/sh\nset -e\nexec "/usr/local/bin/agent" --serve\n' } }, /a script that execs/],
+    ['env', { init: { script: '#!/bin/sh\n[ -d /proc ] || mount -t proc proc /proc; exec env A=1 /usr/local/bin/agent\n' } }, /a script that execs/],
+    ['copy', { init: 'copy' }, /^\/sbin\/init is a copy of the agent$/],
+    ['binary', { init: { script: Buffer.concat([Buffer.from('\x7fELF'), Buffer.alloc(70_000), Buffer.from('/usr/local/bin/agent\0')]) } }, /^\/sbin\/init is a binary naming \/usr\/local\/bin\/agent$/],
+  ];
+  for (const [name, layout, re] of cases) {
+    const r = await vmimg(['rootfs', 'verify', await image(dir, name, layout), '--agent', 'agent', '--output', 'json']);
+    assert.equal(r.status, 0, `${name}: ${r.stdout}`);
+    assert.match(JSON.parse(r.stdout).checks.find((c: { name: string }) => c.name === 'init').detail, re, name);
+  }
+  assert.equal(scriptExecs('exec /usr/local/bin/agent2', '/usr/local/bin/agent'), false, 'a longer name is another file');
+  assert.equal(scriptExecs('echo /usr/local/bin/agent', '/usr/local/bin/agent'), false, 'no exec');
+  assert.equal(scriptExecs('  exec /usr/local/bin/agent "$@"', '/usr/local/bin/agent'), true);
+});
+
 test('each broken image fails exactly its check, with exit status 1', async (t) => {
   const dir = tempDir(t, 'vmimg-verify-bad-');
   const cases: Array<[string, Layout, string, RegExp]> = [
@@ -86,6 +106,8 @@ test('each broken image fails exactly its check, with exit status 1', async (t) 
     ['otherscript', { init: { script: '#!/bin/sh\nexec /sbin/getty\n' } }, 'init', /does not exec \/usr\/local\/bin\/agent/],
     ['noinit', { init: 'none' }, 'init', /\/sbin\/init is missing/],
     ['noruntime', { runtime: false }, 'runtime python3', /no executable python3 in \/usr\/local\/sbin:/],
+    ['commented', { init: { script: '#!/bin/sh\n# exec /usr/local/bin/agent\nexec /sbin/getty\n' } }, 'init', /script that does not exec/],
+    ['other-binary', { init: { script: Buffer.from('\x7fELF\0\0/usr/local/bin/agent2\0') } }, 'init', /^\/sbin\/init is a binary other than the agent that does not name it$/],
     ['workfile', { work: 'file' }, 'work', /^\/work is not a directory$/],
     ['initloop', { init: { symlink: '/sbin/init' } }, 'init', /more than 40 symlinks resolving '\/sbin\/init'.*\[CORRUPT_IMAGE\]/],
     ['init-relative-elsewhere', { init: { symlink: '../usr/bin/python3' } }, 'init', /\/sbin\/init → \.\.\/usr\/bin\/python3, which is not the agent/],
