@@ -15,7 +15,10 @@ import { basename, dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { VmimgError } from '../util/errors.js';
 import { FILE_TYPE_BITS, S_IFMT } from '../tree/types.js';
-import { ID_LEN, KEY_LEN } from './codec.js';
+import { ID_LEN, KEY_LEN, MAX_PLAIN_BLOCK } from './codec.js';
+
+/** Most blocks one file may have (2 TiB in rfs's 512 KiB blocks). */
+export const MAX_FILE_BLOCKS = 4 * 1024 * 1024;
 
 /** rfs's schema (same tables, column types and indexes). */
 const SCHEMA = `
@@ -206,6 +209,7 @@ export class ManifestReader {
   readonly #byIno: Database.Statement;
   readonly #children: Database.Statement;
   readonly #blocks: Database.Statement;
+  readonly #blockCount: Database.Statement;
   readonly #extra: Database.Statement;
 
   private constructor(path: string, db: Database.Database) {
@@ -214,6 +218,7 @@ export class ManifestReader {
     this.#byIno = db.prepare('SELECT ino, parent, name, size, uid, gid, mode, rdev, ctime, mtime FROM inode WHERE ino = ?').safeIntegers(true);
     this.#children = db.prepare('SELECT ino, parent, name, size, uid, gid, mode, rdev, ctime, mtime FROM inode WHERE parent = ? AND ino != ? ORDER BY name, ino').safeIntegers(true);
     this.#blocks = db.prepare('SELECT id, key FROM block WHERE ino = ? ORDER BY rowid');
+    this.#blockCount = db.prepare('SELECT count(*) AS n FROM block WHERE ino = ?');
     this.#extra = db.prepare('SELECT data FROM extra WHERE ino = ?');
   }
 
@@ -292,8 +297,18 @@ export class ManifestReader {
     return rows;
   }
 
-  /** A file's blocks in order; every id and key must be 32 bytes. */
-  blocks(ino: number): BlockRef[] {
+  /**
+   * A file's blocks in order; every id and key must be 32 bytes. The number of rows is checked
+   * before they are loaded: each block holds at least one byte and at most MAX_PLAIN_BLOCK, and a
+   * file has at most MAX_FILE_BLOCKS of them.
+   */
+  blocks(ino: number, size?: number): BlockRef[] {
+    const n = this.#query(() => Number((this.#blockCount.get(ino) as { n: number | bigint }).n));
+    const min = size === undefined ? 0 : Math.ceil(size / MAX_PLAIN_BLOCK);
+    const max = Math.min(MAX_FILE_BLOCKS, size ?? MAX_FILE_BLOCKS);
+    if (n > max || n < min) {
+      throw new VmimgError('CORRUPT_MANIFEST', `manifest '${this.path}': inode ${ino} has ${n} blocks${size !== undefined ? ` for ${size} bytes` : ''} (allowed ${min}..${max})`, { path: this.path, ino, blocks: n });
+    }
     return this.#query(() => this.#blocks.all(ino) as Array<{ id: unknown; key: unknown }>).map((b, i) => {
       if (!Buffer.isBuffer(b.id) || !Buffer.isBuffer(b.key) || b.id.length !== ID_LEN || b.key.length !== KEY_LEN) {
         throw new VmimgError('CORRUPT_MANIFEST', `manifest '${this.path}': block ${i} of inode ${ino} does not have a ${ID_LEN}-byte id and a ${KEY_LEN}-byte key`, { path: this.path, ino });

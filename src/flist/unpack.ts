@@ -186,7 +186,7 @@ export async function unpackFlist(manifest: string, target: string, options: Unp
         } else if (type === S_IFREG) {
           const fh = await open(host, 'wx', 0o600);
           try {
-            for await (const plain of source.content(reader.blocks(row.ino), row.size, path)) {
+            for await (const plain of source.content(reader.blocks(row.ino, row.size), row.size, path)) {
               await fh.write(plain);
               summary.bytes += plain.length;
               options.onProgress?.(summary.bytes, total);
@@ -251,7 +251,7 @@ export async function* catFile(manifest: string, path: string, options: BlockSou
     if (type === S_IFLNK) throw new VmimgError('USAGE', `'${path}' is a symlink to '${reader.extra(row.ino)?.toString() ?? ''}' (cat that path instead)`, { path });
     if (type !== S_IFREG) throw new VmimgError('USAGE', `'${path}' is not a regular file`, { path });
     const source = await BlockSource.create(options);
-    yield* source.content(reader.blocks(row.ino), row.size, path);
+    yield* source.content(reader.blocks(row.ino, row.size), row.size, path);
   } finally {
     reader.close();
   }

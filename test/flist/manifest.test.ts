@@ -97,6 +97,8 @@ test('hostile manifests are CORRUPT_MANIFEST, and unpack writes nothing outside 
     ['short-id', (db) => db.exec('UPDATE block SET id = substr(id, 1, 16)'), /32-byte id/],
     ['size', (db) => db.exec("UPDATE inode SET size = 99 WHERE name = 'g'"), /blocks hold 4 bytes, the manifest says 99/],
     ['negative', (db) => db.exec("UPDATE inode SET size = -5 WHERE name = 'g'"), /size -5 is not an integer/],
+    ['many-blocks', (db) => db.exec("INSERT INTO block (ino, id, key) SELECT ino, id, key FROM block, (SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5) WHERE ino = (SELECT ino FROM inode WHERE name = 'g')"), /has 6 blocks for 4 bytes/],
+    ['few-blocks', (db) => db.exec(`UPDATE inode SET size = ${64 * 1024 * 1024} WHERE name = 'g'`), /has 1 blocks for 67108864 bytes/],
     ['loop', (db) => db.exec("INSERT INTO inode (ino, parent, name, mode) VALUES (50, 1, 'x', 16877); UPDATE inode SET parent = 50 WHERE ino = 1"), /no root directory/],
   ];
   for (const [name, mutate, re] of cases) {
