@@ -11,14 +11,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, chownSync, existsSync, linkSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { installApkPackages, type ApkInstallRequest, type ApkInstallResult } from '../../src/rootfs/apk/index.js';
 import { FetchCache } from '../../src/rootfs/fetch/cache.js';
 import type { RawEntry } from '../../src/tree/types.js';
-import { makeApkRepo, type ApkPackageSpec, type ServedApkRepo } from '../helpers/apk-repo.js';
+import { tempDir as tempDirOf } from '../helpers/oracle.js';
+import { makeApkRepo, type ApkPackageSpec, type ServedApkRepo, MUSL } from '../helpers/apk-repo.js';
 
 function apkTool(t: TestContext): string | undefined {
   const apk = process.env['VMIMG_APK_TOOL'];
@@ -32,18 +32,8 @@ function apk(tool: string, args: string[]): { status: number; stdout: string; st
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
-function tempDir(t: TestContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'vmimg-apk-tool-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+const tempDir = (t: TestContext): string => tempDirOf(t, 'vmimg-apk-tool-');
 
-const MUSL: ApkPackageSpec = {
-  name: 'musl',
-  version: '1.2.5-r0',
-  provides: ['so:libc.musl-x86_64.so.1=1'],
-  files: [{ path: 'lib/', dir: true }, { path: 'lib/ld-musl-x86_64.so.1', content: 'musl loader', mode: 0o755 }, { path: 'lib/libc.musl-x86_64.so.1', symlink: 'ld-musl-x86_64.so.1' }],
-};
 const BUSYBOX: ApkPackageSpec = {
   name: 'busybox',
   version: '1.36.1-r29',

@@ -18,7 +18,7 @@ import { compareVersions, isValidVersion, operatorMask, versionMatches } from '.
 import { FetchCache } from '../../src/rootfs/fetch/cache.js';
 import { isVmimgError } from '../../src/util/errors.js';
 import { serve, type Fixture } from '../fetch/server.js';
-import { ApkRepo, type ApkPackageSpec } from '../helpers/apk-repo.js';
+import { ApkRepo, type ApkPackageSpec, MUSL } from '../helpers/apk-repo.js';
 import { oracle, run } from '../helpers/oracle.js';
 
 test('version ordering follows apk: numbers, leading zeros, letters, suffixes, revisions', () => {
@@ -84,12 +84,6 @@ test('gzip members: boundaries of a file concatenated by the gzip tool; generate
   assert.deepEqual(listing, ['.SIGN.RSA.k.rsa.pub', '.PKGINFO', 'usr/', 'usr/bin/', 'usr/bin/hello'], 'one tar stream over three gzip members, as apk-v2(5) describes');
 });
 
-const MUSL: ApkPackageSpec = {
-  name: 'musl',
-  version: '1.2.5-r0',
-  provides: ['so:libc.musl-x86_64.so.1=1'],
-  files: [{ path: 'lib/', dir: true }, { path: 'lib/ld-musl-x86_64.so.1', content: 'musl loader', mode: 0o755 }, { path: 'lib/libc.musl-x86_64.so.1', symlink: 'ld-musl-x86_64.so.1' }],
-};
 
 function python(version: string, extra: Partial<ApkPackageSpec> = {}): ApkPackageSpec {
   return {

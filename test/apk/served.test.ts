@@ -8,8 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { splitGzipMembers } from '../../src/rootfs/apk/gzip.js';
@@ -19,21 +18,11 @@ import { FetchCache } from '../../src/rootfs/fetch/cache.js';
 import { readTarFile } from '../../src/tree/tar.js';
 import type { RawEntry } from '../../src/tree/types.js';
 import { isVmimgError } from '../../src/util/errors.js';
-import { makeApkRepo, type ApkPackageSpec, type ServedApkRepo } from '../helpers/apk-repo.js';
-import { oracle, run } from '../helpers/oracle.js';
+import { makeApkRepo, type ApkPackageSpec, type ServedApkRepo, MUSL } from '../helpers/apk-repo.js';
+import { oracle, run, tempDir as tempDirOf } from '../helpers/oracle.js';
 
-function tempDir(t: TestContext, tag: string): string {
-  const dir = mkdtempSync(join(tmpdir(), `vmimg-apk-${tag}-`));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+const tempDir = (t: TestContext, tag: string): string => tempDirOf(t, `vmimg-apk-${tag}-`);
 
-const MUSL: ApkPackageSpec = {
-  name: 'musl',
-  version: '1.2.5-r0',
-  provides: ['so:libc.musl-x86_64.so.1=1'],
-  files: [{ path: 'lib/', dir: true }, { path: 'lib/ld-musl-x86_64.so.1', content: 'musl loader', mode: 0o755 }, { path: 'lib/libc.musl-x86_64.so.1', symlink: 'ld-musl-x86_64.so.1' }],
-};
 const BUSYBOX: ApkPackageSpec = {
   name: 'busybox',
   version: '1.36.1-r29',

@@ -363,3 +363,11 @@ export async function makeApkRepo(dir: string, spec: ApkRepoSpec): Promise<Serve
   }
   return out;
 }
+
+/** A musl package as Alpine ships it (the loader, the libc symlink, its so: provide), for tests. */
+export const MUSL: ApkPackageSpec = {
+  name: 'musl',
+  version: '1.2.5-r0',
+  provides: ['so:libc.musl-x86_64.so.1=1'],
+  files: [{ path: 'lib/', dir: true }, { path: 'lib/ld-musl-x86_64.so.1', content: 'musl loader', mode: 0o755 }, { path: 'lib/libc.musl-x86_64.so.1', symlink: 'ld-musl-x86_64.so.1' }],
+};
