@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
-import { after, before, test } from 'node:test';
+import { after, before, test, type TestContext } from 'node:test';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { blake2b } from 'hash-wasm';
 import { mapS3Error, openS3Store } from '../../src/flist/store/s3.js';
@@ -243,7 +243,8 @@ test('anonymous requests (no userinfo) reach the server unsigned', async () => {
   });
 });
 
-test('a server that accepts but never answers: STORE_UNREACHABLE through the request timeout', async (t) => {
+/** A TCP server on loopback that accepts connections and never answers: its port and open sockets. */
+async function silentServer(t: TestContext): Promise<{ port: number; sockets: Set<Socket> }> {
   const sockets = new Set<Socket>();
   const silent = createNetServer((s) => void sockets.add(s));
   await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
@@ -251,7 +252,11 @@ test('a server that accepts but never answers: STORE_UNREACHABLE through the req
     for (const s of sockets) s.destroy();
     silent.close();
   });
-  const port = (silent.address() as AddressInfo).port;
+  return { port: (silent.address() as AddressInfo).port, sockets };
+}
+
+test('a server that accepts but never answers: STORE_UNREACHABLE through the request timeout', async (t) => {
+  const { port } = await silentServer(t);
   const a = await blob(16);
   const e = await withStore(`s3://AK:${encodeURIComponent(TEST_SECRET_KEY)}@127.0.0.1:${port}/blobs`, (s) => failure(s.has(a.id)), {
     timeoutMs: 300, maxAttempts: 1,
@@ -287,14 +292,7 @@ test('server text quoted in an error is scrubbed of the secret (raw and percent-
 });
 
 test('close() aborts requests in flight (no retry outlives the store)', async (t) => {
-  const sockets = new Set<Socket>();
-  const silent = createNetServer((s) => void sockets.add(s));
-  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
-  t.after(() => {
-    for (const s of sockets) s.destroy();
-    silent.close();
-  });
-  const port = (silent.address() as AddressInfo).port;
+  const { port, sockets } = await silentServer(t);
   const a = await blob(16);
   const s = await openS3Store(`s3://AK:${encodeURIComponent(TEST_SECRET_KEY)}@127.0.0.1:${port}/blobs`, { timeoutMs: 60_000 });
   const pending = s.put(a.id, a.data);
