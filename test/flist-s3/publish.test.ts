@@ -8,7 +8,6 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { GetObjectCommand } from '@aws-sdk/client-s3';
 import Database from 'better-sqlite3';
 import { publishManifest } from '../../src/flist/publish.js';
 import { isVmimgError } from '../../src/util/errors.js';
@@ -25,16 +24,6 @@ function manifest(dir: string, name = 'demo.fl'): string {
   return path;
 }
 
-async function download(server: S3TestServer, bucket: string, key: string): Promise<Buffer> {
-  const c = server.client();
-  try {
-    const out = await c.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-    return Buffer.from(await out.Body!.transformToByteArray());
-  } finally {
-    c.destroy();
-  }
-}
-
 test('publish to s3: object key is the URL path after the bucket; bytes, size and sha256 match; URL has no secret', async (t) => {
   const server = await S3TestServer.start();
   t.after(() => server.dispose());
@@ -49,7 +38,7 @@ test('publish to s3: object key is the URL path after the bucket; bytes, size an
   assert.equal(r.sha256, createHash('sha256').update(original).digest('hex'));
   assert.equal(r.url, `s3://${TEST_ACCESS_KEY}@127.0.0.1:${server.port}/manifests/flists/v1/demo.fl?region=us-east-1`);
   assertNoSecret(r);
-  const back = await download(server, 'manifests', 'flists/v1/demo.fl');
+  const back = await server.getObject('manifests', 'flists/v1/demo.fl');
   assert.deepEqual(back, original);
   const copy = join(dir, 'back.fl');
   writeFileSync(copy, back);
@@ -60,7 +49,7 @@ test('publish to s3: object key is the URL path after the bucket; bytes, size an
   // A path ending in '/' takes the file's name; the blob bucket is untouched.
   const r2 = await publishManifest(fl, server.url('manifests', { prefix: 'latest/' }));
   assert.ok(r2.url.includes('/manifests/latest/demo.fl?'), r2.url);
-  assert.deepEqual(await download(server, 'manifests', 'latest/demo.fl'), original);
+  assert.deepEqual(await server.getObject('manifests', 'latest/demo.fl'), original);
   assert.ok(!server.puts.some((p) => p.startsWith('blobs/')));
 });
 
@@ -135,7 +124,7 @@ test('publish takes credentials from the config file when the URL has none', asy
   writeFileSync(conf, `S3_ACCESS_KEY=${TEST_ACCESS_KEY}\nS3_SECRET_KEY='${TEST_SECRET_KEY}'\n`);
   const r = await publishManifest(fl, `s3://127.0.0.1:${server.port}/manifests/conf/demo.fl`, { configPath: conf });
   assert.equal(r.url, `s3://${TEST_ACCESS_KEY}@127.0.0.1:${server.port}/manifests/conf/demo.fl`);
-  assert.deepEqual(await download(server, 'manifests', 'conf/demo.fl'), readFileSync(fl));
+  assert.deepEqual(await server.getObject('manifests', 'conf/demo.fl'), readFileSync(fl));
   // The request was signed with the configured key (the harness checks SigV4).
   assert.ok(server.puts.includes('manifests/conf/demo.fl'));
 });

@@ -20,7 +20,7 @@ import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 
 const require = createRequire(import.meta.url);
 
@@ -104,6 +104,17 @@ export class S3TestServer {
       credentials: { accessKeyId: TEST_ACCESS_KEY, secretAccessKey: TEST_SECRET_KEY },
       ...(this.tls ? { requestHandler: { httpsAgent: new HttpsAgent({ ca: this.tls.cert }) } } : {}),
     });
+  }
+
+  /** The stored bytes of `key` in `bucket`, read with a fresh SDK client. */
+  async getObject(bucket: string, key: string): Promise<Buffer> {
+    const c = this.client();
+    try {
+      const out = await c.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      return Buffer.from(await out.Body!.transformToByteArray());
+    } finally {
+      c.destroy();
+    }
   }
 
   async createBucket(name: string): Promise<void> {

@@ -8,7 +8,6 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { after, before, test, type TestContext } from 'node:test';
-import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { blake2b } from 'hash-wasm';
 import { mapS3Error, openS3Store } from '../../src/flist/store/s3.js';
 import { parseS3Url, redactUrl } from '../../src/flist/store/s3-url.js';
@@ -48,16 +47,6 @@ async function failure(p: Promise<unknown>): Promise<VmimgError> {
   assert.fail('expected a failure');
 }
 
-async function objectBytes(key: string, bucket = 'blobs'): Promise<Buffer> {
-  const c = server.client();
-  try {
-    const out = await c.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-    return Buffer.from(await out.Body!.transformToByteArray());
-  } finally {
-    c.destroy();
-  }
-}
-
 async function withStore<T>(url: string, fn: (s: BlobStore) => Promise<T>, options = {}): Promise<T> {
   const s = await openS3Store(url, { timeoutMs: 5000, ...options });
   try {
@@ -83,7 +72,7 @@ test('put/has/get round trip; one object per blob keyed by lowercase hex; put is
     assert.deepEqual(await s.get(b.id), b.data);
     assert.equal(await s.has(b.id), true);
   });
-  assert.deepEqual(await objectBytes(a.hex), a.data);
+  assert.deepEqual(await server.getObject('blobs', a.hex), a.data);
   assert.match(a.hex, /^[0-9a-f]{64}$/);
   assert.ok(server.puts.includes(`blobs/${a.hex}`));
 });
@@ -91,7 +80,7 @@ test('put/has/get round trip; one object per blob keyed by lowercase hex; put is
 test('key prefix from path segments or ?prefix= (same objects)', async () => {
   const a = await blob(1000);
   await withStore(server.url('blobs', { prefix: 'team/store' }), (s) => s.put(a.id, a.data));
-  assert.deepEqual(await objectBytes(`team/store/${a.hex}`), a.data);
+  assert.deepEqual(await server.getObject('blobs', `team/store/${a.hex}`), a.data);
   await withStore(`${server.url('blobs')}&prefix=team/store/`, async (s) => {
     assert.equal(await s.has(a.id), true);
     assert.deepEqual(await s.get(a.id), a.data);
