@@ -58,7 +58,12 @@ export function findEntry(entries: readonly RawEntry[], imagePath: string): RawE
 /** The bytes of the regular file at `imagePath`, or undefined; refused above `max` bytes. */
 export async function readEntryBytes(entries: readonly RawEntry[], imagePath: string, max: number): Promise<Buffer | undefined> {
   const e = findEntry(entries, imagePath);
-  if (!e || e.type !== 'file' || !e.content) return undefined;
+  return e ? entryBytes(e, imagePath, max) : undefined;
+}
+
+/** The bytes of entry `e` (found at `imagePath`) when it is a regular file; refused above `max` bytes. */
+async function entryBytes(e: RawEntry, imagePath: string, max: number): Promise<Buffer | undefined> {
+  if (e.type !== 'file' || !e.content) return undefined;
   if (e.size > max) throw new VmimgError('INVALID_RECIPE', `base file '${imagePath}' is ${e.size} bytes, more than the ${max} expected`, { path: imagePath, size: e.size });
   return Buffer.from(e.size === 0 ? new Uint8Array() : await e.content.read(0, e.size));
 }
@@ -72,7 +77,7 @@ export async function baseKeys(entries: readonly RawEntry[]): Promise<Map<string
     const name = e.path.subarray(dir.length).toString();
     if (name.includes('/') || !name.endsWith('.pub')) continue;
     if (keys.size >= 64) break;
-    const pem = await readEntryBytes(entries, `/etc/apk/keys/${name}`, 16 * 1024);
+    const pem = await entryBytes(e, `/etc/apk/keys/${name}`, 16 * 1024);
     if (pem) keys.set(name, pem.toString('utf8'));
   }
   return keys;
