@@ -45,11 +45,6 @@ async function loadSmall(file: PlacedInode): Promise<Uint8Array[]> {
 }
 
 /**
- * Reads file contents in the order their pieces are written. Small files are read whole a few
- * dozen ahead (their stream() once each, concurrently, so the I/O latency of many small files
- * overlaps); larger files stream piece by piece. Every stream must yield exactly the planned size.
- */
-/**
  * Buffers for small files read straight from their host path (readSmallFileInto): one per file
  * read ahead, returned once the file has been written out (the sink copies what it is given), so
  * 10k small files cost no allocation or garbage collection per file.
@@ -75,6 +70,11 @@ class BufferPool {
   }
 }
 
+/**
+ * Reads file contents in the order their pieces are written. Small files are read whole a few
+ * dozen ahead (their stream() once each, concurrently, so the I/O latency of many small files
+ * overlaps); larger files stream piece by piece. Every stream must yield exactly the planned size.
+ */
 class ContentReader {
   readonly #order: PlacedInode[];
   readonly #pool = new BufferPool(SMALL_FILE, PREFETCH_FILES + 2);
