@@ -3,6 +3,9 @@
  *   seekData(fd, offset)  -> lseek(fd, offset, SEEK_DATA), or -1 when there is no data after offset (ENXIO)
  *   seekHole(fd, offset)  -> lseek(fd, offset, SEEK_HOLE)
  *   allocate(fd, offset, length) -> posix_fallocate: physically allocate a range (preallocation=falloc)
+ *   punchHole(fd, offset, length) -> fallocate(PUNCH_HOLE | KEEP_SIZE): deallocate a range so it reads
+ *                                    as zeros without changing the file size (qemu's write-zeroes with
+ *                                    MAY_UNMAP on a file, file-posix.c handle_aiocb_write_zeroes_unmap)
  * Errors throw a JS Error whose `code` is the errno name (e.g. "EINVAL"). Offsets are doubles
  * holding integers below 2^53.
  */
@@ -10,6 +13,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <string.h>
 #include <unistd.h>
 #include <node_api.h>
@@ -25,6 +29,7 @@ static napi_value throw_errno(napi_env env, int err, const char *what) {
     case EOPNOTSUPP: code = "EOPNOTSUPP"; break;
     case ENXIO: code = "ENXIO"; break;
     case ESPIPE: code = "ESPIPE"; break;
+    case ENOSYS: code = "ENOSYS"; break;
     default: break;
   }
   snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
@@ -73,11 +78,21 @@ static napi_value allocate(napi_env env, napi_callback_info info) {
   return out;
 }
 
+static napi_value punch_hole(napi_env env, napi_callback_info info) {
+  int fd; double off, len;
+  if (!get_args(env, info, 3, &fd, &off, &len)) return NULL;
+  if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) != 0) return throw_errno(env, errno, "fallocate(PUNCH_HOLE)");
+  napi_value out;
+  napi_get_undefined(env, &out);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "seekData", NULL, seek_data, NULL, NULL, NULL, napi_default, NULL },
     { "seekHole", NULL, seek_hole, NULL, NULL, NULL, napi_default, NULL },
     { "allocate", NULL, allocate, NULL, NULL, NULL, napi_default, NULL },
+    { "punchHole", NULL, punch_hole, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -1,5 +1,6 @@
 /** A progress bar on stderr (cli-progress) for long-running commands (-p). */
-import cliProgress from 'cli-progress';
+import type CliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
 
 export interface Progress {
   update(done: number, total: number): void;
@@ -8,6 +9,8 @@ export interface Progress {
 
 export function progressBar(enabled: boolean): Progress {
   if (!enabled) return { update: () => undefined, stop: () => undefined };
+  // Loaded only when a bar is shown: its 18 modules cost every run start-up time otherwise.
+  const cliProgress = createRequire(import.meta.url)('cli-progress') as typeof CliProgress;
   const bar = new cliProgress.SingleBar(
     { format: '    ({percentage}/100%) [{bar}] {value}/{total} MiB', stream: process.stderr, hideCursor: true, noTTYOutput: true, notTTYSchedule: 2000 },
     cliProgress.Presets.shades_classic,

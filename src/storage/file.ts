@@ -142,4 +142,22 @@ export class FileStorage implements Storage {
       throw fromSystemError(e, this.name, 'write');
     }
   }
+
+  /**
+   * Punches a hole (the range reads as zeros, the size is kept), as QEMU's file driver answers a
+   * write-zeroes request that may unmap. False when the native helper or the file system cannot.
+   */
+  async punchHole(offset: number, length: number): Promise<boolean> {
+    if (!this.writable) throw new VmimgError('WRITE_FAILED', `'${this.name}' is open read-only`, { path: this.name });
+    checkRange(this.name, offset, length, Number.MAX_SAFE_INTEGER);
+    if (!native?.punchHole || length === 0) return length === 0;
+    try {
+      native.punchHole(this.fh.fd, offset, length);
+      return true;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EOPNOTSUPP' || code === 'ENOSYS' || code === 'EINVAL') return false;
+      throw fromSystemError(e, this.name, 'write');
+    }
+  }
 }

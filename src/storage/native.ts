@@ -12,6 +12,8 @@ export interface NativeHelpers {
   seekHole(fd: number, offset: number): number;
   /** posix_fallocate(fd, offset, length). */
   allocate(fd: number, offset: number, length: number): void;
+  /** fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length). */
+  punchHole?(fd: number, offset: number, length: number): void;
 }
 
 function load(): NativeHelpers | undefined {

@@ -30,6 +30,11 @@ export interface Storage {
   blockStatus?(offset: number, length: number): Promise<{ data: boolean; length: number }>;
   /** Physically allocates a range (preallocation=falloc). Optional: callers write zeros instead. */
   allocate?(offset: number, length: number): Promise<void>;
+  /**
+   * Deallocates a range so it reads as zeros, keeping the size (fallocate PUNCH_HOLE|KEEP_SIZE).
+   * Optional; resolves false when the file system cannot punch holes (callers then write zeros).
+   */
+  punchHole?(offset: number, length: number): Promise<boolean>;
 }
 
 /** Largest single read/write we issue, so a corrupt length can never size a huge buffer. */

@@ -122,3 +122,24 @@ test('convert -n writes into existing qcow2 images in place (over old data, into
   assert.equal(refused.status, 1);
   assert.match(refused.stderr, /UNSUPPORTED_OPTION/);
 });
+
+test('convert -n into an existing raw file punches holes where the source reads as zeros, as qemu-img does', async (t) => {
+  const dir = tempDir(t);
+  if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
+  const { statSync, writeFileSync } = await import('node:fs');
+  const raw = patternSource(dir);
+  const size = statSync(raw).size;
+  const mine = join(dir, 'mine.raw');
+  const theirs = join(dir, 'theirs.raw');
+  for (const f of [mine, theirs]) writeFileSync(f, Buffer.alloc(size, 0x77));
+  const r = await vmimg(['convert', '-n', '-f', 'raw', '-O', 'raw', raw, mine]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(qemuImg(['convert', '-n', '-f', 'raw', '-O', 'raw', raw, theirs]).status, 0);
+  assert.equal(qemuImg(['compare', '-f', 'raw', '-F', 'raw', raw, mine]).status, 0);
+  // The old bytes under the source's holes are gone from the disk, not overwritten with zeros.
+  const allocated = statSync(mine).blocks * 512;
+  assert.ok(allocated < size, `${allocated} bytes allocated of ${size}`);
+  assert.equal(allocated, statSync(theirs).blocks * 512);
+  // And the hole map equals qemu-img's own result.
+  assert.equal(qemuImg(['map', '--output=json', '-f', 'raw', mine]).stdout, qemuImg(['map', '--output=json', '-f', 'raw', theirs]).stdout.replaceAll('theirs', 'mine'));
+});

@@ -91,19 +91,20 @@ interface Where {
 
 async function emit(src: MapSource, out: Extent[], type: SubclusterType, entry: Word, w: Where): Promise<void> {
   const s = src.s;
-  const at = `(L2 offset: ${altHex(w.l2Offset)}, L2 index: ${altHex(w.l2Index)})`;
-  if (s.version < 3 && (type === 'zero-plain' || type === 'zero-alloc')) throw corrupt(s, `Zero cluster entry found in pre-v3 image ${at}`);
+  // Only built for an error message: this runs once per cluster.
+  const at = (): string => `(L2 offset: ${altHex(w.l2Offset)}, L2 index: ${altHex(w.l2Index)})`;
+  if (s.version < 3 && (type === 'zero-plain' || type === 'zero-alloc')) throw corrupt(s, `Zero cluster entry found in pre-v3 image ${at()}`);
   switch (type) {
     case 'invalid':
-      throw corrupt(s, `Invalid cluster entry found  ${at}`);
+      throw corrupt(s, `Invalid cluster entry found  ${at()}`);
     case 'unallocated-plain':
       return push(out, { kind: 'unallocated', start: w.pos, length: w.length });
     case 'zero-plain':
       return push(out, { kind: 'zero', start: w.pos, length: w.length });
     case 'compressed': {
-      if (s.hasDataFile) throw corrupt(s, `Compressed cluster entry found in image with external data file ${at}`);
+      if (s.hasDataFile) throw corrupt(s, `Compressed cluster entry found in image with external data file ${at()}`);
       const ref = compressedRef(entry, s.clusterBits);
-      if (!Number.isSafeInteger(ref.offset + ref.length)) throw corrupt(s, `compressed cluster offset ${altHex(ref.offset)} is beyond what vmimg can address ${at}`);
+      if (!Number.isSafeInteger(ref.offset + ref.length)) throw corrupt(s, `compressed cluster offset ${altHex(ref.offset)} is beyond what vmimg can address ${at()}`);
       return push(out, {
         kind: 'compressed',
         start: w.pos,
@@ -118,9 +119,9 @@ async function emit(src: MapSource, out: Extent[], type: SubclusterType, entry: 
     }
     default: {
       const cluster = entryOffset(entry);
-      if (cluster % s.clusterSize !== 0) throw corrupt(s, `Cluster allocation offset ${altHex(cluster)} unaligned ${at}`);
+      if (cluster % s.clusterSize !== 0) throw corrupt(s, `Cluster allocation offset ${altHex(cluster)} unaligned ${at()}`);
       const offset = cluster + (w.pos - w.cStart);
-      if (!Number.isSafeInteger(offset + w.length)) throw corrupt(s, `cluster offset ${altHex(cluster)} is beyond what vmimg can address ${at}`);
+      if (!Number.isSafeInteger(offset + w.length)) throw corrupt(s, `cluster offset ${altHex(cluster)} is beyond what vmimg can address ${at()}`);
       const storage = await src.dataStorage();
       if (type === 'normal') return push(out, { kind: 'data', start: w.pos, length: w.length, storage, offset });
       if (type === 'zero-alloc') return push(out, { kind: 'zero', start: w.pos, length: w.length, storage, offset });

@@ -132,7 +132,9 @@ async function convertIntoExisting(req: ConvertRequest, total: number, copy: (w:
       virtualSize: size,
       granularity: 512,
       write: (offset, data) => storage.write(offset, data),
+      // qemu-img convert zeroes with BDRV_REQ_MAY_UNMAP: file-posix punches a hole first.
       async writeZeroes(offset, length) {
+        if (await storage.punchHole(offset, length)) return;
         for (let done = 0; done < length; done += zeros.length) await storage.write(offset + done, zeros.subarray(0, Math.min(zeros.length, length - done)));
       },
       finish: async () => {
