@@ -2,8 +2,11 @@
  * bench/convert: vmimg convert next to qemu-img convert on the same source, in one run.
  * Source: 4 GiB virtual raw image holding 2 GiB of random data, 1 GiB of written zeros and a
  * 1 GiB hole (qemu-img's reference measurement shape). Cases: raw→qcow2, qcow2→raw, raw→vmdk,
- * raw→vhdx, raw→qcow2 -c zstd. Prints wall times, ratio vmimg/qemu-img and peak RSS of each.
- * Usage: node dist/bench/convert.js [rounds] [workdir]   (workdir needs ~12 GiB free)
+ * raw→vhdx, raw→qcow2 -c zstd. Each round runs qemu-img then vmimg on every case (interleaved, so
+ * both see the same machine state); prints the best and the median wall time of each tool, the
+ * ratios vmimg/qemu-img of both, and peak RSS. On a VM the kernel's cost of filling fresh page
+ * cache pages varies several-fold between runs of the same command; the median shows it.
+ * Usage: node dist/bench/convert.js [rounds (default 5)] [workdir]   (workdir needs ~12 GiB free)
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -11,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const rounds = Number(process.argv[2] ?? 1);
+const rounds = Number(process.argv[2] ?? 5);
 const dir = process.argv[3] ?? mkdtempSync(join(tmpdir(), 'vmimg-bench-convert-'));
 const cli = resolve(fileURLToPath(import.meta.url), '../../src/cli/vmimg.cjs');
 const GiB = 1 << 30;
@@ -43,24 +46,30 @@ const cases: Array<{ name: string; args: string[] }> = [
   { name: 'raw→qcow2 -c zstd', args: ['-c', '-f', 'raw', '-O', 'qcow2', '-o', 'compression_type=zstd', 'src.raw', 'out.zst.qcow2'] },
 ];
 
-console.log(`convert of a 4 GiB virtual / 2 GiB data image (1 GiB zeros, 1 GiB hole); best of ${rounds}`);
-console.log('case                 qemu-img s  vmimg s  ratio  qemu RSS MiB  vmimg RSS MiB');
+console.log(`convert of a 4 GiB virtual / 2 GiB data image (1 GiB zeros, 1 GiB hole); ${rounds} interleaved rounds`);
+console.log('case                 qemu best/median s  vmimg best/median s  ratio best/median  qemu RSS MiB  vmimg RSS MiB');
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
 for (const c of cases) {
-  let best: { q?: { s: number; rssMiB: number }; v?: { s: number; rssMiB: number }; err?: string } = {};
+  const q: number[] = [];
+  const v: number[] = [];
+  let rss = { q: 0, v: 0 };
+  let err: string | undefined;
   for (let i = 0; i < rounds; i++) {
-    const q = timed('qemu-img', ['convert', ...c.args]);
-    sh('rm', ['-f', c.args[c.args.length - 1]!]);
-    const v = timed(process.execPath, [cli, 'convert', ...c.args]);
-    sh('rm', ['-f', c.args[c.args.length - 1]!]);
-    if ('error' in v) best.err = v.error;
-    if ('s' in q && (!best.q || q.s < best.q.s)) best.q = q;
-    if ('s' in v && (!best.v || v.s < best.v.s)) best.v = v;
+    const out = c.args[c.args.length - 1]!;
+    const a = timed('qemu-img', ['convert', ...c.args]);
+    sh('rm', ['-f', out]);
+    const b = timed(process.execPath, [cli, 'convert', ...c.args]);
+    sh('rm', ['-f', out]);
+    if ('s' in a) (q.push(a.s), (rss.q = Math.max(rss.q, a.rssMiB)));
+    if ('s' in b) (v.push(b.s), (rss.v = Math.max(rss.v, b.rssMiB)));
+    else err = b.error;
   }
-  const q = best.q;
-  const v = best.v;
-  const ratio = q && v ? (v.s / q.s).toFixed(2) : '-';
-  console.log(
-    `${c.name.padEnd(20)} ${q ? q.s.toFixed(2).padStart(9) : '        -'} ${v ? v.s.toFixed(2).padStart(8) : '       -'} ${ratio.padStart(6)} ${q ? q.rssMiB.toFixed(0).padStart(13) : ''} ${v ? v.rssMiB.toFixed(0).padStart(14) : ''}${best.err && !v ? `   vmimg: ${best.err}` : ''}`,
-  );
+  const f = (x: number): string => x.toFixed(2);
+  const pair = (xs: number[]): string => (xs.length ? `${f(Math.min(...xs))}/${f(median(xs))}` : '-');
+  const ratio = q.length && v.length ? `${f(Math.min(...v) / Math.min(...q))}/${f(median(v) / median(q))}` : '-';
+  console.log(`${c.name.padEnd(20)} ${pair(q).padStart(18)} ${pair(v).padStart(20)} ${ratio.padStart(18)} ${rss.q.toFixed(0).padStart(13)} ${rss.v.toFixed(0).padStart(14)}${err ? `   vmimg: ${err}` : ''}`);
 }
 if (process.argv[3] === undefined) rmSync(dir, { recursive: true, force: true });

@@ -81,3 +81,20 @@ test('-S decides holes like qemu-img: the output maps equal qemu-img output maps
     }
   }
 });
+
+test('-p draws a progress bar on stderr that ends at 100% (the real executable, whose stderr cli-progress writes)', async (t) => {
+  const dir = tempDir(t);
+  const { writeFileSync } = await import('node:fs');
+  const { spawnSync } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const exe = fileURLToPath(new URL('../../src/cli/vmimg.cjs', import.meta.url));
+  writeFileSync(join(dir, 'src.raw'), Buffer.alloc(3 << 20, 5));
+  const convert = (extra: string[], out: string) =>
+    spawnSync(process.execPath, [exe, 'convert', ...extra, '-f', 'raw', '-O', 'qcow2', join(dir, 'src.raw'), join(dir, out)], { encoding: 'utf8' });
+  const r = convert(['-p'], 'out.qcow2');
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /\(100\/100%\) \[[^\]]+\] 3\/3 MiB/);
+  const quiet = convert([], 'out2.qcow2');
+  assert.equal(quiet.status, 0, quiet.stderr);
+  assert.equal(quiet.stderr, '');
+});
