@@ -6,6 +6,10 @@
  *   punchHole(fd, offset, length) -> fallocate(PUNCH_HOLE | KEEP_SIZE): deallocate a range so it reads
  *                                    as zeros without changing the file size (qemu's write-zeroes with
  *                                    MAY_UNMAP on a file, file-posix.c handle_aiocb_write_zeroes_unmap)
+ *   readFilesSync(paths, sizes, buffers) -> Float64Array: reads whole small files in one call
+ *                                    (see read_files_sync below)
+ *   copyFiles(dstFd, paths, sizes, offsets) -> Promise<Float64Array>: copies whole files into
+ *                                    another file at given offsets on a pool thread (copy_files)
  * Errors throw a JS Error whose `code` is the errno name (e.g. "EINVAL"). Offsets are doubles
  * holding integers below 2^53.
  */
@@ -16,6 +20,9 @@
 #include <linux/falloc.h>
 #include <string.h>
 #include <unistd.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <node_api.h>
 
 static napi_value throw_errno(napi_env env, int err, const char *what) {
@@ -87,12 +94,294 @@ static napi_value punch_hole(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/*
+ * readFilesSync(paths: (string | Buffer)[], sizes: number[], buffers: Uint8Array[]): Float64Array
+ *
+ * For each i: open(paths[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC), read
+ * exactly sizes[i] bytes into buffers[i] (pread from offset 0), probe one byte at sizes[i], close.
+ * The result holds 2 numbers per file: [status, bytes read], status 0 = exactly sizes[i]
+ * bytes, > 0 = the errno of open or read, -1 = the file ended early, -2 = it is longer than
+ * sizes[i]. Files are independent: one failing does not stop the others. (copyFiles below runs
+ * the same batch machinery on a pool thread.)
+ */
+typedef struct {
+  char *path;
+  uint8_t *buf;
+  size_t size;
+  double status;
+  double done;
+  /* copyFiles: destination offset; the write errno (0 = none). */
+  double dst_offset;
+  double werr;
+} file_job;
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  size_t n;
+  file_job *jobs;
+  napi_ref *refs;
+  /* copyFiles: the destination descriptor, else -1. */
+  int dst_fd;
+} file_batch;
+
+static void batch_free(napi_env env, file_batch *b) {
+  for (size_t i = 0; i < b->n; i++) {
+    free(b->jobs[i].path);
+    if (b->refs && b->refs[i]) napi_delete_reference(env, b->refs[i]);
+  }
+  free(b->jobs);
+  free(b->refs);
+  free(b);
+}
+
+static void read_one(file_job *j) {
+  int fd;
+  do fd = open(j->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC); while (fd < 0 && errno == EINTR);
+  if (fd < 0) { j->status = errno; return; }
+  size_t done = 0;
+  j->status = 0;
+  while (done < j->size) {
+    ssize_t r = pread(fd, j->buf + done, j->size - done, (off_t)done);
+    if (r < 0) { if (errno == EINTR) continue; j->status = errno; break; }
+    if (r == 0) { j->status = -1; break; }
+    done += (size_t)r;
+  }
+  if (j->status == 0) {
+    uint8_t probe;
+    ssize_t r;
+    do r = pread(fd, &probe, 1, (off_t)j->size); while (r < 0 && errno == EINTR);
+    if (r < 0) j->status = errno;
+    else if (r > 0) j->status = -2;
+  }
+  j->done = (double)done;
+  close(fd);
+}
+
+static napi_value batch_results(napi_env env, file_batch *b);
+
+/* Copies exactly j->size bytes of j->path to dst at j->dst_offset through a bounce buffer (see copyFiles). */
+static void copy_one(file_job *j, int dst, uint8_t *bounce, size_t bounce_size) {
+  int fd;
+  do fd = open(j->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC); while (fd < 0 && errno == EINTR);
+  if (fd < 0) { j->status = errno; return; }
+  size_t done = 0;
+  j->status = 0;
+  while (done < j->size && j->status == 0 && j->werr == 0) {
+    size_t want = j->size - done < bounce_size ? j->size - done : bounce_size;
+    ssize_t r = pread(fd, bounce, want, (off_t)done);
+    if (r < 0) { if (errno == EINTR) continue; j->status = errno; break; }
+    if (r == 0) { j->status = -1; break; }
+    size_t w = 0;
+    while (w < (size_t)r) {
+      ssize_t k = pwrite(dst, bounce + w, (size_t)r - w, (off_t)j->dst_offset + (off_t)(done + w));
+      if (k < 0) { if (errno == EINTR) continue; j->werr = errno; break; }
+      w += (size_t)k;
+    }
+    done += w;
+  }
+  if (j->status == 0 && j->werr == 0) {
+    uint8_t probe;
+    ssize_t r;
+    do r = pread(fd, &probe, 1, (off_t)j->size); while (r < 0 && errno == EINTR);
+    if (r < 0) j->status = errno;
+    else if (r > 0) j->status = -2;
+  }
+  j->done = (double)done;
+  close(fd);
+}
+
+#define BOUNCE_SIZE (256 * 1024)
+
+static void batch_execute(napi_env env, void *data) {
+  (void)env;
+  file_batch *b = data;
+  if (b->dst_fd < 0) {
+    for (size_t i = 0; i < b->n; i++) read_one(&b->jobs[i]);
+    return;
+  }
+  uint8_t *bounce = malloc(BOUNCE_SIZE);
+  for (size_t i = 0; i < b->n; i++) {
+    if (bounce) copy_one(&b->jobs[i], b->dst_fd, bounce, BOUNCE_SIZE);
+    else b->jobs[i].status = ENOMEM;
+  }
+  free(bounce);
+}
+
+static void batch_complete(napi_env env, napi_status status, void *data) {
+  file_batch *b = data;
+  napi_value out = status == napi_ok ? batch_results(env, b) : NULL;
+  if (out) {
+    napi_resolve_deferred(env, b->deferred, out);
+  } else {
+    napi_value msg, err;
+    napi_create_string_utf8(env, "copyFiles: could not deliver results", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &err);
+    napi_reject_deferred(env, b->deferred, err);
+  }
+  napi_delete_async_work(env, b->work);
+  batch_free(env, b);
+}
+
+/* A copy of a path argument (string or Buffer/Uint8Array) with a terminating NUL; NULL on error. */
+static char *path_arg(napi_env env, napi_value v) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok) return NULL;
+  if (t == napi_string) {
+    size_t len;
+    if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) return NULL;
+    char *p = malloc(len + 1);
+    if (p && napi_get_value_string_utf8(env, v, p, len + 1, &len) != napi_ok) { free(p); return NULL; }
+    return p;
+  }
+  bool is_ta;
+  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta) return NULL;
+  napi_typedarray_type tt;
+  size_t len;
+  void *bytes;
+  if (napi_get_typedarray_info(env, v, &tt, &len, &bytes, NULL, NULL) != napi_ok || tt != napi_uint8_array) return NULL;
+  if (memchr(bytes, 0, len) != NULL) return NULL;
+  char *p = malloc(len + 1);
+  if (!p) return NULL;
+  memcpy(p, bytes, len);
+  p[len] = 0;
+  return p;
+}
+
+/* Parses (paths, sizes, buffers) into a batch (references taken); NULL with a JS exception pending. */
+static file_batch *batch_parse(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) {
+    napi_throw_type_error(env, NULL, "readFilesSync(paths, sizes, buffers)");
+    return NULL;
+  }
+  uint32_t n, n2, n3;
+  if (napi_get_array_length(env, argv[0], &n) != napi_ok || napi_get_array_length(env, argv[1], &n2) != napi_ok ||
+      napi_get_array_length(env, argv[2], &n3) != napi_ok || n != n2 || n != n3) {
+    napi_throw_type_error(env, NULL, "readFilesSync: paths, sizes and buffers must be arrays of one length");
+    return NULL;
+  }
+  file_batch *b = calloc(1, sizeof *b);
+  if (!b) { napi_throw_error(env, "ENOMEM", "readFilesSync: out of memory"); return NULL; }
+  b->jobs = calloc(n ? n : 1, sizeof *b->jobs);
+  b->refs = calloc(n ? n : 1, sizeof *b->refs);
+  if (!b->jobs || !b->refs) { batch_free(env, b); napi_throw_error(env, "ENOMEM", "readFilesSync: out of memory"); return NULL; }
+  b->n = n;
+  b->dst_fd = -1;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value p, sz, buf;
+    double size;
+    napi_typedarray_type tt;
+    size_t len;
+    void *bytes;
+    bool is_ta = false;
+    if (napi_get_element(env, argv[0], i, &p) != napi_ok || napi_get_element(env, argv[1], i, &sz) != napi_ok ||
+        napi_get_element(env, argv[2], i, &buf) != napi_ok || napi_get_value_double(env, sz, &size) != napi_ok ||
+        napi_is_typedarray(env, buf, &is_ta) != napi_ok || !is_ta ||
+        napi_get_typedarray_info(env, buf, &tt, &len, &bytes, NULL, NULL) != napi_ok || tt != napi_uint8_array ||
+        !(size >= 0) || size > (double)len || (b->jobs[i].path = path_arg(env, p)) == NULL ||
+        napi_create_reference(env, buf, 1, &b->refs[i]) != napi_ok) {
+      batch_free(env, b);
+      napi_throw_type_error(env, NULL, "readFilesSync: each path must be a string or NUL-free bytes, each size fit its buffer");
+      return NULL;
+    }
+    b->jobs[i].buf = bytes;
+    b->jobs[i].size = (size_t)size;
+  }
+  return b;
+}
+
+/* [status, bytes read] per file as a Float64Array; NULL on failure. */
+static napi_value batch_results(napi_env env, file_batch *b) {
+  napi_value out, ab;
+  double *results = NULL;
+  size_t per = b->dst_fd < 0 ? 2 : 3;
+  if (napi_create_arraybuffer(env, b->n * per * sizeof(double), (void **)&results, &ab) != napi_ok ||
+      napi_create_typedarray(env, napi_float64_array, b->n * per, ab, 0, &out) != napi_ok) return NULL;
+  for (size_t i = 0; i < b->n; i++) {
+    results[per * i] = b->jobs[i].status;
+    results[per * i + 1] = b->jobs[i].done;
+    if (per == 3) results[per * i + 2] = b->jobs[i].werr;
+  }
+  return out;
+}
+
+/* readFilesSync(paths, sizes, buffers): the same reads on the calling thread; returns the results. */
+static napi_value read_files_sync(napi_env env, napi_callback_info info) {
+  file_batch *b = batch_parse(env, info);
+  if (!b) return NULL;
+  batch_execute(env, b);
+  napi_value out = batch_results(env, b);
+  batch_free(env, b);
+  if (!out) napi_throw_error(env, "ENOMEM", "readFilesSync: could not deliver results");
+  return out;
+}
+
+/*
+ * copyFiles(dstFd, paths, sizes, offsets): Promise<Float64Array>
+ *
+ * For each i, on a libuv pool thread: open(paths[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC), copy
+ * exactly sizes[i] bytes to dstFd at offsets[i] (pread/pwrite through one 256 KiB buffer), probe
+ * one byte at sizes[i], close. Resolves with 3 numbers per file: [status, bytes copied, write
+ * errno]; status as readFilesSync (0 ok, > 0 errno of open/read, -1 ended early, -2 longer), write
+ * errno 0 when every write succeeded. The caller keeps dstFd open until the promise settles.
+ */
+static napi_value copy_files(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) {
+    napi_throw_type_error(env, NULL, "copyFiles(dstFd, paths, sizes, offsets)");
+    return NULL;
+  }
+  int32_t dst;
+  uint32_t n, n2, n3;
+  if (napi_get_value_int32(env, argv[0], &dst) != napi_ok || dst < 0 ||
+      napi_get_array_length(env, argv[1], &n) != napi_ok || napi_get_array_length(env, argv[2], &n2) != napi_ok ||
+      napi_get_array_length(env, argv[3], &n3) != napi_ok || n != n2 || n != n3) {
+    napi_throw_type_error(env, NULL, "copyFiles: a descriptor and three arrays of one length");
+    return NULL;
+  }
+  file_batch *b = calloc(1, sizeof *b);
+  if (!b) { napi_throw_error(env, "ENOMEM", "copyFiles: out of memory"); return NULL; }
+  b->jobs = calloc(n ? n : 1, sizeof *b->jobs);
+  if (!b->jobs) { batch_free(env, b); napi_throw_error(env, "ENOMEM", "copyFiles: out of memory"); return NULL; }
+  b->n = n;
+  b->dst_fd = dst;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value p, sz, off;
+    double size, offset;
+    if (napi_get_element(env, argv[1], i, &p) != napi_ok || napi_get_element(env, argv[2], i, &sz) != napi_ok ||
+        napi_get_element(env, argv[3], i, &off) != napi_ok || napi_get_value_double(env, sz, &size) != napi_ok ||
+        napi_get_value_double(env, off, &offset) != napi_ok || !(size >= 0) || !(offset >= 0) ||
+        size > 9007199254740991.0 || offset + size > 9007199254740991.0 || (b->jobs[i].path = path_arg(env, p)) == NULL) {
+      batch_free(env, b);
+      napi_throw_type_error(env, NULL, "copyFiles: each path must be a string or NUL-free bytes, sizes and offsets safe integers");
+      return NULL;
+    }
+    b->jobs[i].size = (size_t)size;
+    b->jobs[i].dst_offset = offset;
+  }
+  napi_value promise, name;
+  napi_create_string_utf8(env, "vmimg.copyFiles", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_promise(env, &b->deferred, &promise) != napi_ok ||
+      napi_create_async_work(env, NULL, name, batch_execute, batch_complete, b, &b->work) != napi_ok ||
+      napi_queue_async_work(env, b->work) != napi_ok) {
+    batch_free(env, b);
+    napi_throw_error(env, "EIO", "copyFiles: could not queue the work");
+    return NULL;
+  }
+  return promise;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "seekData", NULL, seek_data, NULL, NULL, NULL, napi_default, NULL },
     { "seekHole", NULL, seek_hole, NULL, NULL, NULL, napi_default, NULL },
     { "allocate", NULL, allocate, NULL, NULL, NULL, napi_default, NULL },
     { "punchHole", NULL, punch_hole, NULL, NULL, NULL, napi_default, NULL },
+    { "readFilesSync", NULL, read_files_sync, NULL, NULL, NULL, napi_default, NULL },
+    { "copyFiles", NULL, copy_files, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -1,3 +1,6 @@
+import type { FileCopy } from '../storage/types.js';
+import type { VmimgError } from '../util/errors.js';
+
 /**
  * The write side used by `convert` (and later by builders that target an image format): a
  * streaming writer that receives guest data in ascending order and lays out the format around
@@ -33,6 +36,13 @@ export interface ImageWriter {
   writeZeroes(offset: number, length: number): Promise<void>;
   /** Writes remaining metadata; after this the file is a complete image. */
   finish(): Promise<void>;
+  /**
+   * Stores whole host files as guest data at their offsets (each offset + size within the
+   * image), without their bytes passing through JavaScript. Optional: only writers whose guest
+   * bytes are file bytes (raw) offer it. Ranges follow the rules of `write` except ordering:
+   * calls may overlap each other and later writes of other ranges.
+   */
+  copyFiles?(files: readonly FileCopy[]): Promise<Array<VmimgError | undefined>>;
 }
 
 export interface WriterCompression {

@@ -2,15 +2,30 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { fromSystemError, VmimgError } from '../util/errors.js';
 import { checkRange } from './memory.js';
-import { native } from './native.js';
-import type { Storage } from './types.js';
+import { errnoError, native, nativeReadError } from './native.js';
+import type { FileCopy, Storage } from './types.js';
 
 export class FileStorage implements Storage {
   readonly name: string;
   readonly writable: boolean;
+  /** Present when the native helper can copy files in (see Storage.copyFiles). */
+  readonly copyFiles?: (files: readonly FileCopy[]) => Promise<Array<VmimgError | undefined>>;
+
   private constructor(private readonly fh: FileHandle, name: string, writable: boolean) {
     this.name = name;
     this.writable = writable;
+    if (writable && native?.copyFiles) this.copyFiles = (files) => this.#copyFiles(files);
+  }
+
+  async #copyFiles(files: readonly FileCopy[]): Promise<Array<VmimgError | undefined>> {
+    for (const f of files) checkRange(this.name, f.offset, f.size, Number.MAX_SAFE_INTEGER);
+    const r = await native!.copyFiles!(
+      this.fh.fd,
+      files.map((f) => f.fsPath),
+      files.map((f) => f.size),
+      files.map((f) => f.offset),
+    );
+    return files.map((f, i) => (r[3 * i + 2]! !== 0 ? errnoError(r[3 * i + 2]!, this.name, 'write') : nativeReadError(r[3 * i]!, r[3 * i + 1]!, f.path, f.size)));
   }
 
   /**

@@ -1,3 +1,5 @@
+import type { VmimgError } from '../util/errors.js';
+
 /**
  * Byte storage: the only abstraction format code does I/O through. Formats never open files;
  * they are handed a Storage. Offsets and lengths are bytes.
@@ -35,6 +37,20 @@ export interface Storage {
    * Optional; resolves false when the file system cannot punch holes (callers then write zeros).
    */
   punchHole?(offset: number, length: number): Promise<boolean>;
+  /**
+   * Copies whole host files into the storage, each at its offset, without their bytes passing
+   * through JavaScript (native copyFiles on a pool thread). Optional. Resolves with undefined or
+   * the error of each file (SOURCE_CHANGED when a file's length is not `size`).
+   */
+  copyFiles?(files: readonly FileCopy[]): Promise<Array<VmimgError | undefined>>;
+}
+
+/** One file of Storage.copyFiles: all `size` bytes of host file `fsPath` (named `path` in messages), written at `offset`. */
+export interface FileCopy {
+  fsPath: string | Uint8Array;
+  path: string;
+  size: number;
+  offset: number;
 }
 
 /** Largest single read/write we issue, so a corrupt length can never size a huge buffer. */

@@ -24,5 +24,6 @@ export function unsynced(s: Storage): Storage {
     blockStatus: s.blockStatus ? (offset, length) => s.blockStatus!(offset, length) : undefined,
     allocate: s.allocate ? (offset, length) => s.allocate!(offset, length) : undefined,
     punchHole: s.punchHole ? (offset, length) => s.punchHole!(offset, length) : undefined,
+    copyFiles: s.copyFiles ? (files) => s.copyFiles!(files) : undefined,
   };
 }

@@ -5,6 +5,7 @@
  */
 import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import { native, nativeReadError } from '../storage/native.js';
 import { fromSystemError, VmimgError } from '../util/errors.js';
 import { showPath } from './path.js';
 import { MAX_CONTENT_READ, type ContentSource } from './types.js';
@@ -63,6 +64,39 @@ export function readSmallFileInto(fsPath: string | Buffer, path: string, size: n
   } finally {
     closeSync(fd);
   }
+}
+
+/** One file of readSmallFiles: `size` bytes of `fsPath` into `into` (named `path` in errors). */
+export interface SmallFileRead {
+  fsPath: string | Buffer;
+  path: string;
+  size: number;
+  into: Uint8Array;
+}
+
+/**
+ * Reads several small files as readSmallFileInto does (exactly `size` bytes, O_NOFOLLOW) in one
+ * call to the native helper: 10k files cost a third of what four Node fs calls per file cost.
+ * Returns undefined or the error of each file; without the native helper, reads them one by one
+ * with readSmallFileInto.
+ */
+export function readSmallFiles(files: readonly SmallFileRead[]): Array<VmimgError | undefined> {
+  if (native?.readFilesSync) {
+    const r = native.readFilesSync(
+      files.map((f) => f.fsPath),
+      files.map((f) => f.size),
+      files.map((f) => f.into),
+    );
+    return files.map((f, i) => nativeReadError(r[2 * i]!, r[2 * i + 1]!, f.path, f.size));
+  }
+  return files.map((f) => {
+    try {
+      readSmallFileInto(f.fsPath, f.path, f.size, f.into);
+      return undefined;
+    } catch (e) {
+      return e instanceof VmimgError ? e : fromSystemError(e, f.path, 'read');
+    }
+  });
 }
 
 /** Reads all of a small file into a new buffer (see readSmallFileInto). */

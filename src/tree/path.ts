@@ -13,14 +13,18 @@ export const MAX_PATH_BYTES = 4096;
 
 /** Printable form of a path for messages (bytes that are not UTF-8 shown as \xNN). */
 export function showPath(path: Uint8Array): string {
+  const text = Buffer.from(path.buffer, path.byteOffset, path.length).toString('latin1');
+  // Messages are built for every entry (most never shown): printable ASCII needs no escaping.
+  if (PRINTABLE.test(text)) return text;
   let out = '';
-  const text = Buffer.from(path).toString('latin1');
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     out += c >= 0x20 && c < 0x7f ? text[i] : `\\x${c.toString(16).padStart(2, '0')}`;
   }
   return out;
 }
+
+const PRINTABLE = /^[\x20-\x7e]*$/;
 
 /**
  * Normalises an archive member name (ustar/pax `path`, `linkpath` of a hard link): strips a
@@ -66,8 +70,11 @@ export function childPath(parent: Buffer, name: Uint8Array): Buffer {
 /** The parent of a non-root tree path ('' for a top-level name). */
 export function parentPath(path: Buffer): Buffer {
   const i = path.lastIndexOf(SLASH);
-  return i < 0 ? Buffer.alloc(0) : path.subarray(0, i);
+  return i < 0 ? ROOT : path.subarray(0, i);
 }
+
+/** The root path, shared: a zero-length buffer has no bytes anyone could change. */
+const ROOT = Buffer.alloc(0);
 
 /** The last component of a non-root tree path. */
 export function baseName(path: Buffer): Buffer {

@@ -49,5 +49,15 @@ export async function createRawWriter(storage: Storage, ctx: CreateContext, comp
       await fillGap(length);
       await storage.flush();
     },
+    // Guest byte x is file byte x; preallocation=full tracks what was written, so it goes through write().
+    copyFiles:
+      storage.copyFiles && prealloc !== 'full'
+        ? async (files) => {
+            for (const f of files) {
+              if (f.offset + f.size > length) throw new VmimgError('OUT_OF_BOUNDS', `Write of ${f.size} bytes at ${f.offset} is outside the ${length}-byte raw image`, { offset: f.offset, size: f.size });
+            }
+            return storage.copyFiles!(files);
+          }
+        : undefined,
   };
 }

@@ -10,10 +10,12 @@ export function ext4Crc(seed: number, data: Uint8Array): number {
   return ~CRC32C.buf(data, ~seed) >>> 0;
 }
 
+/** n as 4 little-endian bytes, in a scratch buffer that the next call reuses (ext4Crc reads it at once). */
+const scratch32 = new Uint8Array(4);
+const scratch32View = new DataView(scratch32.buffer);
 function le32(n: number): Uint8Array {
-  const b = new Uint8Array(4);
-  new DataView(b.buffer).setUint32(0, n >>> 0, true);
-  return b;
+  scratch32View.setUint32(0, n >>> 0, true);
+  return scratch32;
 }
 
 /** The filesystem checksum seed: crc32c(~0, s_uuid) (no metadata_csum_seed feature). */

@@ -4,9 +4,10 @@
  * source exactly once ("reserve metadata, stream data" as hcsshim's compactext4, but in one
  * ascending pass because the plan fixes every block before the first byte is written).
  */
-import { readSmallFileInto, SMALL_FILE } from '../../tree/content.js';
+import { readSmallFiles, SMALL_FILE, type SmallFileRead } from '../../tree/content.js';
 import { showPath } from '../../tree/path.js';
 import type { ImageWriter } from '../../formats/writer.js';
+import type { FileCopy } from '../../storage/types.js';
 import { VmimgError } from '../../util/errors.js';
 import { BLOCKS_PER_GROUP, BLOCK_SIZE, INODE_SIZE, INODES_PER_BLOCK, JOURNAL_INO, SUPERBLOCK_OFFSET } from './constants.js';
 import { inodeSeed } from './csum.js';
@@ -19,11 +20,69 @@ import { AlignedSink } from './sink.js';
 import { encodeGdt, encodeJournalSuperblock, encodeSuperblock } from './super.js';
 import { encodeXattrBlock } from './xattr.js';
 
-type Item = { block: number; make: () => Buffer } | { block: number; file: PlacedInode; offset: number; length: number };
+type FileItem = { block: number; file: PlacedInode; offset: number; length: number };
+type Item = { block: number; make: () => Buffer } | FileItem;
+
+/** A whole host file written in one piece, which a writer's copyFiles can take over. */
+function isDirect(it: FileItem): boolean {
+  const e = it.file.model.entry!;
+  return it.offset === 0 && it.length === e.size && e.size > 0 && e.content?.fsPath !== undefined;
+}
+
+/** Files per copyFiles call, and calls in flight (each holds a pool thread). */
+const COPY_BATCH = 64;
+const COPIES_IN_FLIGHT = 3;
+
+/**
+ * Hands whole host files to the writer's copyFiles in batches, a few batches in flight while
+ * emission goes on; the first failure (in file order) is thrown by add() or close().
+ */
+class FileCopier {
+  #batch: FileCopy[] = [];
+  readonly #inFlight: Array<Promise<Array<VmimgError | undefined>>> = [];
+
+  constructor(private readonly copy: (files: readonly FileCopy[]) => Promise<Array<VmimgError | undefined>>) {}
+
+  async add(it: FileItem): Promise<void> {
+    const e = it.file.model.entry!;
+    const fsPath = e.content!.fsPath!;
+    this.#batch.push({ fsPath, path: typeof fsPath === 'string' ? fsPath : showPath(fsPath), size: e.size, offset: it.block * BLOCK_SIZE });
+    if (this.#batch.length >= COPY_BATCH) await this.#send();
+  }
+
+  async #send(): Promise<void> {
+    if (this.#batch.length > 0) {
+      const p = this.copy(this.#batch);
+      p.catch(() => undefined); // awaited in order below
+      this.#inFlight.push(p);
+      this.#batch = [];
+    }
+    while (this.#inFlight.length > COPIES_IN_FLIGHT) await this.#settleOne();
+  }
+
+  async #settleOne(): Promise<void> {
+    const errors = await this.#inFlight.shift()!;
+    const err = errors.find((x) => x !== undefined);
+    if (err) throw err;
+  }
+
+  /** Sends what is left and waits for every copy. */
+  async close(): Promise<void> {
+    await this.#send();
+    while (this.#inFlight.length > 0) await this.#settleOne();
+  }
+
+  /** Waits for copies still in flight (after an error), so no write lands after the caller gives up. */
+  async drain(): Promise<void> {
+    await Promise.allSettled(this.#inFlight);
+  }
+}
 
 /** Files at most this large are read whole ahead of their turn, several at once. */
 const PREFETCH_FILE = 1024 * 1024;
-const PREFETCH_FILES = 32;
+const PREFETCH_FILES = 64;
+/** Small files read in one native call. */
+const READ_BATCH = 16;
 const PREFETCH_BYTES = 32 * 1024 * 1024;
 
 function changed(file: PlacedInode): VmimgError {
@@ -93,33 +152,42 @@ class ContentReader {
   }
 
   #prefetch(): void {
-    while (this.#next < this.#order.length && this.#ahead.size < PREFETCH_FILES && this.#aheadBytes < PREFETCH_BYTES) {
+    let batch: Array<{ file: PlacedInode; read: SmallFileRead }> = [];
+    while (this.#next < this.#order.length && this.#ahead.size + batch.length < PREFETCH_FILES && this.#aheadBytes < PREFETCH_BYTES) {
       const f = this.#order[this.#next]!;
       const e = f.model.entry!;
-      if (e.size > PREFETCH_FILE) return; // streamed in its turn
+      if (e.size > PREFETCH_FILE) break; // streamed in its turn
       const fsPath = e.content?.fsPath;
       if (fsPath !== undefined && e.size > 0 && e.size <= SMALL_FILE) {
         const buf = this.#pool.take();
-        if (!buf) return; // every buffer is in use: read ahead again once one is returned
+        if (!buf) break; // every buffer is in use: read ahead again once one is returned
         this.#next++;
         this.#lent.set(f, buf);
-        let p: Promise<Uint8Array[]>;
-        try {
-          readSmallFileInto(fsPath, typeof fsPath === 'string' ? fsPath : showPath(fsPath), e.size, buf);
-          p = Promise.resolve([buf.subarray(0, e.size)]);
-        } catch (err) {
-          p = Promise.reject(err);
-          p.catch(() => undefined); // reported when its turn comes
-        }
-        this.#ahead.set(f, p);
         this.#aheadBytes += e.size;
+        batch.push({ file: f, read: { fsPath, path: typeof fsPath === 'string' ? fsPath : showPath(fsPath), size: e.size, into: buf } });
+        if (batch.length === READ_BATCH) (this.#readBatch(batch), (batch = []));
         continue;
       }
+      this.#readBatch(batch);
+      batch = [];
       this.#next++;
       const p = loadSmall(f);
       p.catch(() => undefined); // reported when its turn comes
       this.#ahead.set(f, p);
       this.#aheadBytes += f.model.entry!.size;
+    }
+    this.#readBatch(batch);
+  }
+
+  /** Reads a batch of small files straight from their host paths; each file's promise settles with its bytes or error. */
+  #readBatch(batch: ReadonlyArray<{ file: PlacedInode; read: SmallFileRead }>): void {
+    if (batch.length === 0) return;
+    const errors = readSmallFiles(batch.map((b) => b.read));
+    for (const [i, { file, read }] of batch.entries()) {
+      const err = errors[i];
+      const p = err ? Promise.reject(err) : Promise.resolve([read.into.subarray(0, read.size)]);
+      p.catch(() => undefined); // reported when its turn comes
+      this.#ahead.set(file, p);
     }
   }
 
@@ -269,17 +337,31 @@ export async function emitExt4(plan: Ext4Plan, writer: ImageWriter): Promise<{ f
   items.sort((a, b) => a.block - b.block);
 
   const sink = new AlignedSink(writer);
+  const copier = writer.copyFiles ? new FileCopier(writer.copyFiles.bind(writer)) : undefined;
+  // Files the writer copies in itself (whole host files in one piece) never pass through the sink.
+  const direct = (it: Item): boolean => copier !== undefined && 'file' in it && isDirect(it);
   const order: PlacedInode[] = [];
-  for (const it of items) if ('file' in it && it.offset === 0) order.push(it.file);
+  for (const it of items) if ('file' in it && it.offset === 0 && !direct(it)) order.push(it.file);
   const reader = new ContentReader(order);
   try {
+    let viaSink = true;
     for (const it of items) {
+      if (direct(it)) {
+        // The sink's pending window must not reach over blocks written beside it.
+        if (viaSink) await sink.flush();
+        viaSink = false;
+        await copier!.add(it as FileItem);
+        continue;
+      }
+      viaSink = true;
       if ('make' in it) await sink.write(it.block * BLOCK_SIZE, it.make());
       else await reader.piece(sink, it.file, it.block * BLOCK_SIZE, it.offset, it.length);
     }
     await reader.finish();
+    await copier?.close();
   } catch (e) {
     await reader.drain();
+    await copier?.drain();
     throw e;
   }
   await sink.close();
