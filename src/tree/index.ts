@@ -7,12 +7,11 @@ import { fromSystemError } from '../util/errors.js';
 import { readDirectory } from './dir.js';
 import { normaliseEntries, type NormaliseOptions } from './normalise.js';
 import { mergeLayers } from './overlay.js';
-import { readTarFile, type TarSourceOptions } from './tar.js';
+import type { TarSourceOptions } from './tar.js';
 import type { RawEntry, Tree } from './types.js';
 
 export type { ContentSource, EntryType, RawEntry, Tree, TreeEntry } from './types.js';
 export { readDirectory } from './dir.js';
-export { readTarFile, readTarStream } from './tar.js';
 
 export interface LoadTreeOptions extends NormaliseOptions, TarSourceOptions {
   /**
@@ -58,6 +57,8 @@ export async function loadTree(inputs: readonly string[], options: LoadTreeOptio
       if (isDir) {
         layers.push(await readDirectory(input));
       } else {
+        // The tar reader (and tar-stream) loads only when an archive is given.
+        const { readTarFile } = await import('./tar.js');
         const tar = await readTarFile(input, options);
         closers.push(tar.close);
         layers.push(tar.entries);

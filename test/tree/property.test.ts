@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import test from 'node:test';
 import fc from 'fast-check';
-import { readTarStream, treeFromLayers } from '../../src/tree/index.js';
+import { treeFromLayers } from '../../src/tree/index.js';
+import { readTarStream } from '../../src/tree/tar.js';
 import { normaliseArchivePath, parentPath } from '../../src/tree/path.js';
 import { isVmimgError } from '../../src/util/errors.js';
 import { describe } from './helpers.js';
