@@ -75,6 +75,7 @@ export function vmdk4Geometry(h: SparseHeader, fileLength: number, gdAtEnd: bool
     hasMarker: (h.flags & FLAG_MARKER) !== 0,
     zeroGrain: (h.flags & FLAG_ZERO_GRAIN) !== 0,
     metadata,
+    header: { magic: 'vmdk4', version: h.version, overheadSectors: h.overhead > SAFE_SECTORS ? Number(SAFE_SECTORS) : Number(h.overhead), gdAtEnd },
   };
 }
 
@@ -99,6 +100,7 @@ export function cowdGeometry(h: CowdHeader): SparseGeometry {
     hasMarker: false,
     zeroGrain: false,
     metadata: [{ offset: 0, length: 512, what: 'the header' }],
+    header: { magic: 'cowd', version: 0, overheadSectors: 0, gdAtEnd: false },
   };
 }
 

@@ -18,13 +18,15 @@
 import type { Storage } from '../../storage/types.js';
 import { VmimgError } from '../../util/errors.js';
 import { SECTOR_SIZE } from '../../util/units.js';
-import type { CheckFix, CheckResult, Extent, FileReference, Image, ImageInfoFields, OpenOptions } from '../image.js';
+import type { BackingRead, CheckFix, CheckResult, Extent, FileReference, Image, ImageInfoFields, OpenOptions, WriteZeroesOptions } from '../image.js';
 import { checkVmdk } from './check.js';
 import { descriptorExtents, vmdk4Geometry, cowdGeometry, type VmdkExtent } from './extents.js';
 import { vmdkInfoFields } from './info.js';
 import { readVmdkFacts, type VmdkFacts } from './open.js';
 import { vmdkSafetyIssues } from './safety.js';
 import { SparseExtent } from './sparse-extent.js';
+import { VmdkWriter, vmdkWriteRefusal } from './write.js';
+import type { CidTarget } from './write-cid.js';
 
 export async function openVmdk(storage: Storage, options: OpenOptions): Promise<Image> {
   const length = await storage.size();
@@ -41,7 +43,9 @@ export async function openVmdk(storage: Storage, options: OpenOptions): Promise<
       extents = [{ kind: 'sparse', type: '', path: options.filename, startSector: 0, sectors: geometry.capacitySectors, sparse, own: true }];
     }
     const safety = await vmdkSafetyIssues(storage, length);
-    return new VmdkImage(storage, options, facts, extents, opened, safety);
+    const image = new VmdkImage(storage, options, facts, extents, opened, safety);
+    if ((options.writable ?? false) && !(options.check ?? false)) image.openForWriting();
+    return image;
   } catch (e) {
     for (const s of opened) await s.close().catch(() => undefined);
     throw e;
@@ -55,6 +59,7 @@ export class VmdkImage implements Image {
   readonly backing?: { name: string; format: string };
   /** Flat extent files opened so far, by extent index. */
   private readonly flatFiles = new Map<number, Promise<Storage>>();
+  private writer: VmdkWriter | undefined;
 
   constructor(
     readonly storage: Storage,
@@ -69,6 +74,68 @@ export class VmdkImage implements Image {
     this.virtualSize = last ? (last.startSector + last.sectors) * SECTOR_SIZE : 0;
     // An empty hint names no file: QEMU then has no backing file either.
     if (facts.parentFileNameHint) this.backing = { name: facts.parentFileNameHint, format: 'vmdk' };
+  }
+
+  /** True when opened writable (see write.ts for what is written and what is refused). */
+  get writable(): boolean {
+    return this.writer !== undefined;
+  }
+
+  /** Sets up the write path, or refuses (UNSUPPORTED_IMAGE) an image vmimg cannot write in place. */
+  openForWriting(): void {
+    const refusal = vmdkWriteRefusal(this.facts, this.extents);
+    if (refusal) throw new VmimgError('UNSUPPORTED_IMAGE', `vmdk image '${this.filename}' cannot be opened for writing: ${refusal}`, { file: this.filename });
+    if (!this.storage.writable) throw new VmimgError('WRITE_FAILED', `vmdk image '${this.filename}' must be opened writable to be written`, { file: this.filename });
+    this.writer = new VmdkWriter({
+      filename: this.filename,
+      virtualSize: this.virtualSize,
+      extents: this.extents,
+      hasBacking: this.backing !== undefined,
+      extentIndexAt: (offset) => this.extentIndexAt(offset),
+      extentStorage: (index) => this.extentStorage(index),
+      cid: this.cidTarget(),
+      barriers: this.options.writeBarriers ?? true,
+    });
+  }
+
+  /**
+   * Where the CID lives: the whole descriptor file, or the embedded descriptor of a sparse file
+   * (its header's descriptor area, cut before the first table and grain).
+   */
+  private cidTarget(): CidTarget {
+    if (this.facts.kind !== 'sparse') return { storage: this.storage, kind: 'file' };
+    const h = this.facts.sparse!;
+    const own = this.extents[0];
+    if (h.descriptorOffset === 0n || !own || own.kind !== 'sparse') return { storage: this.storage, kind: 'sparse' };
+    const g = own.sparse.geometry;
+    const start = h.descriptorOffset * 512n;
+    let end = (h.descriptorOffset + h.descriptorSize) * 512n;
+    for (const limit of [g.l1OffsetBytes, g.rgdOffsetBytes, g.header.overheadSectors * SECTOR_SIZE]) {
+      if (limit > 0 && BigInt(limit) < end) end = BigInt(limit);
+    }
+    if (end <= start || end > BigInt(Number.MAX_SAFE_INTEGER)) return { storage: this.storage, kind: 'sparse' };
+    return { storage: this.storage, kind: 'sparse', area: { start: Number(start), end: Number(end) } };
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    return this.writerOrFail().write(offset, data);
+  }
+
+  async writeZeroes(offset: number, length: number, options?: WriteZeroesOptions): Promise<void> {
+    return this.writerOrFail().writeZeroes(offset, length, options);
+  }
+
+  async flush(): Promise<void> {
+    if (this.writer) await this.writer.flush();
+  }
+
+  setBackingReader(read: BackingRead): void {
+    this.writer?.setBackingReader(read);
+  }
+
+  private writerOrFail(): VmdkWriter {
+    if (!this.writer) throw new VmimgError('WRITE_FAILED', `vmdk image '${this.filename}' was not opened for writing`, { file: this.filename });
+    return this.writer;
   }
 
   references(): FileReference[] {
@@ -184,6 +251,7 @@ export class VmdkImage implements Image {
   }
 
   async close(): Promise<void> {
+    await this.writer?.idle();
     await Promise.allSettled(this.flatFiles.values());
     for (const s of this.opened.splice(0)) await s.close().catch(() => undefined);
     await this.storage.close();

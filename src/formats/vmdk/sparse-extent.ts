@@ -42,6 +42,20 @@ export interface SparseGeometry {
   zeroGrain: boolean;
   /** Fixed metadata of the file besides the tables (header, embedded descriptor, footer), for check. */
   metadata: MetadataRegion[];
+  /** What the write path needs to know about the extent's header (write.ts decides from it). */
+  header: SparseHeaderFacts;
+}
+
+/** The header facts that decide whether (and where) an extent may be written. */
+export interface SparseHeaderFacts {
+  /** 'vmdk4' (KDMV) or 'cowd' (ESX vmfsSparse). */
+  magic: 'vmdk4' | 'cowd';
+  /** VMDK4 header version (0 for COWD). */
+  version: number;
+  /** VMDK4 overHead: sectors before the first grain, where every table lies (0 for COWD). */
+  overheadSectors: number;
+  /** The header's gdOffset is GD_AT_END (the tables are described by a footer). */
+  gdAtEnd: boolean;
 }
 
 /** A byte range of an extent file holding metadata. */
@@ -90,11 +104,29 @@ export class SparseExtent {
 
   constructor(
     readonly storage: Storage,
-    readonly fileLength: number,
+    /** The file's length (moved on by grow() as the write path appends grains). */
+    public fileLength: number,
     readonly geometry: SparseGeometry,
   ) {
     this.grainBytes = geometry.grainSectors * SECTOR_SIZE;
     this.capacityBytes = geometry.capacitySectors * SECTOR_SIZE;
+  }
+
+  /**
+   * The write path appended to the file up to `length` bytes: tables there no longer read as
+   * zeros, and the marker window (which may hold zeros read past the old end) is dropped.
+   */
+  grow(length: number): void {
+    if (length > this.fileLength) this.fileLength = length;
+    this.markerWindow = undefined;
+  }
+
+  /** The write path set entry `index` of the grain table at `gtSector` to `value`: keeps the cache true. */
+  noteGte(gtSector: number, index: number, value: number): void {
+    const gt = this.gtCache.get(gtSector);
+    if (!gt || gt === ZERO_TABLE) return;
+    gt.entries[index] = value;
+    if (value !== 0) gt.allZero = false;
   }
 
   // Lookups run synchronously on cached tables and return a promise only when a table must be
