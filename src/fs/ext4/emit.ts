@@ -326,8 +326,8 @@ export async function emitExt4(plan: Ext4Plan, writer: ImageWriter): Promise<{ f
         for (let i = 0; i < used; i++) {
           const ino = g * ipg + i + 1;
           const p = byIno.get(ino);
-          const bytes = p ? encodePlacedInode(plan, p) : ino === JOURNAL_INO ? journalInode : undefined;
-          bytes?.copy(out, i * INODE_SIZE);
+          if (p) encodePlacedInode(plan, p, out.subarray(i * INODE_SIZE, (i + 1) * INODE_SIZE));
+          else if (ino === JOURNAL_INO) journalInode?.copy(out, i * INODE_SIZE);
         }
         return out;
       },

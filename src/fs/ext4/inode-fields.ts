@@ -18,8 +18,8 @@ export function extentTreeOf(plan: Ext4Plan, p: PlacedInode): ExtentTree {
   return encodeExtentTree(p.runs, p.nodeBlocks, plan.seed === undefined ? undefined : inodeSeed(plan.seed, p.model.ino, 0));
 }
 
-/** The encoded 256-byte inode of `p`. */
-export function encodePlacedInode(plan: Ext4Plan, p: PlacedInode): Buffer {
+/** The encoded 256-byte inode of `p` (in `into`, INODE_SIZE zeroed bytes, when given). */
+export function encodePlacedInode(plan: Ext4Plan, p: PlacedInode, into?: Buffer): Buffer {
   const m = p.model;
   const e = m.entry;
   const what = `'${e ? showPath(e.path) || '/' : 'lost+found'}'`;
@@ -67,7 +67,7 @@ export function encodePlacedInode(plan: Ext4Plan, p: PlacedInode): Buffer {
     fileAcl: p.xattrBlock ?? 0,
     xattrs: p.xattrs.inline,
   };
-  return encodeInode(f, plan.seed === undefined ? undefined : inodeSeed(plan.seed, m.ino, 0), what);
+  return encodeInode(f, plan.seed === undefined ? undefined : inodeSeed(plan.seed, m.ino, 0), what, into);
 }
 
 /** The journal inode (8): a regular file of `journal` runs, mode 0600, as mke2fs makes it. */

@@ -94,7 +94,8 @@ export function planExt4(tree: Tree, options: Ext4Options = {}): Ext4Plan {
   const table = assignInodes(tree.entries);
   const needs: InodeNeeds[] = table.inodes.map((m) => {
     const xattrs = m.entry?.xattrs ?? new Map<string, Buffer>();
-    const what = `'${showPath(m.entry?.path ?? Buffer.from('lost+found'))}'`;
+    // Named only in messages about xattrs, so only built for inodes that have some.
+    const what = xattrs.size > 0 ? `'${showPath(m.entry?.path ?? Buffer.from('lost+found'))}'` : '';
     if (xattrs.size > 0 && !features.extAttr) throw new VmimgError('UNSUPPORTED_OPTION', `${what} has extended attributes but ext_attr is turned off`, { path: what });
     return inodeNeeds(m, seed !== undefined, placeXattrs(xattrEntries(xattrs, what), what));
   });
