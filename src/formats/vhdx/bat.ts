@@ -61,7 +61,7 @@ export class VhdxBat {
   private lastPageNo = -1;
   private lastPage: Uint32Array | undefined;
   /** Bytes of the table that lie in the file (the rest reads as zero). */
-  private readonly readable: number;
+  private readable: number;
 
   constructor(
     private readonly storage: Storage,
@@ -93,6 +93,30 @@ export class VhdxBat {
     this.lastPageNo = pageNo;
     this.lastPage = page;
     return decode(page, index - pageNo * PAGE_ENTRIES);
+  }
+
+  /**
+   * Writes entry `index` (0 ≤ index < entries) straight into the table and updates the cache:
+   * `state` in bits 0..2, `offset` (a multiple of 1 MiB below 2^53, or 0) as FileOffsetMB.
+   */
+  async set(index: number, state: number, offset: number): Promise<void> {
+    if (!Number.isSafeInteger(index) || index < 0 || index >= this.entries) throw new RangeError(`BAT index ${index} outside 0..${this.entries - 1}`);
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset % 1048576 !== 0) throw new RangeError(`BAT offset ${offset} is not a multiple of 1 MiB`);
+    const hi = Math.floor(offset / TWO_32);
+    const raw = ((offset - hi * TWO_32) | (state & 7)) >>> 0;
+    const bytes = new Uint8Array(BAT_ENTRY_SIZE);
+    const v = new DataView(bytes.buffer);
+    v.setUint32(0, raw, true);
+    v.setUint32(4, hi, true);
+    await this.storage.write(Number(this.fileOffset) + index * BAT_ENTRY_SIZE, bytes);
+    this.readable = Math.max(this.readable, (index + 1) * BAT_ENTRY_SIZE);
+    const pageNo = Math.floor(index / PAGE_ENTRIES);
+    const i = index - pageNo * PAGE_ENTRIES;
+    for (const page of [this.pages.get(pageNo), this.lastPageNo === pageNo ? this.lastPage : undefined]) {
+      if (!page) continue;
+      page[i * 2] = raw;
+      page[i * 2 + 1] = hi;
+    }
   }
 
   /**

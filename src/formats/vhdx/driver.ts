@@ -3,7 +3,8 @@
  * qemu-img 7.2's block/vhdx.c. Creation writes fixed and dynamic disks structurally identical to
  * `qemu-img create -f vhdx` (same offsets, tables and BAT; random GUIDs, sequence number and the
  * creator string differ) (plan.ts); readHeader applies vhdx_open's checks (header.ts); open()
- * reads, maps and checks images (image.ts, bat.ts, check.ts); createWriter makes it a convert
+ * reads, maps and checks images (image.ts, bat.ts, check.ts) and writes them in place when opened
+ * writable (write.ts); createWriter makes it a convert
  * target laid out like `qemu-img convert -O vhdx`, and measure answers with the same arithmetic
  * (writer.ts).
  */

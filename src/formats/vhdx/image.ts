@@ -19,11 +19,12 @@
  * else built on the Extent union use.
  *
  * Differencing disks and logs to replay are refused at open (header.ts). The BAT is read
- * through a bounded page cache (bat.ts).
+ * through a bounded page cache (bat.ts). Opened writable (not for check), the image writes in
+ * place through write.ts; images whose header names a log are refused for writing.
  */
 import type { Storage } from '../../storage/types.js';
 import { VmimgError } from '../../util/errors.js';
-import type { CheckFix, CheckResult, Extent, Image, ImageInfoFields, OpenOptions } from '../image.js';
+import type { CheckFix, CheckResult, Extent, Image, ImageInfoFields, OpenOptions, WriteZeroesOptions } from '../image.js';
 import { checkMapRange, pushExtent } from '../extents.js';
 import { VhdxBat } from './bat.js';
 import { checkVhdx } from './check.js';
@@ -37,6 +38,7 @@ import {
   PAYLOAD_BLOCK_UNMAPPED_V095,
   PAYLOAD_BLOCK_ZERO,
 } from './structs.js';
+import { vhdxWritePath, vhdxWriteRefusal } from './write.js';
 
 export async function openVhdx(storage: Storage, options: OpenOptions): Promise<Image> {
   const facts = await readVhdxFacts(storage, { check: options.check });
@@ -50,6 +52,14 @@ export async function openVhdx(storage: Storage, options: OpenOptions): Promise<
   const g = facts.geometry;
   const blockSize = g.blockSize;
   const bat = new VhdxBat(storage, facts.batRegion.fileOffset, g.batEntries, facts.fileLength);
+
+  const writable = (options.writable ?? false) && !(options.check ?? false);
+  if (writable) {
+    const refusal = vhdxWriteRefusal(facts);
+    if (refusal) throw new VmimgError('UNSUPPORTED_IMAGE', `vhdx image '${filename}' cannot be opened for writing: ${refusal}`, { file: filename });
+  }
+  const writer = writable ? vhdxWritePath(storage, facts, bat, virtualSize, filename, { barriers: options.writeBarriers ?? true }) : undefined;
+  const notWritable = (): Promise<never> => Promise.reject(new VmimgError('WRITE_FAILED', `vhdx image '${filename}' was not opened for writing`, { file: filename }));
 
   const corrupt = (message: string, details: Record<string, unknown>): VmimgError =>
     new VmimgError('CORRUPT_IMAGE', `vhdx image '${storage.name}': ${message}`, { file: storage.name, ...details });
@@ -99,6 +109,10 @@ export async function openVhdx(storage: Storage, options: OpenOptions): Promise<
     /** vhdx_get_info: the block size is the cluster size; 7.2 has no format-specific info. */
     info: (): ImageInfoFields => ({ clusterSize: blockSize }),
     check: (_fix: CheckFix, report: (line: string) => void): Promise<CheckResult> => checkVhdx(facts, bat, report),
+    writable,
+    write: (offset: number, data: Uint8Array) => (writer ? writer.write(offset, data) : notWritable()),
+    writeZeroes: (offset: number, length: number, zo?: WriteZeroesOptions) => (writer ? writer.writeZeroes(offset, length, zo) : notWritable()),
+    flush: () => (writer ? writer.flush() : storage.flush()),
     close: () => storage.close(),
   };
 }
