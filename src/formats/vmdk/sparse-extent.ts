@@ -101,6 +101,8 @@ export class SparseExtent {
   private readonly l1Cache = new Map<number, Uint32Array>();
   private readonly gtCache = new Map<number, GrainTable>();
   private markerWindow: { offset: number; bytes: Uint8Array } | undefined;
+  /** Counts the write path's changes (grow, noteGte), so reads racing them are retried. */
+  private writes = 0;
 
   constructor(
     readonly storage: Storage,
@@ -119,10 +121,12 @@ export class SparseExtent {
   grow(length: number): void {
     if (length > this.fileLength) this.fileLength = length;
     this.markerWindow = undefined;
+    this.writes++;
   }
 
   /** The write path set entry `index` of the grain table at `gtSector` to `value`: keeps the cache true. */
   noteGte(gtSector: number, index: number, value: number): void {
+    this.writes++;
     const gt = this.gtCache.get(gtSector);
     if (!gt || gt === ZERO_TABLE) return;
     gt.entries[index] = value;
@@ -162,7 +166,13 @@ export class SparseExtent {
   }
 
   private async loadTable(sector: number): Promise<void> {
-    const entries = await readU32Table(this.storage, this.fileLength, sector * SECTOR_SIZE, this.geometry.gtesPerGt);
+    let entries: Uint32Array;
+    // A write that lands while the table is read may not be in what was read: read it again.
+    for (let gen = -1; gen !== this.writes; ) {
+      gen = this.writes;
+      entries = await readU32Table(this.storage, this.fileLength, sector * SECTOR_SIZE, this.geometry.gtesPerGt);
+    }
+    entries = entries!;
     if (this.gtCache.size >= GT_CACHE_TABLES) this.gtCache.delete(this.gtCache.keys().next().value!);
     this.gtCache.set(sector, { entries, allZero: entries.every((e) => e === 0) });
   }
@@ -306,7 +316,10 @@ export class SparseExtent {
     }
     const offset = at - (at % SECTOR_SIZE);
     const read = offset >= this.fileLength ? Promise.resolve(new Uint8Array(MARKER_WINDOW)) : this.storage.read(offset, MARKER_WINDOW);
+    const gen = this.writes;
     return read.then((bytes) => {
+      // A grain appended while the window was read may be missing from it: read again.
+      if (gen !== this.writes) return this.markerSize(at);
       this.markerWindow = { offset, bytes };
       return this.markerSize(at);
     });

@@ -76,6 +76,8 @@ export async function writeCid(t: CidTarget, cid: number): Promise<boolean> {
   const size = await t.storage.size();
   if (size > MAX_DESCRIPTOR_READ) return false;
   const whole = await t.storage.read(0, size);
+  // A sparse header holding a descriptor (capacity 0): QEMU keeps the CID at 0x200; vmimg leaves it.
+  if (size >= 4 && whole[0] === 0x4b && whole[1] === 0x44 && whole[2] === 0x4d && whole[3] === 0x56) return false;
   const textEnd = cStringEnd(whole);
   const next = editCid(whole, cid);
   if (!next) return false;

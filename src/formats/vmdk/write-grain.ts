@@ -173,7 +173,7 @@ export class GrainWriter {
     // The whole grain as the guest will read it (only the part inside the extent for a compressed one).
     const inExtent = Math.min(grainBytes, this.sparse.capacityBytes - grainStart);
     const grain = new Uint8Array(g.compressed ? inExtent : grainBytes);
-    if (needBacking) grain.set(await this.host.backing!(this.base + grainStart, inExtent));
+    if (needBacking && !(p.inGrain === 0 && p.length >= inExtent)) grain.set(await this.host.backing!(this.base + grainStart, inExtent));
     if (p.data) grain.set(p.data, p.inGrain);
     else grain.fill(0, p.inGrain, p.inGrain + p.length);
 

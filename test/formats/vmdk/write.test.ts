@@ -307,3 +307,23 @@ test('the same writes give the same file as qemu-io, byte for byte but the CID (
     }
   }
 });
+
+test('refusals: version 3 without compression (as qemu-io), an image opened read-only', async (t) => {
+  if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
+  const dir = tempDir(t);
+  const image = join(dir, 'v3.vmdk');
+  assert.equal(qemuImg(['create', '-q', '-f', 'vmdk', image, '4M']).status, 0);
+  const bytes = readFileSync(image);
+  bytes.writeUInt32LE(3, 4);
+  writeFileSync(image, bytes);
+  const q = run('qemu-io', ['-f', 'vmdk', '-c', 'write 0 512', image]);
+  assert.match(q.stderr + q.stdout, /VMDK version 3 must be read only/);
+  await assert.rejects(openChain(image, { format: 'vmdk', policy: defaultPolicy(image), writable: true }), (e: unknown) => isCode('UNSUPPORTED_IMAGE')(e) && /version 3 must be read only/.test((e as Error).message));
+  const ro = await openChain(image, { format: 'vmdk', policy: defaultPolicy(image) });
+  try {
+    assert.ok(!ro.top.writable);
+    await assert.rejects(ro.top.write!(0, new Uint8Array(512)), isCode('WRITE_FAILED'));
+  } finally {
+    await ro.close();
+  }
+});
