@@ -116,7 +116,7 @@ function supportsBacking(format: string): boolean {
 
 /**
  * convert -n: the target exists. A raw target is written straight through its file; any other
- * format through its driver's in-place write path (Image.write: qcow2, vpc), with the target's
+ * format through its driver's in-place write path (Image.write: qcow2, vmdk, vpc, vhdx), with the target's
  * backing chain opened under the policy for copy-on-write.
  */
 async function convertIntoExisting(req: ConvertRequest, total: number, copy: (w: ImageWriter, zeroTarget: boolean) => Promise<void>): Promise<void> {
@@ -155,7 +155,7 @@ async function convertIntoImage(req: ConvertRequest, format: string, total: numb
   try {
     const top = chain.top;
     if (!top.writable || !top.write || !top.writeZeroes) {
-      throw new VmimgError('UNSUPPORTED_OPTION', `convert -n into an existing ${top.format} image is not supported by vmimg yet (raw, qcow2 and vpc are)`, { format: top.format });
+      throw new VmimgError('UNSUPPORTED_OPTION', `convert -n into an existing ${top.format} image is not supported by vmimg (its driver cannot write in place)`, { format: top.format });
     }
     if (top.virtualSize < total) {
       throw new VmimgError('SIZE_OUT_OF_RANGE', `output image is smaller than input (${top.virtualSize} < ${total} bytes)`, { size: top.virtualSize, total });
