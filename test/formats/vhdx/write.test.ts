@@ -16,7 +16,8 @@ import { defaultPolicy } from '../../../src/chain/policy.js';
 import type { Image } from '../../../src/formats/image.js';
 import { guidEquals, isZeroGuid } from '../../../src/formats/vhdx/guid.js';
 import { readVhdxFacts, type VhdxFacts } from '../../../src/formats/vhdx/header.js';
-import { decodeHeader, encodeHeader, HEADER1_OFFSET, HEADER2_OFFSET, HEADER_SIZE } from '../../../src/formats/vhdx/structs.js';
+import { payloadBatIndex } from '../../../src/formats/vhdx/params.js';
+import { decodeHeader, encodeBatEntry, encodeHeader, HEADER1_OFFSET, HEADER2_OFFSET, HEADER_SIZE, PAYLOAD_BLOCK_FULLY_PRESENT } from '../../../src/formats/vhdx/structs.js';
 import { FileStorage } from '../../../src/storage/file.js';
 import { VmimgError } from '../../../src/util/errors.js';
 import { sectors } from '../../../src/util/units.js';
@@ -135,11 +136,17 @@ test('vhdx images written in place pass qemu-img check and compare equal to thei
     assert.ok(!guidEquals(after.header.dataWriteGuid, before.header.dataWriteGuid), `${c.name}: data write GUID unchanged`);
     assert.ok(!guidEquals(after.header.fileWriteGuid, before.header.fileWriteGuid), `${c.name}: file write GUID unchanged`);
     if (c.name === 'fixed-inplace.vhdx') assert.equal(statSync(image).size, fixedLength, 'a fixed disk written in place keeps its length');
-    // both headers valid and current one is the last written
+    // both headers were rewritten (the non-current one first)
     const bytes = readFileSync(image);
     const h1 = decodeHeader(bytes.subarray(HEADER1_OFFSET, HEADER1_OFFSET + HEADER_SIZE));
     const h2 = decodeHeader(bytes.subarray(HEADER2_OFFSET, HEADER2_OFFSET + HEADER_SIZE));
-    assert.deepEqual([h1.sequenceNumber, h2.sequenceNumber].sort(), [before.header.sequenceNumber + 1n, before.header.sequenceNumber + 2n].sort(), c.name);
+    const seq = before.header.sequenceNumber;
+    assert.deepEqual([h1.sequenceNumber, h2.sequenceNumber], before.headerIndex === 0 ? [seq + 2n, seq + 1n] : [seq + 1n, seq + 2n], c.name);
+    // QEMU opens the result read-write and keeps writing into it
+    const more = `write -P 0x66 ${Math.floor(size / 3)} 64k`;
+    assert.equal(run('qemu-io', ['-f', 'vhdx', '-c', more, image]).status, 0, c.name);
+    assert.equal(run('qemu-io', ['-f', 'raw', '-c', more, mirror]).status, 0, c.name);
+    judge(image, mirror, size, c.blockSize, `${c.name} after qemu-io`);
   }
 });
 
@@ -272,4 +279,41 @@ test('virtio-blk serves a vhdx read-write through its write path: qemu-img check
   const r = run('qemu-io', ['-f', 'vhdx', ...reads.flatMap((c) => ['-c', c]), image]);
   assert.equal(r.status, 0, r.stdout + r.stderr);
   assert.doesNotMatch(r.stdout, /Pattern verification failed/, r.stdout);
+});
+
+test('a present block that escapes the open-time region check is never written over metadata', async (t) => {
+  if (!oracle(t, 'qemu-img')) return;
+  const dir = tempDir(t);
+  const image = join(dir, 'h.vhdx');
+  // 256 MiB blocks: chunk ratio 16, so QEMU's open-time check skips the 17th present block
+  assert.equal(qemuImg(['create', '-q', '-f', 'vhdx', '-o', 'block_size=256M', image, '5G']).status, 0);
+  const block = 256 * MiB;
+  await withWritable(image, async (top) => {
+    for (let b = 0; b < 17; b++) await top.write!(b * block, Uint8Array.of(b + 1));
+  });
+  const facts = await factsOf(image);
+  const s = await FileStorage.open(image, { writable: true });
+  try {
+    const entry = new Uint8Array(8);
+    new DataView(entry.buffer).setBigUint64(0, encodeBatEntry(PAYLOAD_BLOCK_FULLY_PRESENT, facts.metadataRegion.fileOffset), true);
+    await s.write(Number(facts.batRegion.fileOffset) + payloadBatIndex(facts.geometry, 16) * 8, entry);
+  } finally {
+    await s.close();
+  }
+  const metadataBytes = async (): Promise<Uint8Array> => {
+    const r = await FileStorage.open(image);
+    try {
+      return await r.read(Number(facts.metadataRegion.fileOffset), facts.metadataRegion.length);
+    } finally {
+      await r.close();
+    }
+  };
+  const metadata = await metadataBytes();
+  await withWritable(image, async (top) => {
+    await top.write!(3 * block, Uint8Array.of(0x77));
+    await assert.rejects(top.write!(16 * block + 10, Uint8Array.of(1)), (e: unknown) => e instanceof VmimgError && e.code === 'CORRUPT_IMAGE' && /overlaps the region/.test(e.message));
+    await assert.rejects(top.writeZeroes!(16 * block, block, { mayUnmap: true }), (e: unknown) => e instanceof VmimgError && e.code === 'CORRUPT_IMAGE');
+  });
+  assert.deepEqual(await metadataBytes(), metadata);
+  assert.equal((await factsOf(image)).virtualSize, facts.virtualSize);
 });
