@@ -37,7 +37,7 @@ export function chainBackend(layers: readonly Image[]): BlockBackend {
 
 /**
  * A disk over an image chain (top first) that is read-write when the top image was opened
- * writable by a driver with a write path (Image.write — qcow2, vpc), else read-only. A raw top
+ * writable by a driver with a write path (Image.write — qcow2, vmdk, vpc, vhdx), else read-only. A raw top
  * image opened writable, which has no Image.write, goes through rawWritableBackend instead.
  */
 export function imageBackend(layers: readonly Image[]): BlockBackend {
@@ -55,7 +55,7 @@ export function imageBackend(layers: readonly Image[]): BlockBackend {
 /**
  * Read-write disk over a raw image opened writable. Reads still go through ChainReader (so holes
  * read as zeros via the image's map); writes and flush go to the image's Storage.
- * Throws UNSUPPORTED_OPTION for any other format: vmimg's Image has no write path yet.
+ * Throws UNSUPPORTED_OPTION for any other format (those write through imageBackend).
  */
 export function rawWritableBackend(image: Image): BlockBackend {
   if (image.format !== 'raw' || image.backing) {
