@@ -11,9 +11,11 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { openChain } from '../../../src/chain/open.js';
+import { openChain, openImageFromStorage } from '../../../src/chain/open.js';
+import { ChainReader } from '../../../src/chain/read.js';
 import { defaultPolicy } from '../../../src/chain/policy.js';
 import { FileStorage } from '../../../src/storage/file.js';
+import type { Storage } from '../../../src/storage/types.js';
 import { VmimgError } from '../../../src/util/errors.js';
 import { vmimg } from '../../helpers/cli.js';
 import { oracle, qemuImg, qemuInfo, run, tempDir } from '../../helpers/oracle.js';
@@ -65,11 +67,14 @@ async function randomWrites(image: string, mirror: string, seed: number, size: n
   }
 }
 
-function judge(name: string, image: string, mirror: string): void {
+/** qemu-img compare against the mirror, qemu-img check, and vmimg's stricter structure check. */
+async function judge(name: string, image: string, mirror: string): Promise<void> {
   const cmp = qemuImg(['compare', '-f', 'raw', '-F', 'vmdk', mirror, image]);
   assert.equal(cmp.status, 0, `${name}: ${cmp.stdout}${cmp.stderr}`);
   const check = qemuImg(['check', '-f', 'vmdk', image]);
   assert.equal(check.status, 0, `${name}: ${check.stdout}${check.stderr}`);
+  const ours = await vmimg(['check', '-f', 'vmdk', image]);
+  assert.equal(ours.status, 0, `${name}: ${ours.stdout}${ours.stderr}`);
 }
 
 test('vmdk images written in place read back like their raw mirror (sparse, zeroed grain, flat)', async (t) => {
@@ -91,11 +96,9 @@ test('vmdk images written in place read back like their raw mirror (sparse, zero
     const size = statSync(mirror).size;
     const cidBefore = (qemuInfo(image, 'vmdk')['format-specific'] as { data: { cid: number } }).data.cid;
     await randomWrites(image, mirror, 200 + i, size, 60);
-    judge(c.name, image, mirror);
+    await judge(c.name, image, mirror);
     const cidAfter = (qemuInfo(image, 'vmdk')['format-specific'] as { data: { cid: number } }).data.cid;
     assert.notEqual(cidAfter, cidBefore, `${c.name}: the CID changes on the first write, as QEMU's does`);
-    const ours = await vmimg(['check', '-f', 'vmdk', image]);
-    assert.equal(ours.status, 0, `${c.name}: ${ours.stdout}${ours.stderr}`);
   }
 });
 
@@ -118,7 +121,7 @@ test('split subformats are written across their extents (twoGbMaxExtentSparse, t
     await m.write(2 * GiB - 100 * KiB, data);
     await m.close();
     await chain.close();
-    judge(sub, image, mirror);
+    await judge(sub, image, mirror);
   }
 });
 
@@ -134,7 +137,7 @@ test('an overlay with a backing file keeps the backing bytes around partial grai
   const mirror = join(dir, 'overlay.raw');
   assert.equal(qemuImg(['convert', '-f', 'vmdk', '-O', 'raw', overlay, mirror]).status, 0);
   await randomWrites(overlay, mirror, 400, 8 * MiB, 40);
-  judge('overlay', overlay, mirror);
+  await judge('overlay', overlay, mirror);
   // The base is untouched.
   const baseRaw = join(dir, 'base.raw');
   writeFileSync(baseRaw, Buffer.alloc(8 * MiB, 0x66));
@@ -171,7 +174,7 @@ test('streamOptimized: new grains are appended compressed; written grains are re
     await m.close();
     await chain.close();
   }
-  judge('streamOptimized', image, mirror);
+  await judge('streamOptimized', image, mirror);
   const map = JSON.parse(qemuImg(['map', '--output=json', '-f', 'vmdk', image]).stdout) as Array<{ start: number; data: boolean }>;
   assert.ok(!map.some((e) => e.start === 2 * MiB && e.data), 'the all-zero grain stays unallocated');
 });
@@ -210,7 +213,7 @@ test('convert -n writes into existing vmdk images (monolithicSparse, monolithicF
     if (sub !== 'streamOptimized') assert.equal(run('qemu-io', ['-f', 'vmdk', '-c', 'write -P 9 2M 3M', target]).status, 0);
     const r = await vmimg(['convert', '-n', '-O', 'vmdk', src, target]);
     assert.equal(r.status, 0, `${sub}: ${r.stderr}`);
-    judge(sub, target, src);
+    await judge(sub, target, src);
   }
 });
 
@@ -265,7 +268,7 @@ test('streamOptimized written by qemu-img convert takes new grains; a VMware str
     await m.close();
     await chain.close();
   }
-  judge('converted streamOptimized', image, raw);
+  await judge('converted streamOptimized', image, raw);
 
   const vmware = join(dir, 'vmware.vmdk');
   writeFileSync(vmware, vmwareStream(new Uint8Array(MiB).fill(3), { name: 'vmware.vmdk', cid: 0x1234 }));
@@ -326,4 +329,88 @@ test('refusals: version 3 without compression (as qemu-io), an image opened read
   } finally {
     await ro.close();
   }
+});
+
+test('reads racing writes (as the virtio device issues them) never lose a write', async (t) => {
+  if (!oracle(t, 'qemu-img')) return;
+  const dir = tempDir(t);
+  for (const sub of ['monolithicSparse', 'streamOptimized']) {
+    const image = join(dir, `${sub}.vmdk`);
+    assert.equal(qemuImg(['create', '-q', '-f', 'vmdk', '-o', `subformat=${sub}`, image, '4M']).status, 0);
+    const mirror = join(dir, `${sub}.raw`);
+    writeFileSync(mirror, Buffer.alloc(4 * MiB));
+    const chain = await openChain(image, { format: 'vmdk', policy: defaultPolicy(image), writable: true });
+    const m = await FileStorage.open(mirror, { writable: true });
+    const rnd = seededRandom(sub.length);
+    try {
+      const reader = new ChainReader(chain.layers);
+      const jobs: Array<Promise<unknown>> = [];
+      for (let g = 0; g < 48; g++) {
+        // Uncompressed grains take two partial writes each; compressed ones one whole grain.
+        const parts: Array<[number, number]> = sub === 'streamOptimized' ? [[0, 64 * KiB]] : [[512, 4096], [32 * KiB, 1000]];
+        for (const [at, n] of parts) {
+          const data = rnd(n);
+          await m.write(g * 64 * KiB + at, data);
+          jobs.push(chain.top.write!(g * 64 * KiB + at, data));
+          jobs.push(reader.read(Math.max(0, (g - 1) * 64 * KiB), 128 * KiB));
+        }
+      }
+      await Promise.all(jobs);
+    } finally {
+      await m.close();
+      await chain.close();
+    }
+    await judge(`racing ${sub}`, image, mirror);
+  }
+});
+
+test('a grain table read that started before a write and ends after it does not hide the write', async (t) => {
+  if (!oracle(t, 'qemu-img')) return;
+  const dir = tempDir(t);
+  const image = join(dir, 'gate.vmdk');
+  assert.equal(qemuImg(['create', '-q', '-f', 'vmdk', image, '4M']).status, 0);
+  const gdOffset = Number(readFileSync(image).readBigUInt64LE(56)) * 512;
+  const gtOffset = readFileSync(image).readUInt32LE(gdOffset) * 512;
+  // The first read of the grain table (the reader's) is held until the write has finished.
+  const file = await FileStorage.open(image, { writable: true });
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((r) => (release = r));
+  let held = false;
+  const storage = new Proxy(file, {
+    get(target, prop) {
+      if (prop === 'read') {
+        return async (offset: number, length: number) => {
+          const bytes = await target.read(offset, length);
+          if (offset === gtOffset && !held) {
+            held = true;
+            await gate;
+          }
+          return bytes;
+        };
+      }
+      const v = Reflect.get(target, prop) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  }) as Storage;
+  const { image: top } = await openImageFromStorage(storage, image, { format: 'vmdk', policy: defaultPolicy(image), writable: true });
+  try {
+    const reader = new ChainReader([top]);
+    const early = reader.read(0, 4096);
+    await new Promise((r) => setTimeout(r, 20));
+    assert.ok(held, 'the reader is loading the grain table');
+    await top.write!(512, new Uint8Array(1000).fill(0xab));
+    release();
+    await early;
+    const after = await reader.read(0, 4096);
+    assert.equal(after[512], 0xab);
+    await top.write!(2048, new Uint8Array(10).fill(0xcd));
+  } finally {
+    await top.close();
+  }
+  const mirror = join(dir, 'gate.raw');
+  const expect = Buffer.alloc(4 * MiB);
+  expect.fill(0xab, 512, 1512);
+  expect.fill(0xcd, 2048, 2058);
+  writeFileSync(mirror, expect);
+  await judge('gated', image, mirror);
 });
