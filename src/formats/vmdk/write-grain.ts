@@ -30,7 +30,7 @@ import { deflateSync } from 'node:zlib';
 import type { Storage } from '../../storage/types.js';
 import { VmimgError } from '../../util/errors.js';
 import { SECTOR_SIZE } from '../../util/units.js';
-import { GRAIN_MARKER_BYTES, GTE_ZEROED, type SparseExtent } from './sparse-extent.js';
+import { GRAIN_MARKER_BYTES, GTE_ZEROED, type SparseExtent, type SparseGeometry } from './sparse-extent.js';
 
 /** QEMU's VMDK_EXTENT_MAX_SECTORS: grain sectors are 32-bit GT entries. */
 const MAX_EXTENT_SECTORS = 2 ** 32;
@@ -61,7 +61,7 @@ function allZero(data: Uint8Array): boolean {
 export class GrainWriter {
   private nextSector: number | undefined;
   private readonly rgdCache = new Map<number, number>();
-  private readonly g;
+  private readonly g: SparseGeometry;
 
   /** `base`: guest byte offset of the extent's first byte. */
   constructor(

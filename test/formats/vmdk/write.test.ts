@@ -414,3 +414,29 @@ test('a grain table read that started before a write and ends after it does not 
   writeFileSync(mirror, expect);
   await judge('gated', image, mirror);
 });
+
+test('zeroed grains over a backing file: whole-grain zeros become GTE 1, and data written there keeps zeros around it', async (t) => {
+  if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
+  const dir = tempDir(t);
+  const base = join(dir, 'b.vmdk');
+  const overlay = join(dir, 'o.vmdk');
+  assert.equal(qemuImg(['create', '-q', '-f', 'vmdk', base, '1M']).status, 0);
+  assert.equal(run('qemu-io', ['-f', 'vmdk', '-c', 'write -P 0x66 0 1M', base]).status, 0);
+  assert.equal(qemuImg(['create', '-q', '-f', 'vmdk', '-o', 'zeroed_grain=on', '-b', 'b.vmdk', '-F', 'vmdk', overlay]).status, 0);
+  const size = statSync(overlay).size;
+  const chain = await openChain(overlay, { format: 'vmdk', policy: defaultPolicy(overlay), writable: true });
+  try {
+    await chain.top.writeZeroes!(0, 128 * KiB);
+    assert.equal(statSync(overlay).size, size, 'zeros over whole grains allocate nothing');
+    // QEMU 7.2 would copy the backing bytes into this grain (the guest read zeros there).
+    await chain.top.write!(0, new Uint8Array(512).fill(0x11));
+    await chain.top.writeZeroes!(300 * KiB, 10);
+  } finally {
+    await chain.close();
+  }
+  const reads = ['read -P 0x11 0 512', 'read -P 0 512 130560', 'read -P 0x66 128k 172k', 'read -P 0 300k 10', 'read -P 0x66 307210 741366'];
+  const r = run('qemu-io', ['-f', 'vmdk', ...reads.flatMap((c) => ['-c', c]), overlay]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.doesNotMatch(r.stdout, /Pattern verification failed/, r.stdout);
+  assert.equal(qemuImg(['check', '-f', 'vmdk', overlay]).status, 0);
+});
