@@ -34,30 +34,29 @@ const COPY_BATCH = 64;
 const COPIES_IN_FLIGHT = 3;
 
 /**
- * Hands whole host files to the writer's copyFiles in batches, a few batches in flight while
- * emission goes on; the first failure (in file order) is thrown by add() or close().
+ * Copies whole host files through the writer's copyFiles in batches, a few batches in flight,
+ * running beside the emission of everything else (the ranges never meet: see emitExt4). The
+ * first failure (in file order) rejects run(); stop() ends it early after an error elsewhere.
  */
 class FileCopier {
-  #batch: FileCopy[] = [];
+  #stopped = false;
   readonly #inFlight: Array<Promise<Array<VmimgError | undefined>>> = [];
 
   constructor(private readonly copy: (files: readonly FileCopy[]) => Promise<Array<VmimgError | undefined>>) {}
 
-  async add(it: FileItem): Promise<void> {
-    const e = it.file.model.entry!;
-    const fsPath = e.content!.fsPath!;
-    this.#batch.push({ fsPath, path: typeof fsPath === 'string' ? fsPath : showPath(fsPath), size: e.size, offset: it.block * BLOCK_SIZE });
-    if (this.#batch.length >= COPY_BATCH) await this.#send();
-  }
-
-  async #send(): Promise<void> {
-    if (this.#batch.length > 0) {
-      const p = this.copy(this.#batch);
+  async run(items: readonly FileItem[]): Promise<void> {
+    for (let i = 0; i < items.length && !this.#stopped; i += COPY_BATCH) {
+      const batch = items.slice(i, i + COPY_BATCH).map((it): FileCopy => {
+        const e = it.file.model.entry!;
+        const fsPath = e.content!.fsPath!;
+        return { fsPath, path: typeof fsPath === 'string' ? fsPath : showPath(fsPath), size: e.size, offset: it.block * BLOCK_SIZE };
+      });
+      const p = this.copy(batch);
       p.catch(() => undefined); // awaited in order below
       this.#inFlight.push(p);
-      this.#batch = [];
+      while (this.#inFlight.length > COPIES_IN_FLIGHT) await this.#settleOne();
     }
-    while (this.#inFlight.length > COPIES_IN_FLIGHT) await this.#settleOne();
+    while (this.#inFlight.length > 0) await this.#settleOne();
   }
 
   async #settleOne(): Promise<void> {
@@ -66,14 +65,9 @@ class FileCopier {
     if (err) throw err;
   }
 
-  /** Sends what is left and waits for every copy. */
-  async close(): Promise<void> {
-    await this.#send();
-    while (this.#inFlight.length > 0) await this.#settleOne();
-  }
-
-  /** Waits for copies still in flight (after an error), so no write lands after the caller gives up. */
-  async drain(): Promise<void> {
+  /** Sends no more batches and waits for those in flight, so no write lands after the caller gives up. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
     await Promise.allSettled(this.#inFlight);
   }
 }
@@ -338,30 +332,33 @@ export async function emitExt4(plan: Ext4Plan, writer: ImageWriter): Promise<{ f
 
   const sink = new AlignedSink(writer);
   const copier = writer.copyFiles ? new FileCopier(writer.copyFiles.bind(writer)) : undefined;
-  // Files the writer copies in itself (whole host files in one piece) never pass through the sink.
-  const direct = (it: Item): boolean => copier !== undefined && 'file' in it && isDirect(it);
+  // Whole host files in one piece are copied in by the writer itself, beside everything else
+  // (which goes through the sink): the sink is flushed wherever such a file lies between two of
+  // its writes, so no window it writes ever covers a copied file's blocks.
+  const isCopied = (it: Item): boolean => copier !== undefined && 'file' in it && isDirect(it);
+  const copied = items.filter(isCopied) as FileItem[];
   const order: PlacedInode[] = [];
-  for (const it of items) if ('file' in it && it.offset === 0 && !direct(it)) order.push(it.file);
+  for (const it of items) if ('file' in it && it.offset === 0 && !isCopied(it)) order.push(it.file);
   const reader = new ContentReader(order);
+  const copying = copier?.run(copied);
+  copying?.catch(() => undefined); // awaited below
   try {
-    let viaSink = true;
+    let gap = false;
     for (const it of items) {
-      if (direct(it)) {
-        // The sink's pending window must not reach over blocks written beside it.
-        if (viaSink) await sink.flush();
-        viaSink = false;
-        await copier!.add(it as FileItem);
+      if (isCopied(it)) {
+        gap = true;
         continue;
       }
-      viaSink = true;
+      if (gap) await sink.flush();
+      gap = false;
       if ('make' in it) await sink.write(it.block * BLOCK_SIZE, it.make());
       else await reader.piece(sink, it.file, it.block * BLOCK_SIZE, it.offset, it.length);
     }
     await reader.finish();
-    await copier?.close();
+    await copying;
   } catch (e) {
     await reader.drain();
-    await copier?.drain();
+    await copier?.stop();
     throw e;
   }
   await sink.close();
