@@ -39,8 +39,9 @@ export interface Storage {
   punchHole?(offset: number, length: number): Promise<boolean>;
   /**
    * Copies whole host files into the storage, each at its offset, without their bytes passing
-   * through JavaScript (native copyFiles on a pool thread). Optional. Resolves with undefined or
-   * the error of each file (SOURCE_CHANGED when a file's length is not `size`).
+   * through JavaScript (native copyFiles on a pool thread), and starts writing them back to disk
+   * (so a later flush has little left to wait for). Optional. Resolves with undefined or the
+   * error of each file (SOURCE_CHANGED when a file's length is not `size`).
    */
   copyFiles?(files: readonly FileCopy[]): Promise<Array<VmimgError | undefined>>;
 }
