@@ -135,10 +135,26 @@ static void batch_free(napi_env env, file_batch *b) {
   free(b);
 }
 
-static void read_one(file_job *j) {
+/* Opens j->path for reading without following a symlink; -1 with j->status = errno on failure. */
+static int open_source(file_job *j) {
   int fd;
   do fd = open(j->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC); while (fd < 0 && errno == EINTR);
-  if (fd < 0) { j->status = errno; return; }
+  if (fd < 0) j->status = errno;
+  return fd;
+}
+
+/* After exactly j->size bytes: -2 in j->status when the file holds more, its errno when unreadable. */
+static void probe_end(int fd, file_job *j) {
+  uint8_t probe;
+  ssize_t r;
+  do r = pread(fd, &probe, 1, (off_t)j->size); while (r < 0 && errno == EINTR);
+  if (r < 0) j->status = errno;
+  else if (r > 0) j->status = -2;
+}
+
+static void read_one(file_job *j) {
+  int fd = open_source(j);
+  if (fd < 0) return;
   size_t done = 0;
   j->status = 0;
   while (done < j->size) {
@@ -147,13 +163,7 @@ static void read_one(file_job *j) {
     if (r == 0) { j->status = -1; break; }
     done += (size_t)r;
   }
-  if (j->status == 0) {
-    uint8_t probe;
-    ssize_t r;
-    do r = pread(fd, &probe, 1, (off_t)j->size); while (r < 0 && errno == EINTR);
-    if (r < 0) j->status = errno;
-    else if (r > 0) j->status = -2;
-  }
+  if (j->status == 0) probe_end(fd, j);
   j->done = (double)done;
   close(fd);
 }
@@ -162,9 +172,8 @@ static napi_value batch_results(napi_env env, file_batch *b);
 
 /* Copies exactly j->size bytes of j->path to dst at j->dst_offset through a bounce buffer (see copyFiles). */
 static void copy_one(file_job *j, int dst, uint8_t *bounce, size_t bounce_size) {
-  int fd;
-  do fd = open(j->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC); while (fd < 0 && errno == EINTR);
-  if (fd < 0) { j->status = errno; return; }
+  int fd = open_source(j);
+  if (fd < 0) return;
   size_t done = 0;
   j->status = 0;
   while (done < j->size && j->status == 0 && j->werr == 0) {
@@ -180,13 +189,7 @@ static void copy_one(file_job *j, int dst, uint8_t *bounce, size_t bounce_size) 
     }
     done += w;
   }
-  if (j->status == 0 && j->werr == 0) {
-    uint8_t probe;
-    ssize_t r;
-    do r = pread(fd, &probe, 1, (off_t)j->size); while (r < 0 && errno == EINTR);
-    if (r < 0) j->status = errno;
-    else if (r > 0) j->status = -2;
-  }
+  if (j->status == 0 && j->werr == 0) probe_end(fd, j);
   j->done = (double)done;
   close(fd);
 }

@@ -116,35 +116,38 @@ test('rawWritableBackend refuses non-raw images', async (t) => {
   assert.throws(() => rawWritableBackend(image), (e: unknown) => e instanceof VmimgError && e.code === 'UNSUPPORTED_OPTION');
 });
 
-test('qcow2 overlay read-write through the Image write path: qemu-img check and qemu-io agree', async (t) => {
-  if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
-  const dir = tempDir(t, 'vmimg-virtio-');
-  const base = join(dir, 'base.qcow2');
-  const top = join(dir, 'top.qcow2');
-  ok(qemuImg(['create', '-f', 'qcow2', base, '2M']), 'create base');
-  ok(run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x33 0 1M', base]), 'fill base');
-  ok(qemuImg(['create', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', top]), 'create overlay');
-  for (const version of [1, 2] as const) {
-    const chain = await openChain(top, { policy: defaultPolicy(top), writable: true });
-    try {
-      const backend = imageBackend(chain.layers);
-      assert.equal(backend.readOnly, false);
-      const { driver, blk } = rig(backend, { version, driver: { mode: 'rw' } });
-      // Partial-cluster writes over the backing data need copy-on-write from the base.
-      await driver.write(sectors(version * 3), new Uint8Array(1024).fill(0x40 + version));
-      await driver.write(sectors(3000), new Uint8Array(4096).fill(0x50 + version));
-      await driver.flush();
-      const back = await driver.read(sectors(0), sectors(16));
-      assert.equal(back[version * 3 * 512], 0x40 + version);
-      assert.equal(back[0], 0x33);
-      assert.equal(blk.stats.failedRequests, 0, blk.stats.log.join('\n'));
-    } finally {
-      await chain.close();
+// Formats whose overlays take writes (their drivers copy the backing bytes around partial writes).
+for (const format of ['qcow2', 'vmdk'] as const) {
+  test(`${format} overlay read-write through the Image write path: qemu-img check and qemu-io agree`, async (t) => {
+    if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
+    const dir = tempDir(t, 'vmimg-virtio-');
+    const base = join(dir, `base.${format}`);
+    const top = join(dir, `top.${format}`);
+    ok(qemuImg(['create', '-f', format, base, '2M']), 'create base');
+    ok(run('qemu-io', ['-f', format, '-c', 'write -P 0x33 0 1M', base]), 'fill base');
+    ok(qemuImg(['create', '-f', format, '-b', `base.${format}`, '-F', format, top]), 'create overlay');
+    for (const version of [1, 2] as const) {
+      const chain = await openChain(top, { policy: defaultPolicy(top), writable: true });
+      try {
+        const backend = imageBackend(chain.layers);
+        assert.equal(backend.readOnly, false);
+        const { driver, blk } = rig(backend, { version, driver: { mode: 'rw' } });
+        // Partial-cluster/grain writes over the backing data need copy-on-write from the base.
+        await driver.write(sectors(version * 3), new Uint8Array(1024).fill(0x40 + version));
+        await driver.write(sectors(3000), new Uint8Array(4096).fill(0x50 + version));
+        await driver.flush();
+        const back = await driver.read(sectors(0), sectors(16));
+        assert.equal(back[version * 3 * 512], 0x40 + version);
+        assert.equal(back[0], 0x33);
+        assert.equal(blk.stats.failedRequests, 0, blk.stats.log.join('\n'));
+      } finally {
+        await chain.close();
+      }
     }
-  }
-  ok(qemuImg(['check', top]), 'qemu-img check');
-  const reads = ['read -P 0x33 0 1536', 'read -P 0x41 1536 1024', 'read -P 0x33 2560 512', 'read -P 0x42 3072 1024', 'read -P 0x33 4096 1044480', 'read -P 0x52 1536000 4096', 'read -P 0 1540096 4096'];
-  const r = run('qemu-io', ['-f', 'qcow2', ...reads.flatMap((c) => ['-c', c]), top]);
-  ok(r, 'qemu-io read -P');
-  assert.doesNotMatch(r.stdout, /Pattern verification failed/, r.stdout);
-});
+    ok(qemuImg(['check', '-f', format, top]), 'qemu-img check');
+    const reads = ['read -P 0x33 0 1536', 'read -P 0x41 1536 1024', 'read -P 0x33 2560 512', 'read -P 0x42 3072 1024', 'read -P 0x33 4096 1044480', 'read -P 0x52 1536000 4096', 'read -P 0 1540096 4096'];
+    const r = run('qemu-io', ['-f', format, ...reads.flatMap((c) => ['-c', c]), top]);
+    ok(r, 'qemu-io read -P');
+    assert.doesNotMatch(r.stdout, /Pattern verification failed/, r.stdout);
+  });
+}

@@ -20,9 +20,6 @@ import { VmimgError } from '../../../src/util/errors.js';
 import { vmimg } from '../../helpers/cli.js';
 import { oracle, qemuImg, qemuInfo, run, tempDir } from '../../helpers/oracle.js';
 import { seededRandom } from '../../helpers/random.js';
-import { imageBackend } from '../../../src/virtio/device/backend.js';
-import { sectors } from '../../../src/util/units.js';
-import { rig } from '../../virtio/helpers.js';
 import { vmwareStream } from './vmware-stream.js';
 
 const KiB = 1024;
@@ -217,37 +214,7 @@ test('convert -n writes into existing vmdk images (monolithicSparse, monolithicF
   }
 });
 
-test('virtio-blk writes a vmdk overlay through the Image write path: qemu-img check and qemu-io agree', async (t) => {
-  if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
-  const dir = tempDir(t);
-  const base = join(dir, 'base.vmdk');
-  const top = join(dir, 'top.vmdk');
-  assert.equal(qemuImg(['create', '-q', '-f', 'vmdk', base, '2M']).status, 0);
-  assert.equal(run('qemu-io', ['-f', 'vmdk', '-c', 'write -P 0x33 0 1M', base]).status, 0);
-  assert.equal(qemuImg(['create', '-q', '-f', 'vmdk', '-b', 'base.vmdk', '-F', 'vmdk', top]).status, 0);
-  for (const version of [1, 2] as const) {
-    const chain = await openChain(top, { policy: defaultPolicy(top), writable: true });
-    try {
-      const backend = imageBackend(chain.layers);
-      assert.equal(backend.readOnly, false);
-      const { driver, blk } = rig(backend, { version, driver: { mode: 'rw' } });
-      await driver.write(sectors(version * 3), new Uint8Array(1024).fill(0x40 + version));
-      await driver.write(sectors(3000), new Uint8Array(4096).fill(0x50 + version));
-      await driver.flush();
-      const back = await driver.read(sectors(0), sectors(16));
-      assert.equal(back[version * 3 * 512], 0x40 + version);
-      assert.equal(back[0], 0x33);
-      assert.equal(blk.stats.failedRequests, 0, blk.stats.log.join('\n'));
-    } finally {
-      await chain.close();
-    }
-  }
-  assert.equal(qemuImg(['check', '-f', 'vmdk', top]).status, 0);
-  const reads = ['read -P 0x33 0 1536', 'read -P 0x41 1536 1024', 'read -P 0x33 2560 512', 'read -P 0x42 3072 1024', 'read -P 0x33 4096 1044480', 'read -P 0x52 1536000 4096', 'read -P 0 1540096 4096'];
-  const r = run('qemu-io', ['-f', 'vmdk', ...reads.flatMap((c) => ['-c', c]), top]);
-  assert.equal(r.status, 0, r.stderr);
-  assert.doesNotMatch(r.stdout, /Pattern verification failed/, r.stdout);
-});
+// virtio-blk over a vmdk overlay: test/virtio/images.test.ts.
 
 test('streamOptimized written by qemu-img convert takes new grains; a VMware stream (footer) is refused at open', async (t) => {
   if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
