@@ -37,7 +37,7 @@ export interface OpenedImage {
 /** Opens one image from a storage, with its references gated by `policy`. */
 export async function openImageFromStorage(storage: Storage, filename: string, options: OpenImageOptions): Promise<OpenedImage> {
   const format = options.format ?? (await probeFormat(storage));
-  const driver = getDriver(format);
+  const driver = await getDriver(format);
   if (options.snapshot && format !== 'qcow2') {
     throw new VmimgError('UNSUPPORTED_IMAGE', `Failed to load snapshot: Block format '${driver.name}' used by device '' does not support temporarily loading internal snapshots`, { format: driver.name });
   }

@@ -41,7 +41,7 @@ async function create(io: CliIO, filename: string | undefined, size: string | un
   const output = parseOutputFormat(flags.output);
   const optionStrings = flags.options ?? [];
   if (wantsHelp(optionStrings)) {
-    const driver = getDriver(flags.format ?? 'raw');
+    const driver = await getDriver(flags.format ?? 'raw');
     io.out(optionsHelp(driver.name, driver.createOptions));
     return 0;
   }

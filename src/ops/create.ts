@@ -84,7 +84,7 @@ export interface PreparedCreate {
  * and announces the Formatting line. Shared by `create` (planner) and `convert` (writer).
  */
 export async function prepareCreate(req: CreateRequest): Promise<PreparedCreate> {
-  const driver = getDriver(req.format ?? 'raw');
+  const driver = await getDriver(req.format ?? 'raw');
   const options = parseCreateOptions(driver, req);
   const backing = await backingFacts(req, options, driver.needsBackingHeader ?? false);
 
@@ -222,7 +222,7 @@ async function backingFacts(req: CreateRequest, options: CreateOptions, evenIfUn
       req.onWarning?.(`backing file '${backingFile}' has the content of a ${readAs} image but -F says ${backingFmt}; its size is read as ${readAs}`);
     }
     try {
-      return await getDriver(readAs).readHeader(storage);
+      return await (await getDriver(readAs)).readHeader(storage);
     } catch (e) {
       if (e instanceof VmimgError && (e.code === 'CORRUPT_IMAGE' || e.code === 'UNSUPPORTED_IMAGE' || e.code === 'OUT_OF_BOUNDS')) {
         throw new VmimgError('BACKING_UNPARSABLE', `Could not read backing file '${backingFile}' as ${readAs}: ${e.message}`, { backingFile, format: readAs }, { cause: e });

@@ -65,7 +65,7 @@ export async function measureImage(req: MeasureRequest): Promise<MeasureResult> 
       if (bitmaps) source.persistentBitmaps = bitmaps;
     }
 
-    const driver = getDriver(req.targetFormat);
+    const driver = await getDriver(req.targetFormat);
     const unsupported = driver.unsupportedCreateOptions ?? {};
     const ignored = MEASURE_IGNORED.filter((s) => Object.hasOwn(unsupported, s.name) && !driver.createOptions.some((c) => c.name === s.name));
     const options = new CreateOptions([...driver.createOptions, ...ignored], unsupported);

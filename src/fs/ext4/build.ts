@@ -61,7 +61,7 @@ export async function writeExt4(plan: Ext4Plan, writer: ImageWriter): Promise<{ 
 /** Builds an ext4 image of `tree` at `output` (format `options.format`, default raw). */
 export async function buildExt4(tree: Tree, output: string, options: Ext4BuildOptions = {}): Promise<Ext4Result> {
   const format = options.format ?? 'raw';
-  const driver = getDriver(format);
+  const driver = await getDriver(format);
   if (!driver.createWriter) throw new VmimgError('UNSUPPORTED_OPTION', `writing ext4 into ${format} images is not supported`, { format });
   const plan = planExt4(tree, options);
   if (options.maxSize !== undefined && plan.imageSize > options.maxSize) {

@@ -66,7 +66,7 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
   if (req.targetIsZero && !req.noCreate) throw new VmimgError('USAGE', '--target-is-zero requires use of -n flag', {});
   if (req.backingFile !== undefined && req.noCreate) throw new VmimgError('USAGE', 'Cannot use -B with -n (the target already exists)', {});
   // qemu-img first refuses -B for formats without backing files (prepareCreate says so), then -B without -F.
-  if (req.backingFile !== undefined && req.backingFormat === undefined && !req.unsafe && supportsBacking(req.targetFormat ?? 'raw')) {
+  if (req.backingFile !== undefined && req.backingFormat === undefined && !req.unsafe && (await supportsBacking(req.targetFormat ?? 'raw'))) {
     throw new VmimgError('BACKING_FORMAT_REQUIRED', 'Use of backing file requires explicit backing format (-F)', {});
   }
 
@@ -110,8 +110,8 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
   }
 }
 
-function supportsBacking(format: string): boolean {
-  return isFormatName(format) && getDriver(format).createOptions.some((o) => o.name === 'backing_file');
+async function supportsBacking(format: string): Promise<boolean> {
+  return isFormatName(format) && (await getDriver(format)).createOptions.some((o) => o.name === 'backing_file');
 }
 
 /**
