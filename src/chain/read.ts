@@ -54,6 +54,8 @@ export class ChainReader {
     // Past a shorter backing image's end: zeros.
     if (visible < length) out.fill(0, outOffset + visible, outOffset + length);
     if (visible === 0) return;
+    // A raw layer: one read (holes and the tail past the file's end read as zeros).
+    if (layer.readsAsStorage) return layer.storage.readInto(start, out.subarray(outOffset, outOffset + visible));
     const extents = await layer.map(start, visible);
     let pos = start;
     for (const e of extents) {

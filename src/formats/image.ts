@@ -190,6 +190,12 @@ export interface Image {
   /** Virtual disk size in bytes. */
   readonly virtualSize: number;
   /**
+   * True when guest byte x is byte x of `storage` and nothing falls through to a layer below
+   * (raw): reads then go straight to the storage, whose holes and end read as zeros, without
+   * asking map() first.
+   */
+  readonly readsAsStorage?: boolean;
+  /**
    * True when qemu-img 7.2's driver for this format has no block status (vhdx): QEMU then calls
    * every range of the layer allocated data with no host offset, and the generic map (map,
    * compare, measure, convert) reports the layer that way. map() still answers the real

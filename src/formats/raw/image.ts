@@ -12,6 +12,7 @@ export async function openRaw(storage: Storage, options: OpenOptions): Promise<I
     filename: options.filename,
     storage,
     virtualSize,
+    readsAsStorage: true,
     references: () => [],
     /** Data and holes of the file (SEEK_DATA/SEEK_HOLE when available); holes map as zero. */
     async map(start: number, length: number): Promise<Extent[]> {
