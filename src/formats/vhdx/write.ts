@@ -61,6 +61,7 @@ import {
   PAYLOAD_BLOCK_ZERO,
   type VhdxHeader,
 } from './structs.js';
+import { allZero, checkWriteRange, serialQueue } from '../write-common.js';
 
 export interface VhdxWritePath {
   write(offset: number, data: Uint8Array): Promise<void>;
@@ -77,11 +78,6 @@ export interface VhdxWriteOptions {
 
 const ZERO_CHUNK = 1 << 20;
 const U64_MAX = (1n << 64n) - 1n;
-
-function allZero(data: Uint8Array): boolean {
-  for (let i = 0; i < data.length; i++) if (data[i] !== 0) return false;
-  return true;
-}
 
 /** Zero-reading states of a disk without a parent (§2.5.1.1). */
 function readsAsZeros(state: number): boolean {
@@ -111,21 +107,12 @@ export function vhdxWritePath(storage: Storage, facts: VhdxFacts, bat: VhdxBat, 
   let headersUpdated = false;
   /** The first byte past every block and region (known after the first allocation's scan). */
   let freeOffset: number | undefined;
-  let queue: Promise<unknown> = Promise.resolve();
 
   const corrupt = (message: string, details: Record<string, unknown>): VmimgError =>
     new VmimgError('CORRUPT_IMAGE', `vhdx image '${filename}': ${message}`, { file: filename, ...details });
-  const bounds = (offset: number, length: number): void => {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > virtualSize) {
-      throw new VmimgError('OUT_OF_BOUNDS', `Write of ${length} bytes at ${offset} is outside vhdx image '${filename}' (virtual size ${virtualSize})`, { offset, length });
-    }
-  };
+  const bounds = (offset: number, length: number): void => checkWriteRange('vhdx', filename, virtualSize, offset, length);
   /** Calls run one after another (allocation reads and moves the free offset). */
-  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
-    const next = queue.then(fn);
-    queue = next.catch(() => undefined);
-    return next;
-  };
+  const serial = serialQueue();
   const barrier = async (): Promise<void> => {
     if (options.barriers) await storage.flush();
   };

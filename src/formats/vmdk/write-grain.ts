@@ -31,6 +31,7 @@ import type { Storage } from '../../storage/types.js';
 import { VmimgError } from '../../util/errors.js';
 import { SECTOR_SIZE } from '../../util/units.js';
 import { GRAIN_MARKER_BYTES, GTE_ZEROED, type SparseExtent, type SparseGeometry } from './sparse-extent.js';
+import { allZero } from '../write-common.js';
 
 /** QEMU's VMDK_EXTENT_MAX_SECTORS: grain sectors are 32-bit GT entries. */
 const MAX_EXTENT_SECTORS = 2 ** 32;
@@ -50,11 +51,6 @@ export interface GrainPiece {
   length: number;
   data: Uint8Array | null;
   mayUnmap: boolean;
-}
-
-function allZero(data: Uint8Array): boolean {
-  for (let i = 0; i < data.length; i++) if (data[i] !== 0) return false;
-  return true;
 }
 
 /** The write state of one sparse extent. */

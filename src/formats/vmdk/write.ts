@@ -28,6 +28,7 @@ import type { VmdkExtent } from './extents.js';
 import type { VmdkFacts } from './open.js';
 import { GrainWriter } from './write-grain.js';
 import { randomCid, writeCid, type CidTarget } from './write-cid.js';
+import { checkWriteRange, serialQueue } from '../write-common.js';
 
 /** Why the image cannot be written in place, or undefined. */
 export function vmdkWriteRefusal(facts: VmdkFacts, extents: readonly VmdkExtent[]): string | undefined {
@@ -61,7 +62,8 @@ export interface VmdkWriteHost {
 const ZERO_CHUNK = 1 << 20;
 
 export class VmdkWriter {
-  private queue: Promise<unknown> = Promise.resolve();
+  /** Calls run one after another (grain allocation reads and moves the file's end). */
+  private readonly serial = serialQueue();
   private backing: BackingRead | undefined;
   private cidUpdated = false;
   private readonly grains = new Map<number, GrainWriter>();
@@ -99,17 +101,8 @@ export class VmdkWriter {
     return this.serial(() => Promise.resolve()).catch(() => undefined);
   }
 
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(fn);
-    this.queue = next.catch(() => undefined);
-    return next;
-  }
-
   private bounds(offset: number, length: number): void {
-    const size = this.host.virtualSize;
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > size) {
-      throw new VmimgError('OUT_OF_BOUNDS', `Write of ${length} bytes at ${offset} is outside vmdk image '${this.host.filename}' (virtual size ${size})`, { offset, length });
-    }
+    checkWriteRange('vmdk', this.host.filename, this.host.virtualSize, offset, length);
   }
 
   /** Splits [offset, offset+length) at extent and grain boundaries; `piece` gives the data of a part (null: zeros). */

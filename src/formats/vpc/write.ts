@@ -19,6 +19,7 @@ import { SECTOR_SIZE } from '../../util/units.js';
 import { BAT_UNUSED, type VpcBat } from './bat.js';
 import { DISK_TYPE_DIFFERENCING, encodeFooter } from './footer.js';
 import { sectorBitmapSize, type VpcFacts } from './header.js';
+import { allZero, checkWriteRange, serialQueue } from '../write-common.js';
 
 export interface VpcWritePath {
   write(offset: number, data: Uint8Array): Promise<void>;
@@ -27,11 +28,6 @@ export interface VpcWritePath {
 }
 
 const ZERO_CHUNK = 1 << 20;
-
-function allZero(data: Uint8Array): boolean {
-  for (let i = 0; i < data.length; i++) if (data[i] !== 0) return false;
-  return true;
-}
 
 /** Why `facts` cannot be written in place, or undefined. */
 export function vpcWriteRefusal(facts: VpcFacts): string | undefined {
@@ -46,19 +42,10 @@ export function vpcWritePath(storage: Storage, facts: VpcFacts, bat: VpcBat | un
   const bitmapSize = dyn ? sectorBitmapSize(blockSize) : 0;
   const footer = encodeFooter(facts.footer, true);
   let freeOffset: number | undefined;
-  let queue: Promise<unknown> = Promise.resolve();
 
-  const bounds = (offset: number, length: number): void => {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > virtualSize) {
-      throw new VmimgError('OUT_OF_BOUNDS', `Write of ${length} bytes at ${offset} is outside vpc image '${filename}' (virtual size ${virtualSize})`, { offset, length });
-    }
-  };
+  const bounds = (offset: number, length: number): void => checkWriteRange('vpc', filename, virtualSize, offset, length);
   /** Calls run one after another (block allocation reads and moves the free offset). */
-  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
-    const next = queue.then(fn);
-    queue = next.catch(() => undefined);
-    return next;
-  };
+  const serial = serialQueue();
 
   /** QEMU's free_data_block_offset: past the BAT and past every allocated block. */
   async function firstFree(): Promise<number> {
