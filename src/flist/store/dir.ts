@@ -18,6 +18,8 @@ export class DirStore implements BlobStore {
   readonly displayUrl: string;
   readonly readOnly = false;
   readonly root: string;
+  /** Fan-out folders made (or found) by this store: each is made once, not once per blob. */
+  readonly #made = new Map<string, Promise<unknown>>();
 
   constructor(root: string) {
     this.root = resolve(root);
@@ -61,7 +63,12 @@ export class DirStore implements BlobStore {
     const dir = join(path, '..');
     const tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`;
     try {
-      await mkdir(dir, { recursive: true });
+      let made = this.#made.get(dir);
+      if (!made) this.#made.set(dir, (made = mkdir(dir, { recursive: true })));
+      await made.catch((e: unknown) => {
+        this.#made.delete(dir); // a later put tries again
+        throw e;
+      });
       await writeFile(tmp, data);
       await rename(tmp, path);
     } catch (e) {
