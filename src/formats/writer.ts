@@ -1,6 +1,3 @@
-import type { FileCopy } from '../storage/types.js';
-import type { VmimgError } from '../util/errors.js';
-
 /**
  * The write side used by `convert` (and later by builders that target an image format): a
  * streaming writer that receives guest data in ascending order and lays out the format around
@@ -15,6 +12,8 @@ import type { VmimgError } from '../util/errors.js';
  * - `finish` writes the metadata and flushes; after an error the caller discards the file
  *   (atomic temp + rename), so writers need no rollback.
  */
+import type { FileCopy } from '../storage/types.js';
+import type { VmimgError } from '../util/errors.js';
 
 export interface ImageWriter {
   readonly virtualSize: number;

@@ -1,9 +1,9 @@
-import type { VmimgError } from '../util/errors.js';
-
 /**
  * Byte storage: the only abstraction format code does I/O through. Formats never open files;
  * they are handed a Storage. Offsets and lengths are bytes.
  */
+import type { VmimgError } from '../util/errors.js';
+
 export interface Storage {
   /** A name for messages (usually the path). */
   readonly name: string;

@@ -76,7 +76,7 @@ export interface SmallFileRead {
 
 /**
  * Reads several small files as readSmallFileInto does (exactly `size` bytes, O_NOFOLLOW) in one
- * call to the native helper: 10k files cost a third of what four Node fs calls per file cost.
+ * call to the native helper, instead of four Node fs calls (open, read, probe, close) per file.
  * Returns undefined or the error of each file; without the native helper, reads them one by one
  * with readSmallFileInto.
  */
