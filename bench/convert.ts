@@ -6,7 +6,13 @@
  * both see the same machine state); prints the best and the median wall time of each tool, the
  * ratios vmimg/qemu-img of both, and peak RSS. On a VM the kernel's cost of filling fresh page
  * cache pages varies several-fold between runs of the same command; the median shows it.
- * Usage: node dist/bench/convert.js [rounds (default 5)] [workdir]   (workdir needs ~12 GiB free)
+ * Settling: on this VM a run started right after the previous run's output was deleted costs a
+ * fraction of one started a few seconds later (freed memory goes back to the host and idle page
+ * cache is reclaimed within seconds, so later runs fault pages in again and may re-read the
+ * source). With SETTLE seconds of sleep before every timed run (default 0: none) each run starts
+ * in the later, slower state.
+ * Usage: node dist/bench/convert.js [rounds (default 5)] [workdir] [settle seconds (default 0)]
+ * (workdir needs ~12 GiB free)
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -15,6 +21,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const rounds = Number(process.argv[2] ?? 5);
+const settle = Number(process.argv[4] ?? 0);
 const dir = process.argv[3] ?? mkdtempSync(join(tmpdir(), 'vmimg-bench-convert-'));
 const cli = resolve(fileURLToPath(import.meta.url), '../../src/cli/vmimg.cjs');
 const GiB = 1 << 30;
@@ -46,7 +53,7 @@ const cases: Array<{ name: string; args: string[] }> = [
   { name: 'raw→qcow2 -c zstd', args: ['-c', '-f', 'raw', '-O', 'qcow2', '-o', 'compression_type=zstd', 'src.raw', 'out.zst.qcow2'] },
 ];
 
-console.log(`convert of a 4 GiB virtual / 2 GiB data image (1 GiB zeros, 1 GiB hole); ${rounds} interleaved rounds`);
+console.log(`convert of a 4 GiB virtual / 2 GiB data image (1 GiB zeros, 1 GiB hole); ${rounds} interleaved rounds, ${settle} s settle before each run`);
 console.log('case                 qemu best/median s  vmimg best/median s  ratio best/median  qemu RSS MiB  vmimg RSS MiB');
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -59,8 +66,10 @@ for (const c of cases) {
   let err: string | undefined;
   for (let i = 0; i < rounds; i++) {
     const out = c.args[c.args.length - 1]!;
+    sh('sleep', [String(settle)]);
     const a = timed('qemu-img', ['convert', ...c.args]);
     sh('rm', ['-f', out]);
+    sh('sleep', [String(settle)]);
     const b = timed(process.execPath, [cli, 'convert', ...c.args]);
     sh('rm', ['-f', out]);
     if ('s' in a) (q.push(a.s), (rss.q = Math.max(rss.q, a.rssMiB)));
