@@ -20,6 +20,7 @@
 #include <linux/falloc.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <stdint.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -101,8 +102,8 @@ static napi_value punch_hole(napi_env env, napi_callback_info info) {
  * exactly sizes[i] bytes into buffers[i] (pread from offset 0), probe one byte at sizes[i], close.
  * The result holds 2 numbers per file: [status, bytes read], status 0 = exactly sizes[i]
  * bytes, > 0 = the errno of open or read, -1 = the file ended early, -2 = it is longer than
- * sizes[i]. Files are independent: one failing does not stop the others. (copyFiles below runs
- * the same batch machinery on a pool thread.)
+ * sizes[i], -3 = the path is no longer a regular file. Files are independent: one failing does
+ * not stop the others. (copyFiles below runs the same batch machinery on a pool thread.)
  */
 typedef struct {
   char *path;
@@ -135,11 +136,18 @@ static void batch_free(napi_env env, file_batch *b) {
   free(b);
 }
 
-/* Opens j->path for reading without following a symlink; -1 with j->status = errno on failure. */
+/*
+ * Opens j->path for reading without following a symlink and without blocking (a FIFO swapped in
+ * since the walk must not hang the thread); -1 with j->status set on failure: the errno, or -3
+ * when the path no longer names a regular file.
+ */
 static int open_source(file_job *j) {
   int fd;
-  do fd = open(j->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC); while (fd < 0 && errno == EINTR);
-  if (fd < 0) j->status = errno;
+  do fd = open(j->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK); while (fd < 0 && errno == EINTR);
+  if (fd < 0) { j->status = errno; return -1; }
+  struct stat st;
+  if (fstat(fd, &st) != 0) { j->status = errno; close(fd); return -1; }
+  if (!S_ISREG(st.st_mode)) { j->status = -3; close(fd); return -1; }
   return fd;
 }
 

@@ -18,7 +18,8 @@ export interface NativeHelpers {
   punchHole?(fd: number, offset: number, length: number): void;
   /**
    * Reads whole small files in one call (native/vmimg_native.c read_files_sync): [status, bytes
-   * read] per file; status 0 = exactly sizes[i] bytes, > 0 = errno, -1 = ended early, -2 = longer.
+   * read] per file; status 0 = exactly sizes[i] bytes, > 0 = errno, -1 = ended early, -2 = longer,
+   * -3 = no longer a regular file (opened O_NOFOLLOW | O_NONBLOCK, so a FIFO cannot block it).
    */
   readFilesSync?(paths: Array<string | Uint8Array>, sizes: number[], buffers: Uint8Array[]): Float64Array;
   /**
@@ -45,13 +46,14 @@ export const native: NativeHelpers | undefined = load();
 
 /**
  * The error of one file of readFilesSync/copyFiles from its status and bytes done (undefined when
- * status is 0): SOURCE_CHANGED for a file shorter or longer than `size`, else the errno as Node's
- * fs would report it for reading `path`.
+ * status is 0): SOURCE_CHANGED for a file shorter or longer than `size` or no longer a regular
+ * file, else the errno as Node's fs would report it for reading `path`.
  */
 export function nativeReadError(status: number, done: number, path: string, size: number): VmimgError | undefined {
   if (status === 0) return undefined;
   if (status === -1) return new VmimgError('SOURCE_CHANGED', `'${path}' ended after ${done} of ${size} bytes at 0 (changed while being read?)`, { position: 0, length: size });
   if (status === -2) return new VmimgError('SOURCE_CHANGED', `'${path}' grew past ${size} bytes while being read`, { path, size });
+  if (status === -3) return new VmimgError('SOURCE_CHANGED', `'${path}' is no longer a regular file`, { path });
   return errnoError(status, path, 'read');
 }
 

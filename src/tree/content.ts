@@ -3,7 +3,7 @@
  * byte range of a shared open file (tar spool or an uncompressed tar read in place), and bytes in
  * memory (tests, tiny synthesised content). None buffers a whole file.
  */
-import { closeSync, constants, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { native, nativeReadError } from '../storage/native.js';
 import { fromSystemError, VmimgError } from '../util/errors.js';
@@ -41,17 +41,29 @@ export const SMALL_FILE = 256 * 1024;
 const probe = Buffer.alloc(1);
 
 /**
+ * How a source file is opened: never through a symlink swapped in since the walk (O_NOFOLLOW),
+ * and without blocking, so a FIFO swapped in cannot hang the build (O_NONBLOCK does nothing to
+ * a regular file); the opened file must then still be a regular file.
+ */
+const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+
+function notRegular(path: string): VmimgError {
+  return new VmimgError('SOURCE_CHANGED', `'${path}' is no longer a regular file`, { path });
+}
+
+/**
  * Reads all of a small file (exactly `size` bytes, SOURCE_CHANGED otherwise) synchronously into
- * `into` (at least `size` bytes long), through O_NOFOLLOW.
+ * `into` (at least `size` bytes long), opened with OPEN_FLAGS.
  */
 export function readSmallFileInto(fsPath: string | Buffer, path: string, size: number, into: Uint8Array): void {
   let fd: number;
   try {
-    fd = openSync(fsPath, constants.O_RDONLY | constants.O_NOFOLLOW);
+    fd = openSync(fsPath, OPEN_FLAGS);
   } catch (e) {
     throw fromSystemError(e, path, 'open');
   }
   try {
+    if (!fstatSync(fd).isFile()) throw notRegular(path);
     let done = 0;
     while (done < size) {
       const n = readSync(fd, into, done, size - done, done);
@@ -106,15 +118,19 @@ function readSmallFile(fsPath: string | Buffer, path: string, size: number): Uin
   return out;
 }
 
-/** A regular file read by path when needed, with O_NOFOLLOW so a swapped-in symlink is refused. */
+/** A regular file read by path when needed, opened with OPEN_FLAGS (no symlink, no FIFO). */
 export function fileContent(fsPath: string | Buffer, size: number): ContentSource {
   const path = typeof fsPath === 'string' ? fsPath : showPath(fsPath);
   const openIt = async (): Promise<FileHandle> => {
+    let handle: FileHandle;
     try {
-      return await open(fsPath, constants.O_RDONLY | constants.O_NOFOLLOW);
+      handle = await open(fsPath, OPEN_FLAGS);
     } catch (e) {
       throw fromSystemError(e, path, 'open');
     }
+    if ((await handle.stat()).isFile()) return handle;
+    await handle.close();
+    throw notRegular(path);
   };
   return {
     size,

@@ -2,9 +2,11 @@
  * File content read from a directory on disk: a raw output takes whole files through the
  * writer's copyFiles (native, off the main thread), other formats through the sink. Both must
  * give the same filesystem, and a file that changed after the tree was read (longer, shorter,
- * swapped for a symlink, gone) must fail the build with its own error and leave no output.
+ * swapped for a symlink or a FIFO, gone) must fail the build with its own error and leave no
+ * output.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -61,24 +63,28 @@ test('a directory source builds the same raw image through copyFiles as through 
 for (const format of ['raw', 'qcow2'] as const) {
   test(`${format}: a file changed after the tree was read fails the build, naming it, and leaves no image`, async (t) => {
     const root = tempDir(t, 'vmimg-ext4-');
-    const cases: Array<{ name: string; change: (path: string) => void; code: string; message: RegExp }> = [
+    const cases: Array<{ name: string; change: (path: string) => void; code: string; message: RegExp; victim?: string }> = [
       { name: 'grew', change: (p) => writeFileSync(p, Buffer.alloc(70_000, 1)), code: 'SOURCE_CHANGED', message: /grew past/ },
       { name: 'shrank', change: (p) => writeFileSync(p, Buffer.alloc(10, 1)), code: 'SOURCE_CHANGED', message: /ended after 10 of/ },
       { name: 'symlink', change: (p) => (rmSync(p), symlinkSync('/etc/passwd', p)), code: 'READ_FAILED', message: /ELOOP|symbolic link/ },
       { name: 'gone', change: (p) => rmSync(p), code: 'FILE_NOT_FOUND', message: /No such file/ },
+      // A FIFO would block a plain open(2) for ever; the build must fail instead.
+      { name: 'fifo', change: (p) => (rmSync(p), assert.equal(spawnSync('mkfifo', [p]).status, 0)), code: 'SOURCE_CHANGED', message: /no longer a regular file/ },
+      // The same for a file large enough to be streamed rather than read whole.
+      { name: 'fifo-large', victim: 'mid', change: (p) => (rmSync(p), assert.equal(spawnSync('mkfifo', [p]).status, 0)), code: 'SOURCE_CHANGED', message: /no longer a regular file/ },
     ];
     for (const c of cases) {
       const dir = join(root, c.name);
       const src = makeSource(dir);
       const tree = await loadTree([src], { sourceDateEpoch: 1_700_000_000 });
-      const victim = join(src, 'd3', 'f11');
+      const victim = c.victim ? join(src, c.victim) : join(src, 'd3', 'f11');
       c.change(victim);
       const image = join(dir, `fs.${format}`);
       try {
         await assert.rejects(build(tree, image, { format }), (e: Error & { code?: string }) => {
           assert.equal(e.code, c.code, `${c.name}: ${e.message}`);
           assert.match(e.message, c.message, c.name);
-          assert.ok(e.message.includes('d3/f11'), `${c.name}: ${e.message}`);
+          assert.ok(e.message.includes(c.victim ?? 'd3/f11'), `${c.name}: ${e.message}`);
           return true;
         });
       } finally {
