@@ -40,11 +40,19 @@ const COPIES_IN_FLIGHT = 3;
  */
 class FileCopier {
   #stopped = false;
+  #running: Promise<void> | undefined;
   readonly #inFlight: Array<Promise<Array<VmimgError | undefined>>> = [];
 
   constructor(private readonly copy: (files: readonly FileCopy[]) => Promise<Array<VmimgError | undefined>>) {}
 
-  async run(items: readonly FileItem[]): Promise<void> {
+  /** Starts copying `items`; the promise settles once every batch has (or the first failure). */
+  run(items: readonly FileItem[]): Promise<void> {
+    this.#running = this.#run(items);
+    this.#running.catch(() => undefined); // the caller awaits it, or stop() does
+    return this.#running;
+  }
+
+  async #run(items: readonly FileItem[]): Promise<void> {
     for (let i = 0; i < items.length && !this.#stopped; i += COPY_BATCH) {
       const batch = items.slice(i, i + COPY_BATCH).map((it): FileCopy => {
         const e = it.file.model.entry!;
@@ -60,14 +68,20 @@ class FileCopier {
   }
 
   async #settleOne(): Promise<void> {
-    const errors = await this.#inFlight.shift()!;
+    // Shifted only once settled, so stop() always sees every batch still writing.
+    const errors = await this.#inFlight[0]!;
+    this.#inFlight.shift();
     const err = errors.find((x) => x !== undefined);
     if (err) throw err;
   }
 
-  /** Sends no more batches and waits for those in flight, so no write lands after the caller gives up. */
+  /**
+   * Sends no more batches and waits until none is writing: the native copies write to the
+   * image's descriptor number, which the caller closes (and the system may reuse) after an error.
+   */
   async stop(): Promise<void> {
     this.#stopped = true;
+    await this.#running?.catch(() => undefined);
     await Promise.allSettled(this.#inFlight);
   }
 }
