@@ -18,7 +18,7 @@ import { bufferContent } from '../../src/tree/content.js';
 import { treeFromLayers } from '../../src/tree/index.js';
 import type { RawEntry, Tree } from '../../src/tree/types.js';
 import { isVmimgError } from '../../src/util/errors.js';
-import { memoryTree, sha256, type Spec } from '../fs/ext4/helpers.js';
+import { memoryTree, sha256, specsFromRecords, type Spec } from '../fs/ext4/helpers.js';
 import { tempDir } from '../helpers/oracle.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -38,42 +38,18 @@ const record = fc.record({
   target: fc.constantFrom('x', '../up/there', '/abs/target', 'a'.repeat(200)),
 });
 
+/** The records as a tree description (test/fs/ext4/helpers.ts specsFromRecords). */
 function specsOf(records: Array<typeof record extends fc.Arbitrary<infer T> ? T : never>): Spec[] {
-  const dirs = [''];
-  const files: string[] = [];
-  const seen = new Set<string>();
-  const out: Spec[] = [];
-  for (const r of records) {
-    const parent = dirs[r.parent % dirs.length]!;
-    const path = parent ? `${parent}/${r.name}` : r.name;
-    if (seen.has(path)) continue;
-    seen.add(path);
+  return specsFromRecords(
+    records.map((r) => ({
+      ...r,
+      mtimeNs: BigInt(r.mtime) * 1_000_000_000n,
+      data: () => Buffer.from(Array.from({ length: r.size }, (_, i) => (i * 31 + r.seed + (i >> 9)) & 0xff)),
+      rdev: [r.seed, r.mode] as [number, number],
+    })),
     // Directories keep owner write/exec so unpack can fill them before their final mode applies.
-    const base = { path, mode: r.kind === 'dir' ? r.mode | 0o700 : r.mode, uid: r.uid, gid: r.gid, mtimeNs: BigInt(r.mtime) * 1_000_000_000n };
-    switch (r.kind) {
-      case 'file':
-        out.push({ ...base, data: Buffer.from(Array.from({ length: r.size }, (_, i) => (i * 31 + r.seed + (i >> 9)) & 0xff)) });
-        files.push(path);
-        break;
-      case 'dir':
-        out.push({ ...base, type: 'dir' });
-        dirs.push(path);
-        break;
-      case 'symlink':
-        out.push({ ...base, mode: 0o777, type: 'symlink', target: r.target });
-        break;
-      case 'hardlink':
-        if (files.length > 0) out.push({ path, type: 'hardlink', target: files[r.seed % files.length]! });
-        break;
-      case 'char':
-      case 'block':
-        out.push({ ...base, type: r.kind, rdev: [r.seed, r.mode] });
-        break;
-      default:
-        out.push({ ...base, type: 'fifo' });
-    }
-  }
-  return out;
+    { dirMode: (mode) => mode | 0o700 },
+  );
 }
 
 /** Checks the unpacked folder against the tree. */

@@ -43,6 +43,68 @@ export function memoryTree(specs: Spec[]): Tree {
   return treeFromLayers([raw], { sourceDateEpoch: null });
 }
 
+/** One generated entry (a fast-check record) before it is placed in a tree: see specsFromRecords. */
+export interface EntryRecord {
+  /** Picks the parent among the directories placed so far (modulo their count). */
+  parent: number;
+  name: string;
+  kind: NonNullable<Spec['type']>;
+  /** Picks a hard link's target among the files placed so far. */
+  seed: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtimeNs: bigint;
+  /** A file's content (called for files only). */
+  data: () => Buffer;
+  target: string;
+  rdev: [number, number];
+  xattrs?: Record<string, Buffer>;
+}
+
+/**
+ * Turns generated records into a consistent tree description: parents exist, paths are unique
+ * (and at most `maxPathBytes` long when given), a hard link names an earlier file (it is dropped
+ * when there is none yet), symlinks have mode 0777; `dirMode` adjusts directory modes.
+ */
+export function specsFromRecords(records: Iterable<EntryRecord>, options: { maxPathBytes?: number; dirMode?: (mode: number) => number } = {}): Spec[] {
+  const dirs = [''];
+  const files: string[] = [];
+  const seen = new Set<string>();
+  const out: Spec[] = [];
+  for (const r of records) {
+    const parent = dirs[r.parent % dirs.length]!;
+    const path = parent ? `${parent}/${r.name}` : r.name;
+    if (seen.has(path) || (options.maxPathBytes !== undefined && Buffer.byteLength(path) > options.maxPathBytes)) continue;
+    seen.add(path);
+    const mode = r.kind === 'dir' && options.dirMode ? options.dirMode(r.mode) : r.mode;
+    const base = { path, mode, uid: r.uid, gid: r.gid, mtimeNs: r.mtimeNs, ...(r.xattrs ? { xattrs: r.xattrs } : {}) };
+    switch (r.kind) {
+      case 'file':
+        out.push({ ...base, data: r.data() });
+        files.push(path);
+        break;
+      case 'dir':
+        out.push({ ...base, type: 'dir' });
+        dirs.push(path);
+        break;
+      case 'symlink':
+        out.push({ ...base, mode: 0o777, type: 'symlink', target: r.target });
+        break;
+      case 'hardlink':
+        if (files.length > 0) out.push({ path, type: 'hardlink', target: files[r.seed % files.length]! });
+        break;
+      case 'char':
+      case 'block':
+        out.push({ ...base, type: r.kind, rdev: r.rdev });
+        break;
+      default:
+        out.push({ ...base, type: r.kind });
+    }
+  }
+  return out;
+}
+
 /** Content of `size` zero bytes streamed from one shared buffer (large files without memory). */
 export function zeroContent(size: number): ContentSource {
   const chunk = Buffer.alloc(1024 * 1024);

@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { oracle, tempDir } from '../../helpers/oracle.js';
-import { assertContentMatches, assertFsckClean, assertStatsMatch, build, memoryTree, type Spec } from './helpers.js';
+import { assertContentMatches, assertFsckClean, assertStatsMatch, build, memoryTree, specsFromRecords, type Spec } from './helpers.js';
 
 const KINDS = ['file', 'file', 'file', 'dir', 'dir', 'symlink', 'hardlink', 'char', 'block', 'fifo', 'socket'] as const;
 /** Name characters: ASCII without '/', '"', '\\' and NUL, plus a few multi-byte ones. */
@@ -32,43 +32,12 @@ const record = fc.record({
   rdev: fc.tuple(fc.nat(4095), fc.nat(0xfffff)),
 });
 
-/** Turns records into a consistent tree description (parents exist, paths unique, links valid). */
+/** The records as a tree description (test/fs/ext4/helpers.ts specsFromRecords); paths up to 4000 bytes. */
 function specsOf(records: Parameters<Parameters<typeof record.map>[0]>[0][]): Spec[] {
-  const dirs = [''];
-  const files: string[] = [];
-  const seen = new Set<string>();
-  const out: Spec[] = [];
-  for (const r of records) {
-    const parent = dirs[r.parent % dirs.length]!;
-    const path = parent ? `${parent}/${r.name}` : r.name;
-    if (seen.has(path) || Buffer.byteLength(path) > 4000) continue;
-    seen.add(path);
-    const base = { path, mode: r.mode, uid: r.uid, gid: r.gid, mtimeNs: r.mtimeNs, xattrs: r.xattrs };
-    switch (r.kind) {
-      case 'file':
-        out.push({ ...base, data: Buffer.from(Array.from({ length: r.size }, (_, i) => (i * 7 + r.seed) & 0xff)) });
-        files.push(path);
-        break;
-      case 'dir':
-        out.push({ ...base, type: 'dir' });
-        dirs.push(path);
-        break;
-      case 'symlink':
-        out.push({ ...base, mode: 0o777, type: 'symlink', target: 't'.repeat(r.target) });
-        break;
-      case 'hardlink':
-        if (files.length === 0) continue;
-        out.push({ path, type: 'hardlink', target: files[r.seed % files.length]! });
-        break;
-      case 'char':
-      case 'block':
-        out.push({ ...base, type: r.kind, rdev: r.rdev });
-        break;
-      default:
-        out.push({ ...base, type: r.kind });
-    }
-  }
-  return out;
+  return specsFromRecords(
+    records.map((r) => ({ ...r, data: () => Buffer.from(Array.from({ length: r.size }, (_, i) => (i * 7 + r.seed) & 0xff)), target: 't'.repeat(r.target) })),
+    { maxPathBytes: 4000 },
+  );
 }
 
 test('random trees build into e2fsck-clean images that debugfs reads back equal', async (t) => {
