@@ -60,7 +60,13 @@ export class MemoryStorage implements Storage {
 
   private ensureCapacity(n: number): void {
     if (n <= this.buf.length) return;
-    const next = new Uint8Array(Math.max(n, this.buf.length * 2));
+    let next: Uint8Array;
+    try {
+      next = new Uint8Array(Math.max(n, this.buf.length * 2));
+    } catch (e) {
+      if (!(e instanceof RangeError)) throw e;
+      throw new VmimgError('SIZE_OUT_OF_RANGE', `Storage '${this.name}' cannot grow to ${n} bytes in memory`, { name: this.name, length: n }, { cause: e });
+    }
     next.set(this.buf.subarray(0, this.length));
     this.buf = next;
   }

@@ -33,6 +33,8 @@ export const ERROR_CODES = [
   // image contents
   'CORRUPT_IMAGE',
   'UNSUPPORTED_IMAGE',
+  /** A VHDX log holds writes not yet applied and the image was opened read-only. */
+  'LOG_REPLAY_REQUIRED',
   // chain policy (references an image makes to other files)
   'REFERENCE_DENIED',
   'BACKING_LOOP',

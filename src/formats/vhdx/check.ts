@@ -5,7 +5,7 @@
  * QEMU's part (same messages, same counts; each problem is one corruption, exit 2): every
  * FULLY_PRESENT BAT entry is run through vhdx_check_bat_entries (bat.ts) — offset overflow,
  * start or end past the end of the file, overlap with the log or a region. (QEMU also counts a
- * replayed log as a fixed corruption; vmimg never replays logs, it refuses them at open.)
+ * log replayed at open as a fixed corruption, and so does vmimg: image.ts.)
  *
  * vmimg's additions, reported in the same way:
  * - a payload entry in state 4 (undefined) or PARTIALLY_PRESENT (7, only meaningful with a

@@ -7,8 +7,9 @@
  *     current one is the valid one with the higher sequence number (equal numbers only when the
  *     two are identical). None → "No valid VHDX header found".
  *  3. The log: offset a non-zero multiple of 1 MiB, version 0. A log GUID with a log means the
- *     log may hold writes not yet applied; QEMU replays it (read-write) or refuses (read-only).
- *     vmimg does not replay logs: UNSUPPORTED_IMAGE.
+ *     log may hold writes not yet applied: its active sequence (log.ts) is replayed when the
+ *     image is opened for writing and refused otherwise (LOG_REPLAY_REQUIRED), as QEMU does; a
+ *     log with no valid entry is ignored.
  *  4. Region table 1 only (QEMU never reads the copy): CRC, signature, at most 2047 entries, no
  *     overlaps (with each other and the log), BAT and metadata present once each, no unknown
  *     required region. vmimg also wants both regions at 1 MiB-aligned offsets ≥ 1 MiB with
@@ -23,9 +24,10 @@
  *     the image is opened for `check`, which reports those entries instead (BDRV_O_CHECK).
  *
  * Codes: things QEMU or vmimg do not support (differencing disks, 4K logical sectors, unknown
- * required items, a log to replay, block counts past 2^32) are UNSUPPORTED_IMAGE; the rest is
+ * required items, block counts past 2^32) are UNSUPPORTED_IMAGE; the rest is
  * CORRUPT_IMAGE.
  */
+import { randomBytes } from 'node:crypto';
 import type { Storage } from '../../storage/types.js';
 import { VmimgError } from '../../util/errors.js';
 import { vhdxChecksum } from './crc32c.js';
@@ -35,6 +37,7 @@ import {
   formatGuid,
   guidEquals,
   isZeroGuid,
+  randomGuid,
   LOGICAL_SECTOR_SIZE_GUID,
   METADATA_REGION_GUID,
   PAGE83_DATA_GUID,
@@ -44,6 +47,8 @@ import {
   type Guid,
 } from './guid.js';
 import { BatEntryChecker, overlaps, VhdxBat, type Region } from './bat.js';
+import { writeHeaderPair } from './header-update.js';
+import { checkLog, findActiveLog, replayLog, type LogSequence } from './log.js';
 import { batGeometry, type BatGeometry } from './params.js';
 import {
   BAT_ENTRY_SIZE,
@@ -105,6 +110,8 @@ export interface VhdxFacts {
   fileLength: number;
   /** The log and every region table entry, in the order QEMU registers them. */
   regions: Region[];
+  /** A log was replayed into the file when it was opened (QEMU's log_replayed_on_open). */
+  logReplayed?: boolean;
 }
 
 export interface ReadVhdxOptions {
@@ -113,6 +120,12 @@ export interface ReadVhdxOptions {
    * instead of refusing the open.
    */
   check?: boolean;
+  /**
+   * The storage is open for writing: a log with entries to apply is replayed into the file
+   * (log.ts). Without it such an image is refused (LOG_REPLAY_REQUIRED), as QEMU refuses to
+   * open it read-only.
+   */
+  replay?: boolean;
 }
 
 function corrupt(name: string, message: string, details: Record<string, unknown> = {}): VmimgError {
@@ -177,12 +190,18 @@ export async function readVhdxFacts(storage: Storage, options: ReadVhdxOptions =
   if (header.logVersion !== 0) throw corrupt(name, `unsupported log version ${header.logVersion}`, { logVersion: header.logVersion });
   if (!isZeroGuid(header.logGuid) && header.logLength !== 0) {
     if (header.logLength % MiB !== 0) throw corrupt(name, `log length ${header.logLength} is not a multiple of 1 MiB`, { logLength: header.logLength });
-    throw unsupported(
-      name,
-      `the header names a log (GUID ${formatGuid(header.logGuid)}) that may hold writes not yet applied to the image; ` +
-        'vmimg does not replay VHDX logs (qemu-img check -r all does)',
-      { logGuid: formatGuid(header.logGuid) },
-    );
+    const active = await findActiveLog(storage, header);
+    if (active) {
+      if (!options.replay) {
+        throw new VmimgError(
+          'LOG_REPLAY_REQUIRED',
+          `VHDX image file '${name}' opened read-only, but contains a log that needs to be replayed\nTo replay the log, run:\nvmimg check -r all '${name}'`,
+          { file: name, logGuid: formatGuid(header.logGuid), sequence: active.first.sequenceNumber.toString() },
+        );
+      }
+      await replayVhdxLog(storage, header, headerIndex, active, fileLength);
+      return { ...(await readVhdxFacts(storage, { ...options, replay: false })), logReplayed: true };
+    }
   }
 
   // Region table 1 (§2.2.3).
@@ -300,4 +319,22 @@ async function checkBatEntries(storage: Storage, fileLength: number, region: Reg
     return first === undefined;
   });
   if (first !== undefined) throw corrupt(storage.name, first);
+}
+
+/**
+ * Replays the active log the way QEMU's vhdx_parse_log + vhdx_log_flush change the file: both
+ * headers get a fresh FileWriteGuid and DataWriteGuid (keeping the log GUID), the entries are
+ * applied and flushed, then both headers are rewritten with a zero log GUID. A crash part-way
+ * leaves the log GUID set, so the next writable open replays again (entries are idempotent).
+ */
+async function replayVhdxLog(storage: Storage, header: VhdxHeader, index: 0 | 1, active: LogSequence, fileLength: number): Promise<void> {
+  const name = storage.name;
+  if (header.sequenceNumber >= U64 - 5n) throw corrupt(name, `the header sequence number ${header.sequenceNumber} cannot be advanced to replay the log`);
+  await checkLog(storage, header, active, fileLength); // a log that fails a check changes nothing
+  const flush = (): Promise<void> => storage.flush();
+  const fresh: VhdxHeader = { ...header, fileWriteGuid: randomGuid(randomBytes), dataWriteGuid: randomGuid(randomBytes) };
+  const during = await writeHeaderPair(storage, header, index, fresh, flush);
+  await replayLog(storage, header, active, fileLength);
+  await flush();
+  await writeHeaderPair(storage, during, index, { ...during, logGuid: new Uint8Array(16) }, flush);
 }

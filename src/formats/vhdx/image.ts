@@ -41,7 +41,7 @@ import {
 import { vhdxWritePath, vhdxWriteRefusal } from './write.js';
 
 export async function openVhdx(storage: Storage, options: OpenOptions): Promise<Image> {
-  const facts = await readVhdxFacts(storage, { check: options.check });
+  const facts = await readVhdxFacts(storage, { check: options.check, replay: options.writable ?? false });
   const filename = options.filename;
   if (facts.virtualSize > BigInt(Number.MAX_SAFE_INTEGER)) {
     throw new VmimgError('UNSUPPORTED_IMAGE', `vhdx image '${storage.name}': virtual size ${facts.virtualSize} is beyond what vmimg can address (2^53 bytes)`, {
@@ -108,7 +108,12 @@ export async function openVhdx(storage: Storage, options: OpenOptions): Promise<
     },
     /** vhdx_get_info: the block size is the cluster size; 7.2 has no format-specific info. */
     info: (): ImageInfoFields => ({ clusterSize: blockSize }),
-    check: (_fix: CheckFix, report: (line: string) => void): Promise<CheckResult> => checkVhdx(facts, bat, report),
+    check: async (_fix: CheckFix, report: (line: string) => void): Promise<CheckResult> => {
+      const result = await checkVhdx(facts, bat, report);
+      // vhdx_co_check: a log replayed when the image was opened counts as a fixed corruption.
+      if (facts.logReplayed) result.corruptionsFixed++;
+      return result;
+    },
     writable,
     write: (offset: number, data: Uint8Array) => (writer ? writer.write(offset, data) : notWritable()),
     writeZeroes: (offset: number, length: number, zo?: WriteZeroesOptions) => (writer ? writer.writeZeroes(offset, length, zo) : notWritable()),

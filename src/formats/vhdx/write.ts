@@ -46,11 +46,9 @@ import type { WriteZeroesOptions } from '../image.js';
 import { overlaps, type VhdxBat } from './bat.js';
 import { isZeroGuid, randomGuid } from './guid.js';
 import type { VhdxFacts } from './header.js';
+import { writeHeaderPair } from './header-update.js';
 import { payloadBatIndex } from './params.js';
 import {
-  encodeHeader,
-  HEADER1_OFFSET,
-  HEADER2_OFFSET,
   MiB,
   PARAMS_LEAVE_BLOCKS_ALLOCATED,
   PAYLOAD_BLOCK_FULLY_PRESENT,
@@ -92,9 +90,11 @@ function readsAsZeros(state: number): boolean {
 
 /** Why `facts` cannot be written in place, or undefined. */
 export function vhdxWriteRefusal(facts: VhdxFacts): string | undefined {
-  // The reader already refuses a log GUID with a log; one without a log is refused here too, so
-  // a written image always ends with a zero log GUID.
-  if (!isZeroGuid(facts.header.logGuid)) return 'its header names a log (non-zero log GUID); vmimg neither replays nor writes VHDX logs';
+  // A log with entries to apply was replayed when the image was opened writable (log.ts); a log
+  // GUID left standing (a log with nothing valid in it) is refused, as QEMU refuses the BAT
+  // updates of such an image (vhdx_log_write: ENOTSUP), so a written image always ends with a
+  // zero log GUID.
+  if (!isZeroGuid(facts.header.logGuid)) return 'its header names a log (non-zero log GUID) with nothing to replay; vmimg does not write VHDX logs';
   if (facts.header.sequenceNumber >= U64_MAX - 1n) return `the header sequence number ${facts.header.sequenceNumber} cannot be advanced`;
   return undefined;
 }
@@ -122,11 +122,7 @@ export function vhdxWritePath(storage: Storage, facts: VhdxFacts, bat: VhdxBat, 
     if (headersUpdated) return;
     const current = facts.header;
     const next: VhdxHeader = { ...current, fileWriteGuid: randomGuid(random), dataWriteGuid: randomGuid(random) };
-    const [first, second] = facts.headerIndex === 0 ? [HEADER2_OFFSET, HEADER1_OFFSET] : [HEADER1_OFFSET, HEADER2_OFFSET];
-    await storage.write(first, encodeHeader({ ...next, sequenceNumber: current.sequenceNumber + 1n }));
-    await barrier();
-    await storage.write(second, encodeHeader({ ...next, sequenceNumber: current.sequenceNumber + 2n }));
-    await barrier();
+    await writeHeaderPair(storage, current, facts.headerIndex, next, barrier);
     headersUpdated = true;
   }
 

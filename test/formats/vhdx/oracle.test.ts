@@ -190,8 +190,6 @@ interface Poke {
   /** qemu-img's message when it refuses, and vmimg's code then. */
   qemu?: string;
   code?: string;
-  /** Set when vmimg knowingly refuses an image qemu-img opens: the reason. */
-  vmimgStricter?: string;
 }
 
 const v = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, b.byteLength);
@@ -229,12 +227,8 @@ const POKES: Poke[] = [
   { name: 'log-version-1', change: (b) => header(b, HEADER2_OFFSET, (h) => ({ ...h, logVersion: 1 })), qemu: 'Invalid argument', code: 'CORRUPT_IMAGE' },
   { name: 'log-guid-no-length', change: (b) => header(b, HEADER2_OFFSET, (h) => ({ ...h, logGuid: OTHER, logLength: 0 })) },
   { name: 'log-guid-bad-length', change: (b) => header(b, HEADER2_OFFSET, (h) => ({ ...h, logGuid: OTHER, logLength: 12345 })), qemu: 'Invalid argument', code: 'CORRUPT_IMAGE' },
-  {
-    name: 'log-guid-empty-log',
-    change: (b) => header(b, HEADER2_OFFSET, (h) => ({ ...h, logGuid: OTHER })),
-    code: 'UNSUPPORTED_IMAGE',
-    vmimgStricter: 'qemu-img finds no valid log entries and opens it; vmimg does not search logs and refuses any log GUID',
-  },
+  // A log GUID over a log with no valid entry: nothing to replay, both open it.
+  { name: 'log-guid-empty-log', change: (b) => header(b, HEADER2_OFFSET, (h) => ({ ...h, logGuid: OTHER })) },
   { name: 'region-checksum', change: (b) => void (b[REGION_TABLE1_OFFSET + 300] = 1), qemu: 'Invalid argument', code: 'CORRUPT_IMAGE' },
   { name: 'region2-checksum', change: (b) => void (b[REGION_TABLE2_OFFSET + 300] = 1) },
   { name: 'region-no-metadata', change: (b) => regions(b, [BAT]), qemu: 'Invalid argument', code: 'CORRUPT_IMAGE' },
@@ -302,10 +296,7 @@ test('vhdx readHeader accepts, sizes and rejects exactly what qemu-img info does
     writeFileSync(path, poke.change(img) ?? img);
     const info = qemuImg(['info', '--output=json', '-f', 'vhdx', path]);
     const ours = await readHeaderOf(path);
-    if (poke.vmimgStricter) {
-      assert.equal(info.status, 0, `${poke.name}: qemu-img refuses it: ${info.stderr}`);
-      assert.ok(ours instanceof VmimgError && ours.code === poke.code, `${poke.name}: ${String(ours)}`);
-    } else if (info.status === 0) {
+    if (info.status === 0) {
       assert.equal(poke.qemu, undefined, `${poke.name}: qemu-img opens it`);
       assert.ok(!(ours instanceof VmimgError), `${poke.name}: ${String(ours)}`);
       assert.equal(ours.virtualSize, BigInt((JSON.parse(info.stdout) as { 'virtual-size': number })['virtual-size']), poke.name);
