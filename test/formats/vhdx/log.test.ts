@@ -194,6 +194,18 @@ test('a log entry (BAT update, new block past the end, zeroed sectors) replays a
   assert.deepEqual(new Uint8Array(readRange(raw, 5 * MiB, SECTOR)), pattern(1));
   assert.ok(readRange(raw, 8192, 8192).every((b) => b === 0));
   assert.deepEqual(new Uint8Array(readRange(raw, MiB - SECTOR, SECTOR)), pattern(2));
+  // convert -n opens the target read-write: both tools replay, then write the source over it.
+  sh(dir, 'qemu-img', ['create', '-q', '-f', 'raw', 'src.raw', '64M']);
+  qemuIo(dir, 'raw', 'src.raw', ['write -P 0x66 3M 1M']);
+  const targets = [join(dir, 'n-theirs.vhdx'), join(dir, 'n-ours.vhdx')] as const;
+  for (const target of targets) copyFileSync(path, target);
+  assert.equal(qemuImg(['convert', '-n', '-f', 'raw', '-O', 'vhdx', join(dir, 'src.raw'), targets[0]]).status, 0);
+  const n = await vmimg(['convert', '-n', '-f', 'raw', '-O', 'vhdx', join(dir, 'src.raw'), targets[1]]);
+  assert.equal(n.status, 0, n.stderr);
+  assert.equal(qemuImg(['compare', '-f', 'vhdx', '-F', 'vhdx', targets[0], targets[1]]).status, 0);
+  assert.equal(qemuImg(['compare', '-f', 'raw', '-F', 'vhdx', join(dir, 'src.raw'), targets[1]]).status, 0);
+  assert.equal(qemuImg(['check', '-f', 'vhdx', targets[1]]).status, 0);
+  assert.deepEqual([...(await factsOf(targets[1])).header.logGuid], new Array(16).fill(0));
   // JSON output of the repairing check, on a fresh copy.
   const copy = join(dir, 'json.vhdx');
   copyFileSync(path, copy);
