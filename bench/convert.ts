@@ -2,9 +2,9 @@
  * bench/convert: vmimg convert next to qemu-img convert on the same source, in one run.
  * Source: 4 GiB virtual raw image holding 2 GiB of random data, 1 GiB of written zeros and a
  * 1 GiB hole (qemu-img's reference measurement shape). Cases: raw→qcow2, qcow2→raw, raw→vmdk,
- * raw→vhdx, raw→qcow2 -c zstd. Each round runs qemu-img then vmimg on every case (interleaved, so
- * both see the same machine state); prints the best and the median wall time of each tool, the
- * ratios vmimg/qemu-img of both, and peak RSS. On a VM the kernel's cost of filling fresh page
+ * raw→vhdx, raw→qcow2 -c zstd. Each round runs both tools on every case (interleaved, so both see
+ * the same machine state; qemu-img first in even rounds, vmimg first in odd ones); prints the
+ * best and the median wall time of each tool, the ratios vmimg/qemu-img of both, and peak RSS. On a VM the kernel's cost of filling fresh page
  * cache pages varies several-fold between runs of the same command; the median shows it.
  * Settling: on this VM a run started right after the previous run's output was deleted costs a
  * fraction of one started a few seconds later (freed memory goes back to the host and idle page
@@ -66,11 +66,20 @@ for (const c of cases) {
   let err: string | undefined;
   for (let i = 0; i < rounds; i++) {
     const out = c.args[c.args.length - 1]!;
-    sh('sleep', [String(settle)]);
-    const a = timed('qemu-img', ['convert', ...c.args]);
-    sh('rm', ['-f', out]);
-    sh('sleep', [String(settle)]);
-    const b = timed(process.execPath, [cli, 'convert', ...c.args]);
+    const runQemu = (): ReturnType<typeof timed> => (sh('sleep', [String(settle)]), timed('qemu-img', ['convert', ...c.args]));
+    const runVmimg = (): ReturnType<typeof timed> => (sh('sleep', [String(settle)]), timed(process.execPath, [cli, 'convert', ...c.args]));
+    // Alternate who goes first, so neither tool always inherits the pages the other just freed.
+    let a: ReturnType<typeof timed>;
+    let b: ReturnType<typeof timed>;
+    if (i % 2 === 0) {
+      a = runQemu();
+      sh('rm', ['-f', out]);
+      b = runVmimg();
+    } else {
+      b = runVmimg();
+      sh('rm', ['-f', out]);
+      a = runQemu();
+    }
     sh('rm', ['-f', out]);
     if ('s' in a) (q.push(a.s), (rss.q = Math.max(rss.q, a.rssMiB)));
     if ('s' in b) (v.push(b.s), (rss.v = Math.max(rss.v, b.rssMiB)));
