@@ -30,11 +30,33 @@ export interface EncodedBlock {
   data: Buffer;
 }
 
-export function encodeBlock(plain: Uint8Array): EncodedBlock {
+/**
+ * Most bytes a plaintext of `n` bytes can be stored as: snappy's bound (MaxCompressedLength in
+ * snappy.cc: 32 + n + n/6), AES-GCM adds nothing but the tag.
+ */
+export function maxStoredLength(n: number): number {
+  return 32 + n + Math.floor(n / 6) + TAG_LEN;
+}
+
+/**
+ * Encodes `plain`. With `out` of at least maxStoredLength(plain.length) bytes, the stored bytes
+ * are written at its start and `data` is a view of it; otherwise `data` is a buffer of its own.
+ */
+export function encodeBlock(plain: Uint8Array, out?: Uint8Array): EncodedBlock {
   const key = blake2b256(plain);
   const compressed = snappy.compressSync(plain, { copyOutputData: true });
   const cipher = createCipheriv('aes-256-gcm', key, key.subarray(0, 12));
-  const data = Buffer.concat([cipher.update(compressed), cipher.final(), cipher.getAuthTag()]);
+  const body = cipher.update(compressed);
+  const tail = cipher.final(); // empty for GCM, kept for the contract of Cipher
+  const tag = cipher.getAuthTag();
+  let data: Buffer;
+  const length = body.length + tail.length + tag.length;
+  if (out && out.length >= length) {
+    data = Buffer.from(out.buffer, out.byteOffset, length);
+    data.set(body, 0);
+    data.set(tail, body.length);
+    data.set(tag, body.length + tail.length);
+  } else data = Buffer.concat([body, tail, tag]);
   return { id: blake2b256(data), key, data };
 }
 

@@ -1,19 +1,25 @@
 /**
  * Encoding rfs blocks on every core: a pool of encode-worker.ts workers, each block given to the
- * worker with the fewest blocks pending (blocks differ in cost: compressible ones are cheaper). The
- * plaintext's buffer is transferred to the worker (the caller must not touch it afterwards) and
- * the encoded bytes come back transferred. close() stops the workers.
+ * worker with the fewest blocks pending (blocks differ in cost: compressible ones are cheaper).
+ * Buffers travel by transfer, never by copy: the plaintext's ArrayBuffer (and an optional output
+ * ArrayBuffer) go to the worker and come back with the result — the plaintext's as `plain`, the
+ * output as the buffer of `data` — so the caller can reuse them. close() stops the workers.
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { VmimgError } from '../util/errors.js';
 import type { EncodedBlock } from './codec.js';
+
+/** An encoded block plus the plaintext's ArrayBuffer, handed back for reuse. */
+export interface PoolResult extends EncodedBlock {
+  plain: ArrayBuffer;
+}
 import type { EncodeReply, EncodeRequest } from './encode-worker.js';
 
 export class EncodePool {
   readonly #workers: Worker[] = [];
   readonly #pending: number[] = [];
-  readonly #waiting = new Map<number, { worker: number; resolve: (b: EncodedBlock) => void; reject: (e: unknown) => void }>();
+  readonly #waiting = new Map<number, { worker: number; resolve: (b: PoolResult) => void; reject: (e: unknown) => void }>();
   #seq = 0;
 
   constructor(size = Math.max(1, Math.min(8, availableParallelism()))) {
@@ -25,7 +31,7 @@ export class EncodePool {
         this.#waiting.delete(m.seq);
         this.#pending[p.worker]!--;
         if ('error' in m) p.reject(new VmimgError('INTERNAL', `block encoding failed: ${m.error}`, {}));
-        else p.resolve({ id: Buffer.from(m.id.buffer, m.id.byteOffset, m.id.byteLength), key: Buffer.from(m.key.buffer, m.key.byteOffset, m.key.byteLength), data: Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength) });
+        else p.resolve({ id: Buffer.from(m.id.buffer, m.id.byteOffset, m.id.byteLength), key: Buffer.from(m.key.buffer, m.key.byteOffset, m.key.byteLength), data: Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength), plain: m.plain });
       });
       w.on('error', (e) => {
         for (const p of this.#waiting.values()) p.reject(e);
@@ -36,8 +42,12 @@ export class EncodePool {
     }
   }
 
-  /** Encodes `plain` (a view over its own, transferable ArrayBuffer). */
-  encode(plain: Uint8Array): Promise<EncodedBlock> {
+  /**
+   * Encodes `plain`, a view over an ArrayBuffer the pool takes over until the result comes back
+   * (transferred: the caller's views of it are detached). `out`, when given, is taken over the
+   * same way and holds the stored bytes if at least maxStoredLength(plain.length) long.
+   */
+  encode(plain: Uint8Array, out?: ArrayBuffer): Promise<PoolResult> {
     const seq = this.#seq++;
     let worker = 0;
     for (let i = 1; i < this.#pending.length; i++) if (this.#pending[i]! < this.#pending[worker]!) worker = i;
@@ -45,9 +55,15 @@ export class EncodePool {
     this.#pending[worker]!++;
     return new Promise((resolve, reject) => {
       this.#waiting.set(seq, { worker, resolve, reject });
-      const whole = plain.byteOffset === 0 && plain.byteLength === plain.buffer.byteLength;
-      w.postMessage({ seq, plain } satisfies EncodeRequest, whole ? [plain.buffer as ArrayBuffer] : []);
+      const transfer = [plain.buffer as ArrayBuffer];
+      if (out) transfer.push(out);
+      w.postMessage({ seq, plain, ...(out ? { out } : {}) } satisfies EncodeRequest, transfer);
     });
+  }
+
+  /** Number of workers. */
+  get size(): number {
+    return this.#workers.length;
   }
 
   async close(): Promise<void> {

@@ -9,15 +9,17 @@
  * become regular files sharing the first name's blocks (rfs has no hard links). For a given tree
  * the rows, and so the manifest, are the same on every run.
  *
- * Blocks are encoded on worker threads (encode-pool.ts) with a bounded window, each distinct blob
- * is checked with `has` and uploaded at most once per pack (bounded concurrency); the summary
- * counts blobs new and already present. The manifest appears only when everything succeeded.
+ * Blocks are read into reused buffers (plain-blocks.ts), encoded on worker threads (encode-pool.ts)
+ * with a bounded window, each distinct blob is checked with `has` and uploaded at most once per
+ * pack (bounded concurrency); the summary counts blobs new and already present. The manifest
+ * appears only when everything succeeded.
  */
 import { VmimgError } from '../util/errors.js';
 import { FILE_TYPE_BITS, type Tree, type TreeEntry } from '../tree/types.js';
 import { pathKey, showPath } from '../tree/path.js';
-import { BLOCK_SIZE, type EncodedBlock } from './codec.js';
+import { BLOCK_SIZE, maxStoredLength, type EncodedBlock } from './codec.js';
 import { EncodePool } from './encode-pool.js';
+import { BufferPool, plainBlocks } from './plain-blocks.js';
 import { ManifestWriter } from './manifest.js';
 import type { Router } from './store/router.js';
 
@@ -68,31 +70,6 @@ function modeOf(type: Exclude<TreeEntry['type'], 'hardlink'>, e: TreeEntry): num
 function seconds(ns: bigint): number {
   const s = ns / 1_000_000_000n - (ns < 0n && ns % 1_000_000_000n !== 0n ? 1n : 0n);
   return Number(s);
-}
-
-/** Re-chunks a content stream into blocks of exactly BLOCK_SIZE (the last one shorter). */
-async function* blocksOf(e: TreeEntry): AsyncGenerator<Uint8Array> {
-  let buf = new Uint8Array(Math.min(BLOCK_SIZE, e.size));
-  let fill = 0;
-  let total = 0;
-  for await (const chunk of e.content!.stream()) {
-    total += chunk.length;
-    if (total > e.size) break;
-    let at = 0;
-    while (at < chunk.length) {
-      const n = Math.min(buf.length - fill, chunk.length - at);
-      buf.set(chunk.subarray(at, at + n), fill);
-      fill += n;
-      at += n;
-      if (fill === buf.length) {
-        yield buf;
-        buf = new Uint8Array(Math.min(BLOCK_SIZE, e.size - total + (chunk.length - at)));
-        fill = 0;
-      }
-    }
-  }
-  if (total !== e.size) throw new VmimgError('SOURCE_CHANGED', `'${showPath(e.path)}' did not have the ${e.size} bytes it had when the tree was read`, { path: showPath(e.path) });
-  if (fill > 0) yield buf.subarray(0, fill);
 }
 
 /** A limit on concurrent async tasks; the first failure is kept and rethrown by wait(). */
@@ -206,20 +183,29 @@ export async function packTree(tree: Tree, options: PackOptions): Promise<PackSu
     // Hard-link groups remember their blocks' ids and keys (never the data) for later names.
     const byGroup = new Map<number, Array<{ id: Buffer; key: Buffer }>>();
     const window: Array<{ ino: number; block: Promise<EncodedBlock>; refs?: Array<{ id: Buffer; key: Buffer }> }> = [];
-    const WINDOW = 16;
+    // Blocks between read and recorded: four per worker keep every worker busy while the main
+    // thread reads or writes a blob, and bound the pooled buffers to a few MiB.
+    const WINDOW = 4 * pool.size;
+    // Plaintext buffers come back with each result; output buffers once the blob is stored.
+    const plains = new BufferPool(BLOCK_SIZE);
+    const outs = new BufferPool(maxStoredLength(BLOCK_SIZE));
     let done = 0;
     const record = async (ino: number, b: { id: Buffer; key: Buffer; data?: Buffer }): Promise<void> => {
       writer.block(ino, b.id, b.key);
       summary.blocks++;
       const hex = b.id.toString('hex');
-      if (seen.has(hex)) return;
-      seen.add(hex);
       const data = b.data;
+      if (seen.has(hex)) {
+        if (data) outs.give(data.buffer as ArrayBuffer);
+        return;
+      }
+      seen.add(hex);
       if (!data) throw new VmimgError('INTERNAL', `blob ${hex} recorded before its data`, {});
       await limiter.run(async () => {
         const r = await options.router.put(b.id, data);
         if (r.stored > 0) summary.blobsNew++;
         else summary.blobsExisting++;
+        outs.give(data.buffer as ArrayBuffer); // put has resolved: no store holds on to `data`
       });
     };
     const drainOne = async (): Promise<void> => {
@@ -238,11 +224,15 @@ export async function packTree(tree: Tree, options: PackOptions): Promise<PackSu
       }
       const refs = group !== undefined ? [] : undefined;
       if (entry.size > 0) {
-        for await (const plain of blocksOf(entry)) {
-          const p = pool.encode(plain);
+        for await (const plain of plainBlocks(entry, plains)) {
+          const length = plain.length;
+          const p = pool.encode(plain, outs.take()).then((r) => {
+            plains.give(r.plain);
+            return r as EncodedBlock;
+          });
           p.catch(() => undefined);
           window.push({ ino, block: p, ...(refs ? { refs } : {}) });
-          done += plain.length;
+          done += length;
           options.onProgress?.(done, total);
           while (window.length >= WINDOW) await drainOne();
         }

@@ -8,7 +8,8 @@
  * - `get` resolves to the exact stored bytes or throws BLOB_NOT_FOUND naming the hex id; transport
  *   failures are STORE_UNREACHABLE / STORE_AUTH_FAILED / STORE_BUCKET_MISSING / STORE_ERROR.
  * - `put` is idempotent (storing bytes already present is not an error) and atomic: a reader never
- *   sees a partial blob. A read-only store throws STORE_READ_ONLY.
+ *   sees a partial blob. A read-only store throws STORE_READ_ONLY. `put` keeps no reference to
+ *   `data` once it has settled: pack reuses the buffer for the next blob.
  * - `has` answers without transferring the blob where the backend allows it (HEAD, stat).
  * - No method ever puts credentials into an error message, a log line or `url` (see `displayUrl`).
  */
