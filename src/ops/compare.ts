@@ -59,8 +59,10 @@ export async function compareImages(req: CompareRequest): Promise<CompareOutcome
     for (let pos = 0; pos < common; ) {
       if (!x || !y) throw new CompareError('INTERNAL', `map ended early at ${pos}`, { status: 3 });
       const end = Math.min(x.start + x.length, y.start + y.length);
-      // qemu-img compares the whole block-status flag word in strict mode.
-      if (req.strict && (x.present !== y.present || x.zero !== y.zero || x.data !== y.data || (x.offset === undefined) !== (y.offset === undefined))) {
+      // qemu-img compares the whole block-status flag word in strict mode, BDRV_BLOCK_EOF
+      // included: set when the run starting here reaches the end of the image.
+      const eof = (e: MapEntry): boolean => e.start + e.length === common;
+      if (req.strict && (x.present !== y.present || x.zero !== y.zero || x.data !== y.data || (x.offset === undefined) !== (y.offset === undefined) || eof(x) !== eof(y))) {
         return { status: 1, message: `Strict mode: Offset ${pos} block status mismatch!`, sizeWarning: false, offset: pos };
       }
       if (!(isZeroEntry(x) && isZeroEntry(y))) {

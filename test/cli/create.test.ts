@@ -5,16 +5,20 @@ import { test } from 'node:test';
 import { vmimg } from '../helpers/cli.js';
 import { oracle, qemuImg, qemuInfo, tempDir } from '../helpers/oracle.js';
 
-test('create -f raw: Formatting line, rounding to 512 and file length match qemu-img', async (t) => {
+test('create -f raw: Formatting line, rounding to 512, file length and allocated first block match qemu-img', async (t) => {
   const dir = tempDir(t);
   if (!oracle(t, 'qemu-img')) return;
-  for (const size of ['0', '1000', '1k', '1.5M', '1G', '0x1000']) {
+  for (const size of ['0', '1000', '1k', '1.5M', '1G', '0x1000', '4095', '5000']) {
     const ours = await vmimg(['create', '-f', 'raw', join(dir, 'v.raw'), size]);
     const theirs = qemuImg(['create', '-f', 'raw', 'q.raw', size], dir);
     assert.equal(ours.status, 0, ours.stderr);
     assert.equal(ours.stdout.replace(join(dir, 'v.raw'), 'q.raw'), theirs.stdout, size);
     assert.equal(statSync(join(dir, 'v.raw')).size, statSync(join(dir, 'q.raw')).size, size);
     assert.equal(qemuInfo(join(dir, 'v.raw'), 'raw')['virtual-size'], qemuInfo(join(dir, 'q.raw'), 'raw')['virtual-size']);
+    // QEMU's create writes the file's first block (4096 bytes, 512 below 4096): map and measure see data there.
+    for (const cmd of [['map', '--output=json', '-f', 'raw'], ['measure', '--output=json', '-O', 'qcow2', '-f', 'raw']]) {
+      assert.equal(qemuImg([...cmd, join(dir, 'v.raw')]).stdout, qemuImg([...cmd, 'q.raw'], dir).stdout, `${cmd[0]} ${size}`);
+    }
   }
 });
 

@@ -20,7 +20,15 @@ test('compare: messages and exit statuses equal qemu-img compare', async (t) => 
   const e = rawWithWrites(join(dir, 'e.raw'), '1M', ['write -P 1 0 64k', 'write -P 2 200k 4k', 'write -P 7 204811 1']);
   const q = join(dir, 'a.qcow2');
   assert.equal(qemuImg(['convert', '-O', 'qcow2', a, q]).status, 0);
+  // -s compares the whole block-status word, BDRV_BLOCK_EOF included: a run reaching the end
+  // of one image but not of the other is a mismatch where the run starts (f: data to the end;
+  // g: f's first 64 KiB, then a hole; h: qcow2 with 512-byte clusters, whose runs stop at each L2 table).
+  const f = rawWithWrites(join(dir, 'f.raw'), '1M', ['write -P 1 0 1M']);
+  const g = rawWithWrites(join(dir, 'g.raw'), '1M', ['write -P 1 0 64k']);
+  const h = join(dir, 'h.qcow2');
+  assert.equal(qemuImg(['convert', '-O', 'qcow2', '-o', 'cluster_size=512', f, h]).status, 0);
   const cases = [[a, a], [a, q], [a, b], ['-s', a, b], [a, c], ['-s', a, c], [a, d], [a, e], ['-f', 'raw', '-F', 'qcow2', a, q], [a, join(dir, 'missing.raw')]];
+  cases.push(['-s', a, f], ['-s', f, g], ['-s', g, f], ['-s', f, h], ['-s', h, f], ['-s', f, f], ['-s', q, a]);
   for (const args of cases) {
     const theirs = qemuImg(['compare', ...args]);
     const ours = await vmimg(['compare', ...args]);
@@ -97,4 +105,24 @@ test('-p draws a progress bar on stderr that ends at 100% (the real executable, 
   const quiet = convert([], 'out2.qcow2');
   assert.equal(quiet.status, 0, quiet.stderr);
   assert.equal(quiet.stderr, '');
+});
+
+test('convert -O raw writes the first block as qemu-img\'s target creation does: the output maps are the same', async (t) => {
+  if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
+  const dir = tempDir(t);
+  // Holes at the start (after the 4 KiB qemu-img create wrote), data at 64k, a short image.
+  const big = rawWithWrites(join(dir, 'big.raw'), '1M', ['write -z 0 64k', 'write -P 5 64k 4k']);
+  const small = rawWithWrites(join(dir, 'small.raw'), '3000', []);
+  for (const src of [big, small]) {
+    const q = join(dir, 'q.qcow2');
+    assert.equal(qemuImg(['convert', '-O', 'qcow2', src, q]).status, 0);
+    for (const from of [src, q]) {
+      const theirs = join(dir, 't.raw');
+      const ours = join(dir, 'o.raw');
+      assert.equal(qemuImg(['convert', '-O', 'raw', from, theirs]).status, 0);
+      const r = await vmimg(['convert', '-O', 'raw', from, ours]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(qemuImg(['map', '--output=json', '-f', 'raw', ours]).stdout, qemuImg(['map', '--output=json', '-f', 'raw', theirs]).stdout, from);
+    }
+  }
 });

@@ -63,7 +63,7 @@ export function planQcow2(p: CreateParams): Layout {
       );
     }
     const ctx: PreallocContext = { clusterSize: cs, extendedL2: p.extendedL2, refcounts, tables, file };
-    if (p.preallocation === 'metadata') preallocateMetadata(ctx, Number(p.size));
+    if (p.preallocation === 'metadata') allocate = preallocateMetadata(ctx, Number(p.size)).map((r) => ({ ...r, write: true }));
     else {
       const range = preallocateData(ctx, Number(p.size));
       if (range) allocate = [range];

@@ -46,8 +46,13 @@ function subclusterSize(ctx: PreallocContext): number {
   return ctx.extendedL2 ? ctx.clusterSize / EXTL2_SUBCLUSTERS : ctx.clusterSize;
 }
 
-/** preallocate_co(bs, 0, length, metadata). */
-export function preallocateMetadata(ctx: PreallocContext, length: number): void {
+/**
+ * preallocate_co(bs, 0, length, metadata). Returns the COW zero-fill ranges: QEMU writes those
+ * zeros, so they are allocated in its file (`qemu-img map` of the last, partial cluster shows
+ * data where the file's block holds them) and must be written, not left as holes.
+ */
+export function preallocateMetadata(ctx: PreallocContext, length: number): Array<{ offset: number; length: number }> {
+  const cowWrites: Array<{ offset: number; length: number }> = [];
   const cs = ctx.clusterSize;
   const chunk = Math.floor(INT_MAX / cs) * cs;
   let offset = 0;
@@ -58,11 +63,15 @@ export function preallocateMetadata(ctx: PreallocContext, length: number): void 
     const got = allocHostOffset(ctx, offset, Math.min(remaining, chunk));
     hostOffset = got.hostOffset;
     lastBytes = got.bytes;
-    for (const m of got.metas) linkL2(ctx, m);
+    for (const m of got.metas) {
+      linkL2(ctx, m);
+      for (const cow of [m.cowStart, m.cowEnd]) if (cow.bytes > 0) cowWrites.push({ offset: m.allocOffset + cow.offset, length: cow.bytes });
+    }
     remaining -= got.bytes;
     offset += got.bytes;
   }
   if (lastBytes > 0) ctx.file.extend(hostOffset + lastBytes);
+  return cowWrites;
 }
 
 /**

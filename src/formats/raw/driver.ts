@@ -1,6 +1,9 @@
 /**
  * raw: the disk bytes as they are. Creation is a sparse file of ROUND_UP(size, 512) bytes
  * (QEMU's file driver works in sectors), physically allocated with preallocation=falloc|full.
+ * With preallocation=off its first block is written as zeros, as QEMU's file-posix create does
+ * (allocate_first_block, so that alignment probing works): `qemu-img map` then shows the first
+ * 4096 bytes (512 in a file shorter than 4096) as data, and `measure` counts them.
  */
 import { toSafeNumber } from '../../util/size.js';
 import { roundUpBig, SECTOR_SIZE } from '../../util/units.js';
@@ -46,9 +49,14 @@ export const rawDriver: FormatDriver = {
     const length = toSafeNumber(roundUpBig(ctx.size, BigInt(SECTOR_SIZE)), 'raw image size');
     return {
       length,
-      writes: [],
+      writes: prealloc === 'off' && length > 0 ? [{ offset: 0, data: new Uint8Array(firstBlockLength(length)) }] : [],
       allocate: prealloc === 'off' || length === 0 ? [] : [{ offset: 0, length, write: prealloc === 'full' }],
       summary: { virtualSize: BigInt(length) },
     };
   },
 };
+
+/** How much of a fresh raw file QEMU's create writes at offset 0 (file-posix allocate_first_block). */
+export function firstBlockLength(fileLength: number): number {
+  return Math.min(fileLength, fileLength < 4096 ? SECTOR_SIZE : 4096);
+}

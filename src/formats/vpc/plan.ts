@@ -5,7 +5,11 @@
  *
  * Dynamic:  footer copy @0 | dynamic header @512 (1024 B) | BAT @1536, 2 MiB blocks, all entries
  *           0xFFFFFFFF, padded with 0xFF to a sector | footer.
- * Fixed:    the disk's bytes (a hole) | footer. No copy at 0, so the file probes as raw.
+ * Fixed:    the disk's bytes (a hole, but for its first block: zeros) | footer. No copy at 0,
+ *           so the file probes as raw. QEMU creates the file through file-posix with the
+ *           requested size, which writes zeros over the first 4096 bytes (512 when the requested
+ *           size is below 4096; allocate_first_block) before vpc writes the footer: `qemu-img
+ *           map` shows that block as data.
  */
 import { VmimgError } from '../../util/errors.js';
 import { roundUpBig, SECTOR_SIZE } from '../../util/units.js';
@@ -60,6 +64,8 @@ export interface VpcCreateParams {
   forceSize: boolean;
   /** The size the image records and exposes, in bytes (a whole number of sectors). */
   size: bigint;
+  /** Fixed disks: how many zero bytes QEMU's file creation writes at offset 0. */
+  firstBlock: number;
   chs: Chs;
   timestamp: number;
   uuid: Uint8Array;
@@ -104,6 +110,7 @@ export function parseVpcParams(ctx: CreateContext): VpcCreateParams {
     subformat: subformatText,
     forceSize,
     size: BigInt(rounded.sectors) * BigInt(SECTOR_SIZE),
+    firstBlock: Math.min(rounded.sectors * SECTOR_SIZE, ctx.size < 4096n ? SECTOR_SIZE : 4096),
     chs: rounded.chs,
     timestamp: vhdTimestamp(ctx.now()),
     uuid: randomUuid(ctx.random),
@@ -175,7 +182,10 @@ export function planVpc(p: VpcCreateParams): Layout {
     const length = Number(p.size) + FOOTER_SIZE;
     return {
       length,
-      writes: [{ offset: Number(p.size), data: footer }],
+      writes: [
+        { offset: 0, data: new Uint8Array(p.firstBlock) },
+        { offset: Number(p.size), data: footer },
+      ],
       allocate: [],
       summary: { virtualSize: p.size, subformat: 'fixed' },
     };

@@ -71,8 +71,17 @@ class FixedVpcWriter implements ImageWriter {
     this.virtualSize = Number(p.size);
   }
 
+  /** The first block is written as zeros first, as `create` (and qemu-img's convert) does. */
+  private firstBlock: Promise<void> | undefined;
+
+  private async start(): Promise<void> {
+    this.firstBlock ??= this.storage.write(0, new Uint8Array(this.p.firstBlock));
+    await this.firstBlock;
+  }
+
   async write(offset: number, data: Uint8Array): Promise<void> {
     if (offset < 0 || offset + data.length > this.virtualSize) throw outOfRange(offset, data.length, this.virtualSize);
+    await this.start();
     await this.storage.write(offset, data);
   }
 
@@ -82,6 +91,7 @@ class FixedVpcWriter implements ImageWriter {
   }
 
   async finish(): Promise<void> {
+    await this.start();
     await this.storage.write(this.virtualSize, encodeFooter(createFooter(this.p)));
     await this.storage.truncate(this.virtualSize + FOOTER_SIZE);
     await this.storage.flush();
