@@ -2,7 +2,8 @@
  * bench/flist: `vmimg flist pack` of a ~1 GiB tree into a dir store, next to b2sum over the same
  * files in one run (b2sum -l 256 computes the BLAKE2b-256 every block needs: the hashing limit).
  * b2sum runs once single-threaded and once with xargs -P2 (both cores, as pack uses them).
- * Prints wall times, throughputs, the ratio vmimg/b2sum (goal ≥ 0.8) and vmimg's peak RSS.
+ * Prints each round's pack figures (wall, CPU = user + system, peak RSS), then the best wall and
+ * CPU seconds, medians, throughputs and the ratio vmimg/b2sum (goal ≥ 0.8).
  * The tree: 60% incompressible files (64 KiB .. 8 MiB), 40% text-like, in 16 folders.
  * Usage: node dist/bench/flist.js [rounds] [MiB] [workdir]
  */
@@ -61,36 +62,48 @@ if (!existsSync(src)) bytes = makeTree();
 else bytes = Number(spawnSync('du', ['-sb', src], { encoding: 'utf8' }).stdout.split('\t')[0]);
 const b2single = `find tree -type f -print0 | xargs -0 b2sum -l 256 > /dev/null`;
 const b2par = `find tree -type f -print0 | xargs -0 -P2 -n 16 b2sum -l 256 > /dev/null`;
-let best = { single: Infinity, par: Infinity, vmimg: Infinity, rss: 0, cpuB2: Infinity, cpuV: Infinity, repack: Infinity, cpuRe: Infinity, cp: Infinity, cpuCp: Infinity };
-const pack = (): ReturnType<typeof timed> => timed(process.execPath, [cli, 'flist', 'pack', '-m', 'x.fl', '-s', `dir://${join(dir, 'store')}`, 'tree']);
+type Run = ReturnType<typeof timed>;
+const runs = { single: [] as Run[], par: [] as Run[], pack: [] as Run[], repack: [] as Run[], cp: [] as Run[] };
+// Each round packs into a store folder of its own, removed only at the end: ext4 (without a
+// journal, as here) scans recently deleted inodes when it allocates one, so packing into a folder
+// whose 2,000 blobs were just deleted costs ~2 CPU-s more than the same pack into a new one.
+const stores: string[] = [];
+const pack = (store: string): Run => timed(process.execPath, [cli, 'flist', 'pack', '-m', 'x.fl', '-s', `dir://${store}`, 'tree']);
 for (let i = 0; i < rounds; i++) {
-  const one = timed('sh', ['-c', b2single]);
-  best.single = Math.min(best.single, one.s);
-  best.cpuB2 = Math.min(best.cpuB2, one.cpu);
-  best.par = Math.min(best.par, timed('sh', ['-c', b2par]).s);
-  rmSync(join(dir, 'store'), { recursive: true, force: true });
+  runs.single.push(timed('sh', ['-c', b2single]));
+  runs.par.push(timed('sh', ['-c', b2par]));
+  const store = join(dir, `store-${process.pid}-${i}`);
+  stores.push(store);
   rmSync(join(dir, 'x.fl'), { force: true });
-  const v = pack();
-  best.cpuV = Math.min(best.cpuV, v.cpu);
-  if (v.s < best.vmimg) best = { ...best, vmimg: v.s, rss: v.rssMiB };
+  runs.pack.push(pack(store));
   // Again into the same store: every blob is there, so this is reading + encoding alone.
   rmSync(join(dir, 'x.fl'), { force: true });
-  const re = pack();
-  best.repack = Math.min(best.repack, re.s);
-  best.cpuRe = Math.min(best.cpuRe, re.cpu);
+  runs.repack.push(pack(store));
   // What writing the same bytes as files costs on this filesystem, whoever writes them.
   rmSync(join(dir, 'copy'), { recursive: true, force: true });
-  const cp = timed('cp', ['-r', 'tree', 'copy']);
+  runs.cp.push(timed('cp', ['-r', 'tree', 'copy']));
   rmSync(join(dir, 'copy'), { recursive: true, force: true });
-  best.cp = Math.min(best.cp, cp.s);
-  best.cpuCp = Math.min(best.cpuCp, cp.cpu);
+  const [v, re] = [runs.pack[i]!, runs.repack[i]!];
+  console.log(`round ${i + 1}: pack ${v.s.toFixed(2)} s CPU ${v.cpu.toFixed(2)} s RSS ${v.rssMiB.toFixed(0)} MiB; into the full store ${re.s.toFixed(2)} s CPU ${re.cpu.toFixed(2)} s RSS ${re.rssMiB.toFixed(0)} MiB`);
 }
+for (const s of stores) rmSync(s, { recursive: true, force: true });
+const min = (rs: Run[], k: keyof Run): number => Math.min(...rs.map((r) => r[k]));
+const median = (rs: Run[], k: keyof Run): number => {
+  const v = rs.map((r) => r[k]).sort((a, b) => a - b);
+  return v.length % 2 ? v[(v.length - 1) / 2]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
+};
+const best = {
+  single: min(runs.single, 's'), par: min(runs.par, 's'), cpuB2: min(runs.single, 'cpu'),
+  vmimg: min(runs.pack, 's'), cpuV: min(runs.pack, 'cpu'), repack: min(runs.repack, 's'), cpuRe: min(runs.repack, 'cpu'),
+  cp: min(runs.cp, 's'), cpuCp: min(runs.cp, 'cpu'),
+};
 const tp = (s: number): string => (bytes / 1048576 / s).toFixed(0);
-console.log(`flist pack of ${(bytes / 1048576).toFixed(0)} MiB (${rounds} rounds, best): dir store, fresh each round`);
+const med = (rs: Run[]): string => `median ${median(rs, 's').toFixed(2)} s, CPU ${median(rs, 'cpu').toFixed(2)} s, RSS ${median(rs, 'rssMiB').toFixed(0)} MiB (max ${Math.max(...rs.map((r) => r.rssMiB)).toFixed(0)})`;
+console.log(`flist pack of ${(bytes / 1048576).toFixed(0)} MiB (${rounds} rounds; best, then medians): dir store, a new one each round`);
 console.log(`b2sum -l 256, 1 process       ${best.single.toFixed(2)} s  ${tp(best.single)} MiB/s  CPU ${best.cpuB2.toFixed(2)} s`);
 console.log(`b2sum -l 256, xargs -P2       ${best.par.toFixed(2)} s  ${tp(best.par)} MiB/s`);
-console.log(`vmimg flist pack              ${best.vmimg.toFixed(2)} s  ${tp(best.vmimg)} MiB/s  CPU ${best.cpuV.toFixed(2)} s  peak RSS ${best.rss.toFixed(0)} MiB`);
-console.log(`vmimg flist pack, blobs there ${best.repack.toFixed(2)} s  ${tp(best.repack)} MiB/s  CPU ${best.cpuRe.toFixed(2)} s  (read + encode, no writes)`);
+console.log(`vmimg flist pack              ${best.vmimg.toFixed(2)} s  ${tp(best.vmimg)} MiB/s  CPU ${best.cpuV.toFixed(2)} s  (${med(runs.pack)})`);
+console.log(`vmimg flist pack, blobs there ${best.repack.toFixed(2)} s  ${tp(best.repack)} MiB/s  CPU ${best.cpuRe.toFixed(2)} s  (${med(runs.repack)}; read + encode, no writes)`);
 console.log(`cp -r of the tree             ${best.cp.toFixed(2)} s  ${tp(best.cp)} MiB/s  CPU ${best.cpuCp.toFixed(2)} s  (the cost of writing 1× the bytes here)`);
 console.log(`ratio vmimg/b2sum: ${(best.single / best.vmimg).toFixed(2)} (1 process), ${(best.par / best.vmimg).toFixed(2)} (both cores); goal ≥ 0.8`);
 console.log(`ratio without the blob writes: ${(best.single / best.repack).toFixed(2)} (1 process), ${(best.par / best.repack).toFixed(2)} (both cores)`);

@@ -47,7 +47,7 @@ export function encodeBlock(plain: Uint8Array, out?: Uint8Array): EncodedBlock {
   const compressed = snappy.compressSync(plain, { copyOutputData: true });
   const cipher = createCipheriv('aes-256-gcm', key, key.subarray(0, 12));
   const body = cipher.update(compressed);
-  const tail = cipher.final(); // empty for GCM, kept for the contract of Cipher
+  const tail = cipher.final(); // empty for GCM (a stream mode); kept so no output byte is dropped
   const tag = cipher.getAuthTag();
   let data: Buffer;
   const length = body.length + tail.length + tag.length;

@@ -9,12 +9,12 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { VmimgError } from '../util/errors.js';
 import type { EncodedBlock } from './codec.js';
+import type { EncodeReply, EncodeRequest } from './encode-worker.js';
 
 /** An encoded block plus the plaintext's ArrayBuffer, handed back for reuse. */
 export interface PoolResult extends EncodedBlock {
   plain: ArrayBuffer;
 }
-import type { EncodeReply, EncodeRequest } from './encode-worker.js';
 
 export class EncodePool {
   readonly #workers: Worker[] = [];

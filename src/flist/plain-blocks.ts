@@ -4,15 +4,17 @@
  * buffers instead of touching fresh memory for every block (on this project's VMs fresh memory
  * costs several times what the hashing of it does).
  *
- * Files with a host path (ContentSource.fsPath) are read straight into the pooled buffers with
- * synchronous calls (as src/tree/content.ts reads small files: a thread-pool round trip per
- * block costs more CPU than the read; the event loop waits one block's read at a time), opened
- * as content.ts opens them (O_NOFOLLOW | O_NONBLOCK, still a regular file). Other content (tar
- * members, memory) is re-chunked from its stream. Either way the blocks hold
+ * Files with a host path (ContentSource.fsPath) are read straight into the pooled buffers, opened
+ * as src/tree/content.ts opens them (O_NOFOLLOW | O_NONBLOCK, still a regular file); small ones
+ * synchronously as content.ts reads them (readSmallFileInto), larger ones block by block through
+ * the thread pool (synchronous reads of them saved no measurable CPU and cost wall time: the
+ * main thread also feeds the workers and writes the blobs).
+ * Other content (tar members, memory) is re-chunked from its stream. Either way the blocks hold
  * exactly `e.size` bytes, or SOURCE_CHANGED is thrown (the file shrank, grew or was replaced
  * since the walk).
  */
-import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { readSmallFileInto, SMALL_FILE } from '../tree/content.js';
 import { showPath } from '../tree/path.js';
 import type { TreeEntry } from '../tree/types.js';
@@ -52,32 +54,32 @@ export async function* plainBlocks(e: TreeEntry, pool: BufferPool): AsyncGenerat
   } else yield* fileBlocks(fsPath, e.size, pool);
 }
 
-function* fileBlocks(fsPath: string | Buffer, size: number, pool: BufferPool): Generator<Uint8Array> {
+async function* fileBlocks(fsPath: string | Buffer, size: number, pool: BufferPool): AsyncGenerator<Uint8Array> {
   const path = typeof fsPath === 'string' ? fsPath : showPath(fsPath);
-  let fd: number;
+  let handle;
   try {
-    fd = openSync(fsPath, OPEN_FLAGS);
+    handle = await open(fsPath, OPEN_FLAGS);
   } catch (e) {
     throw fromSystemError(e, path, 'open');
   }
   try {
-    if (!fstatSync(fd).isFile()) throw new VmimgError('SOURCE_CHANGED', `'${path}' is no longer a regular file`, { path });
+    if (!(await handle.stat()).isFile()) throw new VmimgError('SOURCE_CHANGED', `'${path}' is no longer a regular file`, { path });
     for (let position = 0; position < size; ) {
       const length = Math.min(BLOCK_SIZE, size - position);
       const block = new Uint8Array(pool.take(), 0, length);
       for (let done = 0; done < length; ) {
-        const n = readSync(fd, block, done, length - done, position + done);
-        if (n === 0) throw new VmimgError('SOURCE_CHANGED', `'${path}' ended after ${position + done} of ${size} bytes (changed while being read?)`, { path, size });
-        done += n;
+        const { bytesRead } = await handle.read(block, done, length - done, position + done);
+        if (bytesRead === 0) throw new VmimgError('SOURCE_CHANGED', `'${path}' ended after ${position + done} of ${size} bytes (changed while being read?)`, { path, size });
+        done += bytesRead;
       }
       position += length;
       yield block;
     }
-    if (readSync(fd, new Uint8Array(1), 0, 1, size) !== 0) throw new VmimgError('SOURCE_CHANGED', `'${path}' grew past ${size} bytes while being read`, { path, size });
+    if ((await handle.read(new Uint8Array(1), 0, 1, size)).bytesRead !== 0) throw new VmimgError('SOURCE_CHANGED', `'${path}' grew past ${size} bytes while being read`, { path, size });
   } catch (e) {
     throw e instanceof VmimgError ? e : fromSystemError(e, path, 'read');
   } finally {
-    closeSync(fd);
+    await handle.close();
   }
 }
 

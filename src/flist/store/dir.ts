@@ -3,15 +3,9 @@
  * `PATH/<hex(X)[0..2]>/<hex(X)>`; reads fall back to `PATH/<hex(X)>` (an older flat layout).
  * Writes go to a temporary file in the same folder and are renamed into place, so a reader
  * never sees a partial blob and an interrupted pack leaves only complete blobs.
- *
- * `has` and `put` make synchronous calls: a blob is at most ~600 KiB, and the thread-pool round
- * trips of stat/open/write/close/rename cost more than the calls themselves (2180 blobs of a
- * 1 GiB pack: 2.5 CPU-s through the thread pool, 1.4–1.8 CPU-s synchronously, docs/flist.md).
- * They block the event loop for one blob's write at a time.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fromSystemError, VmimgError } from '../../util/errors.js';
 import { blobKey, type BlobStore } from './types.js';
@@ -25,7 +19,7 @@ export class DirStore implements BlobStore {
   readonly readOnly = false;
   readonly root: string;
   /** Fan-out folders made (or found) by this store: each is made once, not once per blob. */
-  readonly #made = new Set<string>();
+  readonly #made = new Map<string, Promise<unknown>>();
 
   constructor(root: string) {
     this.root = resolve(root);
@@ -55,7 +49,7 @@ export class DirStore implements BlobStore {
   async has(id: Uint8Array): Promise<boolean> {
     for (const path of this.#paths(id)) {
       try {
-        statSync(path);
+        await stat(path);
         return true;
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(e, path, 'read');
@@ -68,24 +62,17 @@ export class DirStore implements BlobStore {
     const [path] = this.#paths(id);
     const dir = join(path, '..');
     const tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`;
-    let fd: number | undefined;
     try {
-      if (!this.#made.has(dir)) {
-        mkdirSync(dir, { recursive: true });
-        this.#made.add(dir);
-      }
-      fd = openSync(tmp, 'wx');
-      for (let done = 0; done < data.length; ) done += writeSync(fd, data, done, data.length - done);
-      closeSync(fd);
-      fd = undefined;
-      renameSync(tmp, path);
+      let made = this.#made.get(dir);
+      if (!made) this.#made.set(dir, (made = mkdir(dir, { recursive: true })));
+      await made.catch((e: unknown) => {
+        this.#made.delete(dir); // a later put tries again
+        throw e;
+      });
+      await writeFile(tmp, data);
+      await rename(tmp, path);
     } catch (e) {
-      try {
-        if (fd !== undefined) closeSync(fd);
-        unlinkSync(tmp);
-      } catch {
-        /* never created */
-      }
+      await unlink(tmp).catch(() => undefined);
       throw fromSystemError(e, path, 'write');
     }
   }
