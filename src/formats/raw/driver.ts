@@ -1,7 +1,8 @@
 /**
  * raw: the disk bytes as they are. Creation is a sparse file of ROUND_UP(size, 512) bytes
  * (QEMU's file driver works in sectors), physically allocated with preallocation=falloc|full.
- * With preallocation=off its first block is written as zeros, as QEMU's file-posix create does
+ * With preallocation=off or falloc (after the fallocate) its first block is written as zeros, as
+ * QEMU's file-posix create does
  * (allocate_first_block, so that alignment probing works): `qemu-img map` then shows the first
  * 4096 bytes (512 in a file shorter than 4096) as data, and `measure` counts them.
  */
@@ -49,7 +50,7 @@ export const rawDriver: FormatDriver = {
     const length = toSafeNumber(roundUpBig(ctx.size, BigInt(SECTOR_SIZE)), 'raw image size');
     return {
       length,
-      writes: prealloc === 'off' && length > 0 ? [{ offset: 0, data: new Uint8Array(firstBlockLength(length)) }] : [],
+      writes: prealloc !== 'full' && length > 0 ? [{ offset: 0, data: new Uint8Array(firstBlockLength(length)) }] : [],
       allocate: prealloc === 'off' || length === 0 ? [] : [{ offset: 0, length, write: prealloc === 'full' }],
       summary: { virtualSize: BigInt(length) },
     };

@@ -2,7 +2,7 @@
  * raw as a convert target: data at its own offset, zero runs left as holes (the file is
  * extended with truncate, so never-written ranges stay sparse), preallocation=falloc|full
  * honoured for the whole file, length ROUND_UP(size, 512) as `create` makes it; with
- * preallocation=off the first block is written as zeros first, as `create` does (qemu-img's
+ * preallocation=off or falloc the first block is written as zeros first, as `create` does (qemu-img's
  * convert creates its target the same way, so `qemu-img map` of either output starts alike).
  */
 import type { Storage } from '../../storage/types.js';
@@ -22,7 +22,7 @@ export async function createRawWriter(storage: Storage, ctx: CreateContext, comp
   const length = toSafeNumber(roundUpBig(ctx.size, BigInt(SECTOR_SIZE)), 'raw image size');
   await storage.truncate(length);
   if (prealloc === 'falloc' && storage.allocate && length > 0) await storage.allocate(0, length);
-  if (prealloc === 'off' && length > 0) await storage.write(0, new Uint8Array(firstBlockLength(length)));
+  if (prealloc !== 'full' && length > 0) await storage.write(0, new Uint8Array(firstBlockLength(length)));
   const zeros = new Uint8Array(ZERO_CHUNK);
   const writeZeros = async (offset: number, n: number): Promise<void> => {
     for (let done = 0; done < n; done += ZERO_CHUNK) {
