@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { openChain } from '../chain/open.js';
-import { MAP_HUMAN_HEADER, mapChain, mapHumanLine, mapJson, type MapEntry } from '../ops/map.js';
+import { EMPTY_MAP_ENTRY, MAP_HUMAN_HEADER, mapChain, mapHumanLine, mapJsonEntry, type MapEntry } from '../ops/map.js';
 import { VmimgError } from '../util/errors.js';
 import { parseSize } from '../util/size.js';
 import { addPolicyFlags, policyFrom, type PolicyFlags } from './policy-flags.js';
@@ -42,9 +42,15 @@ async function map(io: CliIO, filename: string, flags: MapFlags): Promise<number
     const start = flags.startOffset === undefined ? 0 : Math.min(size, Number(parseSize(flags.startOffset, { what: 'start offset' })));
     const length = flags.maxLength === undefined ? size - start : Math.min(size - start, Number(parseSize(flags.maxLength, { what: 'max length' })));
     if (output === 'json') {
-      const entries: MapEntry[] = [];
-      for await (const e of mapChain(chain, start, length)) entries.push(e);
-      io.out(mapJson(entries));
+      // Streamed as img_map prints it: '[' first, each entry once the next one is known, so a
+      // read error part-way leaves what qemu-img leaves on stdout ('[' and the entries before it).
+      io.out('[');
+      let pending: MapEntry | undefined;
+      for await (const e of mapChain(chain, start, length)) {
+        if (pending) io.out(mapJsonEntry(pending) + ',\n');
+        pending = e;
+      }
+      io.out(mapJsonEntry(pending ?? EMPTY_MAP_ENTRY) + ']\n');
       return 0;
     }
     io.out(MAP_HUMAN_HEADER);

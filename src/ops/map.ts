@@ -79,17 +79,22 @@ async function entriesFor(layers: readonly Image[], depth: number, layer: Image,
   }
 }
 
+/** img_map's (zero-initialised) current entry, dumped even when nothing was mapped. */
+export const EMPTY_MAP_ENTRY: MapEntry = { start: 0, length: 0, depth: 0, present: false, zero: false, data: false };
+
+/** One entry of qemu-img map --output=json, without the separator that follows it. */
+export function mapJsonEntry(e: MapEntry): string {
+  return (
+    `{ "start": ${e.start}, "length": ${e.length}, "depth": ${e.depth}, "present": ${e.present}, "zero": ${e.zero}, "data": ${e.data}` +
+    (e.offset !== undefined ? `, "offset": ${e.offset}` : '') +
+    '}'
+  );
+}
+
 /** qemu-img map --output=json. */
 export function mapJson(entries: MapEntry[]): string {
-  // img_map dumps its (zero-initialised) current entry even when nothing was mapped.
-  const list = entries.length > 0 ? entries : [{ start: 0, length: 0, depth: 0, present: false, zero: false, data: false }];
-  const lines = list.map(
-    (e) =>
-      `{ "start": ${e.start}, "length": ${e.length}, "depth": ${e.depth}, "present": ${e.present}, "zero": ${e.zero}, "data": ${e.data}` +
-      (e.offset !== undefined ? `, "offset": ${e.offset}` : '') +
-      '}',
-  );
-  return '[' + lines.join(',\n') + ']\n';
+  const list = entries.length > 0 ? entries : [EMPTY_MAP_ENTRY];
+  return '[' + list.map(mapJsonEntry).join(',\n') + ']\n';
 }
 
 const hex16 = (n: number): string => (n === 0 ? '0' : '0x' + n.toString(16)).padEnd(16);

@@ -107,6 +107,8 @@ test('corrupt tables and extensions: QEMU messages, stable codes, no escapes', a
     const ours = await vmimg(['map', '--output=json', `${c.name}.qcow2`]);
     assert.equal(ours.status, 1);
     assert.ok(ours.stderr.includes(c.qemu) && ours.stderr.includes(c.code), `${c.name}: ${ours.stderr}`);
+    // img_map prints '[' before the first block-status call; the failing entry is never printed.
+    assert.equal(ours.stdout, theirs.stdout, c.name);
   }
   // Compressed data that does not decode: a read error, not a crash.
   sh('qemu-img', ['convert', '-c', '-O', 'qcow2', 'd.qcow2', 'c.qcow2']);
