@@ -73,7 +73,8 @@ test('-S decides holes like qemu-img: the output maps equal qemu-img output maps
     }
     return out;
   };
-  for (const [fmt, opts] of [['raw', []], ['qcow2', []], ['qcow2', ['-o', 'cluster_size=4k']]] as const) {
+  // extended_l2: a run inside a new cluster allocates only the subclusters it covers.
+  for (const [fmt, opts] of [['raw', []], ['qcow2', []], ['qcow2', ['-o', 'cluster_size=4k']], ['qcow2', ['-o', 'extended_l2=on']], ['qcow2', ['-o', 'extended_l2=on,cluster_size=16k']]] as const) {
     for (const sparse of [undefined, '0', '8k', '64k']) {
       const s = sparse === undefined ? [] : ['-S', sparse];
       const theirs = join(dir, `t.${fmt}`);

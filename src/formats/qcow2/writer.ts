@@ -14,6 +14,7 @@ import type { ImageWriter, WriterCompression } from '../writer.js';
 import {
   COMPAT_LAZY_REFCOUNTS,
   COMPRESSION_ZSTD,
+  EXTL2_SUBCLUSTERS,
   INCOMPAT_COMPRESSION,
   INCOMPAT_EXTL2,
   L1E_SIZE,
@@ -36,9 +37,15 @@ const DIRECT_WRITE = 1024 * 1024;
 /** L2 entry bits (spec "Standard Cluster Descriptor"). */
 const OFLAG_COMPRESSED = 1n << 62n;
 const OFLAG_ZERO = 1n;
-/** Extended L2 bitmaps: all 32 subclusters allocated / all read as zero. */
-const ALL_ALLOCATED = 0xffffffffn;
-const ALL_ZERO = 0xffffffffn << 32n;
+/** Host cluster offset bits of a standard cluster descriptor (spec: bits 9-55). */
+const HOST_OFFSET_MASK = 0x00fffffffffffe00n;
+
+/** Allocation bits (low word) of the subclusters covering [inCluster, inCluster+length). */
+function subclusterBits(inCluster: number, length: number, sc: number): bigint {
+  const first = Math.floor(inCluster / sc);
+  const last = Math.ceil((inCluster + length) / sc);
+  return ((1n << BigInt(last - first)) - 1n) << BigInt(first);
+}
 
 export async function createQcow2Writer(storage: Storage, ctx: CreateContext, compress: boolean): Promise<ImageWriter> {
   const p = parseCreateParams(ctx);
@@ -55,6 +62,8 @@ class Qcow2Writer implements ImageWriter {
   readonly granularity: number;
   readonly compression?: WriterCompression;
   private readonly cs: number;
+  /** Subcluster size with extended L2, else the cluster size. */
+  private readonly sc: number;
   private readonly l2Entries: number;
   private readonly l1Entries: number;
   private readonly words: number;
@@ -78,7 +87,11 @@ class Qcow2Writer implements ImageWriter {
     this.out = new Appender(storage, { directWrite: DIRECT_WRITE });
     this.cs = p.clusterSize;
     this.virtualSize = toSafeNumber(p.size, 'qcow2 virtual size');
-    this.granularity = this.cs;
+    // With extended L2 (uncompressed) QEMU allocates subclusters: a data run inside a new
+    // cluster allocates the cluster but marks only the subclusters written, the others stay
+    // unallocated (spec "Extended L2 Entries"). Compressed clusters have no subclusters.
+    this.sc = p.extendedL2 && !compress ? this.cs / EXTL2_SUBCLUSTERS : this.cs;
+    this.granularity = this.sc;
     this.words = p.extendedL2 ? 2 : 1;
     this.l2Entries = this.cs / (p.extendedL2 ? L2E_SIZE_EXTENDED : L2E_SIZE_NORMAL);
     this.l1Entries = Math.ceil(this.virtualSize / (this.cs * this.l2Entries));
@@ -99,12 +112,27 @@ class Qcow2Writer implements ImageWriter {
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
-    const clusters = Math.ceil(data.length / this.cs);
+    let done = 0;
+    if (this.sc !== this.cs && (offset % this.cs !== 0 || data.length < this.cs)) {
+      // A run starting or ending inside a cluster (extended L2 only): the first cluster may
+      // already hold an earlier run's subclusters (writes ascend), so it is placed on its own.
+      const head = Math.min(data.length, this.cs - (offset % this.cs));
+      const { entry, bitmap } = this.getEntry(offset);
+      const host = entry !== 0n ? Number(entry & HOST_OFFSET_MASK) : this.allocClusters(1);
+      await this.out.append(host + (offset % this.cs), data.subarray(0, head));
+      const bits = subclusterBits(offset % this.cs, head, this.sc);
+      this.setEntry(offset, BigInt(host) | OFLAG_COPIED, (bitmap & ~(bits << 32n)) | bits);
+      done = head;
+    }
+    if (done === data.length) return;
+    const rest = data.length - done;
+    const clusters = Math.ceil(rest / this.cs);
     const host = this.allocClusters(clusters);
-    await this.out.append(host, data);
+    await this.out.append(host, done === 0 ? data : data.subarray(done));
     for (let i = 0; i < clusters; i++) {
       const entry = BigInt(host + i * this.cs) | OFLAG_COPIED;
-      this.setEntry(offset + i * this.cs, entry, this.p.extendedL2 ? ALL_ALLOCATED : 0n);
+      const bits = this.p.extendedL2 ? subclusterBits(0, Math.min(this.cs, rest - i * this.cs), this.sc) : 0n;
+      this.setEntry(offset + done + i * this.cs, entry, bits);
     }
   }
 
@@ -122,9 +150,21 @@ class Qcow2Writer implements ImageWriter {
   }
 
   async writeZeroes(offset: number, length: number): Promise<void> {
+    if (this.p.extendedL2) {
+      // Zero bits for the subclusters covered, keeping what earlier runs set in the cluster.
+      for (let pos = offset; pos < offset + length; ) {
+        const inCluster = pos % this.cs;
+        const n = Math.min(offset + length - pos, this.cs - inCluster);
+        const { entry, bitmap } = this.getEntry(pos);
+        const bits = subclusterBits(inCluster, n, this.sc);
+        this.setEntry(pos, entry, (bitmap & ~bits) | (bits << 32n));
+        pos += n;
+      }
+      return;
+    }
     for (let pos = offset; pos < offset + length; pos += this.cs) {
       if (this.p.version >= 3) {
-        this.setEntry(pos, this.p.extendedL2 ? 0n : OFLAG_ZERO, this.p.extendedL2 ? ALL_ZERO : 0n);
+        this.setEntry(pos, OFLAG_ZERO, 0n);
       } else {
         // Version 2 has no zero clusters: a fresh (zero-filled) host cluster hides the backing data.
         const host = this.allocClusters(1);
@@ -224,6 +264,14 @@ class Qcow2Writer implements ImageWriter {
       this.refcounts = grown;
     }
     this.refcounts[cluster] = this.refcounts[cluster]! + 1;
+  }
+
+  private getEntry(guestOffset: number): { entry: bigint; bitmap: bigint } {
+    const cluster = Math.floor(guestOffset / this.cs);
+    const table = this.l2.get(Math.floor(cluster / this.l2Entries));
+    if (!table) return { entry: 0n, bitmap: 0n };
+    const i = (cluster % this.l2Entries) * this.words;
+    return { entry: table[i]!, bitmap: this.words === 2 ? table[i + 1]! : 0n };
   }
 
   private setEntry(guestOffset: number, entry: bigint, bitmap: bigint): void {
