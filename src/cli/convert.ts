@@ -29,6 +29,7 @@ interface ConvertFlags extends PolicyFlags {
   cache?: string;
   sourceCache?: string;
   forceShare?: boolean;
+  rateLimit?: string;
 }
 
 const CACHE_MODES = ['none', 'writeback', 'writethrough', 'directsync', 'unsafe'];
@@ -49,6 +50,7 @@ export function registerConvert(program: Command, io: CliIO, setStatus: (s: numb
     .option('-S, --sparse-size <size>', 'minimum run of zeros turned into a hole (default 4k; 0 = fully allocate)')
     .option('-W, --out-of-order', 'accepted for qemu-img compatibility: vmimg overlaps reads and compression but always writes in order')
     .option('-m, --coroutines <n>', 'chunks in flight, 1..16 (default 8)')
+    .option('-r, --rate-limit <rate>', 'accepted for qemu-img compatibility (a size per second); vmimg does not throttle')
     .option('-p, --progress', 'show a progress bar on stderr')
     .option('-q, --quiet', 'quiet')
     .option('--target-is-zero', 'with -n: the target already reads as zeros, skip writing zeros')
@@ -72,6 +74,7 @@ async function convert(files: string[], flags: ConvertFlags): Promise<number> {
     const v = parseSize(flags.sparseSize, { what: 'sparse size', max: BigInt(Number.MAX_SAFE_INTEGER) });
     minSparse = Number(v) - (Number(v) % 512); // qemu-img rounds -S down to whole sectors
   }
+  if (flags.rateLimit !== undefined) parseSize(flags.rateLimit, { what: 'rate limit', max: BigInt(Number.MAX_SAFE_INTEGER) });
   const parallel = flags.coroutines === undefined ? undefined : Number(flags.coroutines);
   const bar = progressBar(!!flags.progress && !flags.quiet);
   try {

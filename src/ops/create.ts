@@ -28,6 +28,8 @@ export interface CreateRequest {
   backingFormat?: string;
   /** -u: do not open the backing file (its size then must be given). */
   unsafe?: boolean;
+  /** `size` replaces an `-o size=` instead of conflicting with it (convert: the sources' total). */
+  sizeOverridesOptions?: boolean;
   /** Called with qemu-img's "Formatting '...', fmt=..." line before the image is written. */
   onFormatting?: (line: string) => void;
   /** Called with warnings (stderr in the CLI). */
@@ -63,7 +65,7 @@ export function parseCreateOptions(driver: FormatDriver, req: CreateRequest): Cr
   if (req.backingFile !== undefined) opts.setText('backing_file', req.backingFile);
   if (req.backingFormat !== undefined) opts.setText('backing_fmt', req.backingFormat);
   if (req.size !== undefined) {
-    if (opts.has('size')) throw new VmimgError('USAGE', 'The image size must be specified only once', {});
+    if (opts.has('size') && !req.sizeOverridesOptions) throw new VmimgError('USAGE', 'The image size must be specified only once', {});
     const size = typeof req.size === 'bigint' ? req.size : parseSize(req.size, { what: 'image size', max: INT64_MAX });
     if (size < 0n || size > INT64_MAX) throw new VmimgError('SIZE_OUT_OF_RANGE', `Invalid image size ${size}: must be between 0 and ${INT64_MAX}`, { value: size.toString() });
     opts.setText('size', size.toString());

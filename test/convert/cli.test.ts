@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { vmimg } from '../helpers/cli.js';
 import { rawWithWrites } from '../helpers/images.js';
-import { oracle, qemuImg, tempDir } from '../helpers/oracle.js';
+import { oracle, qemuImg, qemuInfo, run, tempDir } from '../helpers/oracle.js';
 
 test('compare: messages and exit statuses equal qemu-img compare', async (t) => {
   if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
@@ -126,4 +126,44 @@ test('convert -O raw writes the first block as qemu-img\'s target creation does:
       assert.equal(qemuImg(['map', '--output=json', '-f', 'raw', ours]).stdout, qemuImg(['map', '--output=json', '-f', 'raw', theirs]).stdout, from);
     }
   }
+});
+
+test('convert -B / -o backing_file: the output maps like qemu-img\'s for sources with and without a backing file, v2 and v3', async (t) => {
+  if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
+  const dir = tempDir(t);
+  const src = rawWithWrites(join(dir, 'src.raw'), '4M', ['write -P 1 0 64k', 'write -P 2 1M 4k', 'write -z 2M 64k', 'write -P 3 3M 1M']);
+  const base = join(dir, 'base.qcow2');
+  assert.equal(qemuImg(['convert', '-O', 'qcow2', src, base]).status, 0);
+  const top = join(dir, 'top.qcow2');
+  assert.equal(qemuImg(['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', top]).status, 0);
+  assert.equal(run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 7 512k 1M', '-c', 'write -z 0 64k', top]).status, 0);
+  const map = (path: string): string => qemuImg(['map', '--output=json', path]).stdout.replace(/, "offset": \d+/g, '');
+  // base.qcow2 as its own source: its unallocated clusters read as zeros (no backing file), so
+  // they are masked over the new backing file, not left to it.
+  for (const source of [src, top, base]) {
+    for (const backing of [['-B', base, '-F', 'qcow2'], ['-o', `backing_file=${base},backing_fmt=qcow2`]]) {
+      for (const compat of ['1.1', '0.10']) {
+        const args = ['convert', '-O', 'qcow2', '-o', `compat=${compat}`, ...backing, source];
+        const theirs = join(dir, 't.qcow2');
+        const ours = join(dir, 'o.qcow2');
+        assert.equal(qemuImg([...args, theirs]).status, 0);
+        const r = await vmimg([...args, ours]);
+        const label = args.join(' ');
+        assert.equal(r.status, 0, `${label}: ${r.stderr}`);
+        assert.equal(qemuImg(['compare', source, ours]).status, 0, label);
+        assert.equal(map(ours), map(theirs), label);
+      }
+    }
+  }
+  // Refusals and acceptances qemu-img has.
+  const multi = await vmimg(['convert', '-O', 'qcow2', '-B', base, '-F', 'qcow2', src, top, join(dir, 'm.qcow2')]);
+  assert.equal(multi.status, 1);
+  assert.match(multi.stderr, /Having a backing file for the target makes no sense when concatenating multiple input images/);
+  const noFmt = await vmimg(['convert', '-O', 'qcow2', '-o', `backing_file=${base}`, src, join(dir, 'm.qcow2')]);
+  assert.equal(noFmt.status, 1);
+  assert.match(noFmt.stderr, /Use of backing file requires explicit backing format/);
+  // -o size is overridden by the source's size; -r (rate limit) is accepted.
+  const sized = await vmimg(['convert', '-O', 'qcow2', '-o', 'size=1M', '-r', '10M', src, join(dir, 's.qcow2')]);
+  assert.equal(sized.status, 0, sized.stderr);
+  assert.equal(qemuInfo(join(dir, 's.qcow2'))['virtual-size'], 4 * 1024 * 1024);
 });

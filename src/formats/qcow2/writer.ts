@@ -62,6 +62,8 @@ class Qcow2Writer implements ImageWriter {
   readonly granularity: number;
   readonly compression?: WriterCompression;
   private readonly cs: number;
+  /** One cluster of zeros (v2 masks over a backing file). */
+  private zeroCluster: Uint8Array | undefined;
   /** Subcluster size with extended L2, else the cluster size. */
   private readonly sc: number;
   private readonly l2Entries: number;
@@ -166,8 +168,11 @@ class Qcow2Writer implements ImageWriter {
       if (this.p.version >= 3) {
         this.setEntry(pos, OFLAG_ZERO, 0n);
       } else {
-        // Version 2 has no zero clusters: a fresh (zero-filled) host cluster hides the backing data.
+        // Version 2 has no zero clusters: a host cluster of zeros hides the backing data. The
+        // zeros are written, as QEMU's write-zeroes fallback does (so the file has data there).
         const host = this.allocClusters(1);
+        this.zeroCluster ??= new Uint8Array(this.cs);
+        await this.out.append(host, this.zeroCluster);
         this.setEntry(pos, BigInt(host) | OFLAG_COPIED, 0n);
       }
     }

@@ -13,6 +13,7 @@ import { unsynced } from '../../storage/unsynced.js';
 import { VmimgError } from '../../util/errors.js';
 import { backingSizeError, prepareCreate } from '../create.js';
 import { getDriver, isFormatName } from '../../formats/registry.js';
+import { splitOptionString } from '../../formats/options.js';
 import { copyChains } from './engine.js';
 import type { ImageWriter } from '../../formats/writer.js';
 
@@ -65,9 +66,19 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
   if (req.sources.length === 0) throw new VmimgError('USAGE', 'Expecting at least one source image', {});
   if (req.targetIsZero && !req.noCreate) throw new VmimgError('USAGE', '--target-is-zero requires use of -n flag', {});
   if (req.backingFile !== undefined && req.noCreate) throw new VmimgError('USAGE', 'Cannot use -B with -n (the target already exists)', {});
+  // img_convert reads the backing file back from the options: -o backing_file=F is -B F (and
+  // backing_fmt is -F), with everything -B implies (unallocated source ranges stay unallocated,
+  // zeros in the source's top layer are masked).
+  const fromOptions = new Map<string, string>();
+  for (const text of req.optionStrings ?? []) for (const [key, value] of splitOptionString(text)) fromOptions.set(key, value);
+  const backingFile = req.backingFile ?? fromOptions.get('backing_file');
+  const backingFormat = req.backingFormat ?? fromOptions.get('backing_fmt');
   // qemu-img first refuses -B for formats without backing files (prepareCreate says so), then -B without -F.
-  if (req.backingFile !== undefined && req.backingFormat === undefined && !req.unsafe && (await supportsBacking(req.targetFormat ?? 'raw'))) {
+  if (backingFile !== undefined && backingFormat === undefined && !req.unsafe && (await supportsBacking(req.targetFormat ?? 'raw'))) {
     throw new VmimgError('BACKING_FORMAT_REQUIRED', 'Use of backing file requires explicit backing format (-F)', {});
+  }
+  if (backingFile !== undefined && req.sources.length > 1) {
+    throw new VmimgError('USAGE', 'Having a backing file for the target makes no sense when concatenating multiple input images', { sources: req.sources.length });
   }
 
   // img_convert: "No support for concatenating multiple snapshot".
@@ -79,7 +90,7 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
     for (const source of req.sources) chains.push(await openChain(source, { format: req.sourceFormat, policy: req.policyFor(source), ...(snapshot ? { snapshot } : {}) }));
     const total = chains.reduce((n, c) => n + c.top.virtualSize, 0);
     const copy = (writer: ImageWriter, zeroTarget: boolean): Promise<void> =>
-      copyChains(chains, writer, { minSparse, backing: req.backingFile !== undefined, zeroTarget, parallel, onProgress: req.onProgress });
+      copyChains(chains, writer, { minSparse, backing: backingFile !== undefined, zeroTarget, parallel, onProgress: req.onProgress });
 
     if (req.noCreate) {
       await convertIntoExisting(req, total, copy);
@@ -89,6 +100,8 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
       filename: req.target,
       format: req.targetFormat ?? 'raw',
       size: BigInt(total),
+      // img_convert sets the size option to the sources' total, whatever -o size said.
+      sizeOverridesOptions: true,
       optionStrings: req.optionStrings,
       backingFile: req.backingFile,
       backingFormat: req.backingFormat,

@@ -24,8 +24,10 @@ export interface ClassifyOptions {
 }
 
 export function kindOf(e: MapEntry, o: ClassifyOptions): RunKind {
-  const inTop = e.present && e.depth === 0;
-  if (o.backing && !inTop) return 'skip';
+  // Left to the new backing file: what the source's top layer leaves to its own backing chain.
+  // A range unallocated in a top layer without a backing file (or past its backing file's end)
+  // reads as zeros: QEMU's block status says ZERO there, and convert masks it.
+  if (o.backing && e.depth > 0) return 'skip';
   // Known zeros are never read, even when the format also reports them as data (fixed VHD
   // holes, preallocated zero clusters): qemu-img's convert_iteration_sectors tests ZERO first.
   if (e.data && !e.zero) return 'data';
