@@ -4,6 +4,7 @@
  * qemu-img decides it (the map of vmimg's output equals the map of qemu-img's, offsets aside).
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { vmimg } from '../helpers/cli.js';
@@ -166,4 +167,24 @@ test('convert -B / -o backing_file: the output maps like qemu-img\'s for sources
   const sized = await vmimg(['convert', '-O', 'qcow2', '-o', 'size=1M', '-r', '10M', src, join(dir, 's.qcow2')]);
   assert.equal(sized.status, 0, sized.stderr);
   assert.equal(qemuInfo(join(dir, 's.qcow2'))['virtual-size'], 4 * 1024 * 1024);
+});
+
+test('convert refuses a target that the sources read (a source, a backing file), as qemu-img\'s write lock does; the file is left as it was', async (t) => {
+  if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
+  const dir = tempDir(t);
+  const base = join(dir, 'base.qcow2');
+  assert.equal(qemuImg(['create', '-q', '-f', 'qcow2', base, '1M']).status, 0);
+  const top = join(dir, 'top.qcow2');
+  assert.equal(qemuImg(['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', top]).status, 0);
+  assert.equal(run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 9 0 64k', top]).status, 0);
+  const before = readFileSync(base);
+  for (const args of [['-O', 'qcow2', top, base], ['-O', 'qcow2', top, top], ['-n', '-O', 'qcow2', top, base]]) {
+    const theirs = qemuImg(['convert', ...args]);
+    const ours = await vmimg(['convert', ...args]);
+    assert.equal(theirs.status, 1, args.join(' '));
+    assert.equal(ours.status, 1, args.join(' '));
+    assert.match(ours.stderr, /Failed to get "write" lock/);
+    assert.ok(readFileSync(base).equals(before), args.join(' '));
+  }
+  assert.equal(qemuImg(['check', top]).status, 0);
 });

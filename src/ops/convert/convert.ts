@@ -4,7 +4,9 @@
  * rename: a failed or interrupted convert leaves nothing behind), or into an existing raw
  * target with -n. Option meanings follow qemu-img 7.2's img_convert.
  */
+import { stat } from 'node:fs/promises';
 import { openChain, type ImageChain } from '../../chain/open.js';
+import { resolveReferencedPath } from '../../chain/paths.js';
 import { parseSnapshotParam } from '../snapshot-param.js';
 import type { ChainPolicy } from '../../chain/policy.js';
 import { createAtomically } from '../../storage/atomic.js';
@@ -88,6 +90,7 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
   const chains: ImageChain[] = [];
   try {
     for (const source of req.sources) chains.push(await openChain(source, { format: req.sourceFormat, policy: req.policyFor(source), ...(snapshot ? { snapshot } : {}) }));
+    await refuseTargetInSources(req.target, chains);
     const total = chains.reduce((n, c) => n + c.top.virtualSize, 0);
     const copy = (writer: ImageWriter, zeroTarget: boolean): Promise<void> =>
       copyChains(chains, writer, { minSparse, backing: backingFile !== undefined, zeroTarget, parallel, onProgress: req.onProgress });
@@ -120,6 +123,26 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
     }, { sync: req.sync ?? false });
   } finally {
     for (const c of chains) await c.close();
+  }
+}
+
+/**
+ * qemu-img cannot take the write lock on a file its sources hold open ("Failed to get "write"
+ * lock"): a target that is one of the sources, a file of their backing chains, a data file or an
+ * extent is refused before anything is written (replacing it would change the source).
+ */
+async function refuseTargetInSources(target: string, chains: readonly ImageChain[]): Promise<void> {
+  const t = await stat(target).catch(() => undefined);
+  if (!t) return;
+  for (const chain of chains) {
+    for (const layer of chain.layers) {
+      for (const name of [layer.filename, ...layer.references().filter((r) => r.kind !== 'backing').map((r) => resolveReferencedPath(layer.filename, r.name))]) {
+        const s = await stat(name).catch(() => undefined);
+        if (s && s.dev === t.dev && s.ino === t.ino) {
+          throw new VmimgError('USAGE', `${target}: Failed to get "write" lock: the file is also read by this convert (as '${name}')`, { target, source: name });
+        }
+      }
+    }
   }
 }
 
