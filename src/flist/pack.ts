@@ -226,7 +226,7 @@ export async function packTree(tree: Tree, options: PackOptions): Promise<PackSu
       const refs = group !== undefined ? [] : undefined;
       if (entry.size > 0) {
         for await (const plain of plainBlocks(entry, plains)) {
-          const length = plain.length;
+          const length = plain.length; // plain is detached once sent to a worker
           const p = pool.encode(plain, outs.take()).then((r) => {
             plains.give(r.plain);
             return r as EncodedBlock;

@@ -19,7 +19,7 @@ import { memoryTree } from '../fs/ext4/helpers.js';
 import { oracle, run, tempDir } from '../helpers/oracle.js';
 
 const K = 1024;
-const SIZES = [0, 1, 4095, 256 * K, 256 * K + 1, 512 * K - 1, 512 * K, 512 * K + 1, 1_300_000, 3 * 512 * K];
+const SIZES = [0, 1, 4095, 256 * K, 256 * K + 1, 512 * K - 1, 512 * K, 512 * K + 1, 1_300_000, 3 * 512 * K, 4 * 512 * K, 9 * 512 * K + 3];
 
 function body(size: number, seed: number): Buffer {
   const b = Buffer.alloc(size);
