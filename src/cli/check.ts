@@ -9,7 +9,7 @@ import { CHECK_UNSUPPORTED_STATUS, checkDict, checkHuman, checkImage, repairedPr
 import { isVmimgError, VmimgError } from '../util/errors.js';
 import { toQemuJson } from '../util/qjson.js';
 import { addPolicyFlags, policyFrom, type PolicyFlags } from './policy-flags.js';
-import { parseOutputFormat, renderError, type CliIO } from './run.js';
+import { checkCacheMode, parseOutputFormat, renderError, type CliIO } from './run.js';
 
 interface CheckFlags extends PolicyFlags {
   format?: string;
@@ -17,6 +17,7 @@ interface CheckFlags extends PolicyFlags {
   repair?: string;
   quiet?: boolean;
   forceShare?: boolean;
+  sourceCache?: string;
 }
 
 export function registerCheck(program: Command, io: CliIO, setStatus: (s: number) => void): void {
@@ -28,6 +29,7 @@ export function registerCheck(program: Command, io: CliIO, setStatus: (s: number
     .option('--output <fmt>', "'human' (default) or 'json'")
     .option('-r, --repair <what>', "repair 'leaks' or 'all' (qcow2)")
     .option('-q, --quiet', 'print nothing on stdout')
+    .option('-T, --source-cache <mode>', 'source cache mode; accepted for compatibility (vmimg reads through the page cache)')
     .option('-U, --force-share', 'accepted for qemu-img compatibility (vmimg never takes image locks)');
   addPolicyFlags(cmd).action(async (filename: string, flags: CheckFlags) => {
     setStatus(await check(io, filename, flags));
@@ -37,6 +39,7 @@ export function registerCheck(program: Command, io: CliIO, setStatus: (s: number
 async function check(io: CliIO, filename: string, flags: CheckFlags): Promise<number> {
   try {
     const output = parseOutputFormat(flags.output);
+    checkCacheMode(flags.sourceCache, 'source cache');
     if (flags.repair !== undefined && flags.repair !== 'leaks' && flags.repair !== 'all') {
       throw new VmimgError('USAGE', `Unknown option value for -r (expecting 'leaks' or 'all'): ${flags.repair}`, { value: flags.repair });
     }

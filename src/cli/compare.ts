@@ -7,7 +7,7 @@ import { compareImages } from '../ops/compare.js';
 import { isVmimgError } from '../util/errors.js';
 import { addPolicyFlags, policyFrom, type PolicyFlags } from './policy-flags.js';
 import { progressBar } from './progress.js';
-import { renderError, type CliIO } from './run.js';
+import { checkCacheMode, renderError, type CliIO } from './run.js';
 
 interface CompareFlags extends PolicyFlags {
   aFormat?: string;
@@ -16,6 +16,7 @@ interface CompareFlags extends PolicyFlags {
   progress?: boolean;
   quiet?: boolean;
   forceShare?: boolean;
+  sourceCache?: string;
 }
 
 export function registerCompare(program: Command, io: CliIO, setStatus: (s: number) => void): void {
@@ -29,10 +30,12 @@ export function registerCompare(program: Command, io: CliIO, setStatus: (s: numb
     .option('-s, --strict', 'images of different sizes or allocation differ')
     .option('-p, --progress', 'show a progress bar on stderr')
     .option('-q, --quiet', 'print nothing; the exit status tells')
+    .option('-T, --source-cache <mode>', 'source cache mode; accepted for compatibility (vmimg reads through the page cache)')
     .option('-U, --force-share', 'accepted for qemu-img compatibility (vmimg never takes image locks)');
   addPolicyFlags(cmd).action(async (a: string, b: string, flags: CompareFlags) => {
     const bar = progressBar(!!flags.progress && !flags.quiet);
     try {
+      checkCacheMode(flags.sourceCache, 'source cache');
       const r = await compareImages({ a, b, formatA: flags.aFormat, formatB: flags.bFormat, strict: flags.strict, policyFor: (p) => policyFrom(flags, p), onProgress: (d, t) => bar.update(d, t) });
       bar.stop();
       if (!flags.quiet) io.out((r.sizeWarning && !flags.strict ? 'Warning: Image size mismatch!\n' : '') + r.message + '\n');

@@ -8,7 +8,9 @@ import { VmimgError } from '../util/errors.js';
 import { parseSize } from '../util/size.js';
 import { addPolicyFlags, policyFrom, type PolicyFlags } from './policy-flags.js';
 import { progressBar } from './progress.js';
-import { collect, runCommand, type CliIO } from './run.js';
+import { optionsHelp, wantsHelp } from '../formats/options.js';
+import { getDriver } from '../formats/registry.js';
+import { checkCacheMode, collect, runCommand, type CliIO } from './run.js';
 
 interface ConvertFlags extends PolicyFlags {
   format?: string;
@@ -30,15 +32,14 @@ interface ConvertFlags extends PolicyFlags {
   sourceCache?: string;
   forceShare?: boolean;
   rateLimit?: string;
+  copyRange?: boolean;
 }
-
-const CACHE_MODES = ['none', 'writeback', 'writethrough', 'directsync', 'unsafe'];
 
 export function registerConvert(program: Command, io: CliIO, setStatus: (s: number) => void): void {
   const cmd = program
     .command('convert')
     .description('convert images from one format to another (qemu-img convert work-alike)')
-    .argument('<files...>', 'source image(s) followed by the output file')
+    .argument('[files...]', 'source image(s) followed by the output file')
     .option('-f, --format <fmt>', 'format of the source images (default: probe)')
     .option('-l, --snapshot <param>', "read an internal snapshot of the source: 'snapshot.id=ID,snapshot.name=NAME' or an id or name")
     .option('-O, --output-format <fmt>', 'output format (default raw)')
@@ -48,6 +49,7 @@ export function registerConvert(program: Command, io: CliIO, setStatus: (s: numb
     .option('-F, --backing-format <fmt>', 'format of the -B backing file')
     .option('-n, --no-create', 'do not create the target; write into an existing one')
     .option('-S, --sparse-size <size>', 'minimum run of zeros turned into a hole (default 4k; 0 = fully allocate)')
+    .option('-C, --copy-range', 'accepted for qemu-img compatibility (copy offloading); vmimg copies through its own buffers')
     .option('-W, --out-of-order', 'accepted for qemu-img compatibility: vmimg overlaps reads and compression but always writes in order')
     .option('-m, --coroutines <n>', 'chunks in flight, 1..16 (default 8)')
     .option('-r, --rate-limit <rate>', 'accepted for qemu-img compatibility (a size per second); vmimg does not throttle')
@@ -58,15 +60,22 @@ export function registerConvert(program: Command, io: CliIO, setStatus: (s: numb
     .option('-T, --source-cache <mode>', 'source cache mode; accepted for compatibility (vmimg reads through the page cache)')
     .option('-U, --force-share', 'accepted for qemu-img compatibility (vmimg never takes image locks)');
   addPolicyFlags(cmd).action(async (files: string[], flags: ConvertFlags) => {
-    setStatus(await runCommand(io, () => convert(files, flags)));
+    setStatus(await runCommand(io, () => convert(io, files, flags)));
   });
 }
 
-async function convert(files: string[], flags: ConvertFlags): Promise<number> {
-  if (files.length < 2) throw new VmimgError('USAGE', 'Expecting at least one source and an output file name', {});
-  for (const mode of [flags.cache, flags.sourceCache]) {
-    if (mode !== undefined && !CACHE_MODES.includes(mode)) throw new VmimgError('USAGE', `Invalid cache option: ${mode}`, { value: mode });
+async function convert(io: CliIO, files: string[], flags: ConvertFlags): Promise<number> {
+  // img_convert answers -o help before looking at any file name (and then converts nothing).
+  if (wantsHelp(flags.options ?? [])) {
+    const driver = await getDriver(flags.outputFormat ?? 'raw');
+    io.out(optionsHelp(driver.name, driver.createOptions));
+    return 0;
   }
+  if (files.length < 2) throw new VmimgError('USAGE', 'Expecting at least one source and an output file name', {});
+  checkCacheMode(flags.cache, 'cache');
+  checkCacheMode(flags.sourceCache, 'source cache');
+  if (flags.copyRange && flags.compress) throw new VmimgError('USAGE', 'Cannot enable copy offloading when -c is used', {});
+  if (flags.copyRange && flags.sparseSize !== undefined) throw new VmimgError('USAGE', 'Cannot enable copy offloading when -S is used', {});
   const sources = files.slice(0, -1);
   const target = files[files.length - 1]!;
   let minSparse = DEFAULT_MIN_SPARSE;

@@ -54,3 +54,11 @@ export function parseTimeoutMs(text: string | undefined): number | undefined {
   if (!(s > 0)) throw new VmimgError('USAGE', `--timeout must be a positive number of seconds, not '${text}'`, { value: text });
   return s * 1000;
 }
+
+/** qemu-img's cache modes (-t and -T). */
+const CACHE_MODES = ['none', 'writeback', 'writethrough', 'directsync', 'unsafe'];
+
+/** Validates a -t (`what` 'cache') or -T (`what` 'source cache') mode with qemu-img's message. */
+export function checkCacheMode(mode: string | undefined, what: 'cache' | 'source cache'): void {
+  if (mode !== undefined && !CACHE_MODES.includes(mode)) throw new VmimgError('USAGE', `Invalid ${what} option: ${mode}`, { value: mode });
+}

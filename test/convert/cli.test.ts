@@ -188,3 +188,32 @@ test('convert refuses a target that the sources read (a source, a backing file),
   }
   assert.equal(qemuImg(['check', top]).status, 0);
 });
+
+test('flags qemu-img 7.2 accepts (-T, -C, -r, -o help without files): same exit status, same stdout', async (t) => {
+  if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
+  const dir = tempDir(t);
+  const src = rawWithWrites(join(dir, 'src.raw'), '1M', ['write -P 1 0 64k']);
+  const out = join(dir, 'o.img');
+  const cases = [
+    ['check', '-T', 'none', '-f', 'raw', src],
+    ['check', '-T', 'bogus', src],
+    ['compare', '-T', 'writeback', src, src],
+    ['compare', '-T', 'bogus', src, src],
+    ['convert', '-C', '-O', 'raw', src, out],
+    ['convert', '-C', '-c', '-O', 'qcow2', src, out],
+    ['convert', '-C', '-S', '0', '-O', 'raw', src, out],
+    ['convert', '-T', 'bogus', '-O', 'raw', src, out],
+    ['convert', '-r', '1M', '-O', 'raw', src, out],
+    ['convert', '-O', 'raw', '-o', 'help'],
+    ['convert', '-O', 'raw', '-o', 'help', src, out],
+  ];
+  for (const args of cases) {
+    const theirs = qemuImg(args);
+    const ours = await vmimg(args);
+    assert.equal(ours.status, theirs.status, `${args.join(' ')}: ${ours.stderr}`);
+    // -o help: vmimg lists the options it implements (create -o help does the same).
+    if (!args.includes('help')) assert.equal(ours.stdout, theirs.stdout, args.join(' '));
+    else assert.match(ours.stdout, /^Supported raw options:\n/);
+    run('rm', ['-f', out]);
+  }
+});
