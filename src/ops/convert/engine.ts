@@ -132,7 +132,7 @@ export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: C
         },
       };
     }
-    const runs = detect === 0 ? [{ start: 0, length, zero: false }] : zeroRuns(bytes, detect);
+    const runs = detect === 0 ? [{ start: 0, length, zero: false }] : zeroRuns(bytes, detect, offset);
     return {
       length,
       buffer: bytes,

@@ -25,17 +25,23 @@ export function isZero(b: Uint8Array, start = 0, end = b.length): boolean {
   return zeroRange(asBuffer(b), start, end);
 }
 
-/** Splits b into alternating runs of zero / non-zero `block`-sized pieces (the last may be short). */
-export function zeroRuns(b: Uint8Array, block: number): Array<{ start: number; length: number; zero: boolean }> {
+/**
+ * Splits b into alternating runs of zero / non-zero pieces. b holds the bytes at image offset
+ * `origin`; pieces end at multiples of `block` in image offsets (so the first and last may be
+ * short), as qemu-img's is_allocated_sectors aligns its zero areas to absolute offsets: a zero
+ * stretch becomes a hole in a target's blocks whichever run of the source it came in.
+ */
+export function zeroRuns(b: Uint8Array, block: number, origin = 0): Array<{ start: number; length: number; zero: boolean }> {
   const runs: Array<{ start: number; length: number; zero: boolean }> = [];
   const buf = asBuffer(b);
   if (zeroRange(buf, 0, buf.length)) return buf.length ? [{ start: 0, length: buf.length, zero: true }] : [];
-  for (let pos = 0; pos < buf.length; pos += block) {
-    const end = Math.min(buf.length, pos + block);
+  for (let pos = 0; pos < buf.length; ) {
+    const end = Math.min(buf.length, pos + block - ((origin + pos) % block));
     const zero = zeroRange(buf, pos, end);
     const last = runs[runs.length - 1];
     if (last && last.zero === zero) last.length += end - pos;
     else runs.push({ start: pos, length: end - pos, zero });
+    pos = end;
   }
   return runs;
 }
