@@ -33,6 +33,7 @@ interface ConvertFlags extends PolicyFlags {
   forceShare?: boolean;
   rateLimit?: string;
   copyRange?: boolean;
+  bitmaps?: boolean;
 }
 
 export function registerConvert(program: Command, io: CliIO, setStatus: (s: number) => void): void {
@@ -55,6 +56,7 @@ export function registerConvert(program: Command, io: CliIO, setStatus: (s: numb
     .option('-r, --rate-limit <rate>', 'accepted for qemu-img compatibility (a size per second); vmimg does not throttle')
     .option('-p, --progress', 'show a progress bar on stderr')
     .option('-q, --quiet', 'quiet')
+    .option('--bitmaps', "copy the source's persistent bitmaps (qcow2 v3 to qcow2 v3); vmimg succeeds only when there are none to copy")
     .option('--target-is-zero', 'with -n: the target already reads as zeros, skip writing zeros')
     .option('-t, --cache <mode>', 'target cache mode: unsafe (default, as qemu-img: never flush) or writeback/writethrough/none/directsync (flush the target to disk at the end)')
     .option('-T, --source-cache <mode>', 'source cache mode; accepted for compatibility (vmimg reads through the page cache)')
@@ -101,6 +103,7 @@ async function convert(io: CliIO, files: string[], flags: ConvertFlags): Promise
       minSparse,
       parallel,
       targetIsZero: flags.targetIsZero,
+      bitmaps: flags.bitmaps,
       sync: flags.cache !== undefined && flags.cache !== 'unsafe',
       policyFor: (source) => policyFrom(flags, source),
       onProgress: (done, total) => bar.update(done, total),

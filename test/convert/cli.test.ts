@@ -211,7 +211,18 @@ test('flags qemu-img 7.2 accepts (-T, -C, -r, -o help without files): same exit 
   const dir = tempDir(t);
   const src = rawWithWrites(join(dir, 'src.raw'), '1M', ['write -P 1 0 64k']);
   const out = join(dir, 'o.img');
+  const v3 = join(dir, 'v3.qcow2');
+  const v2 = join(dir, 'v2.qcow2');
+  assert.equal(qemuImg(['convert', '-O', 'qcow2', src, v3]).status, 0);
+  assert.equal(qemuImg(['convert', '-O', 'qcow2', '-o', 'compat=0.10', src, v2]).status, 0);
   const cases = [
+    // --bitmaps: qemu-img's checks; with no bitmap to copy it succeeds.
+    ['convert', '--bitmaps', '-O', 'qcow2', v3, out],
+    ['convert', '--bitmaps', '-O', 'qcow2', v2, out],
+    ['convert', '--bitmaps', '-O', 'qcow2', src, out],
+    ['convert', '--bitmaps', '-O', 'qcow2', v3, v3, out],
+    ['convert', '--bitmaps', '-O', 'vmdk', v3, out],
+    ['convert', '--bitmaps', '-O', 'qcow2', '-o', 'compat=0.10', v3, out],
     ['check', '-T', 'none', '-f', 'raw', src],
     ['check', '-T', 'bogus', src],
     ['compare', '-T', 'writeback', src, src],
@@ -233,4 +244,10 @@ test('flags qemu-img 7.2 accepts (-T, -C, -r, -o help without files): same exit 
     else assert.match(ours.stdout, /^Supported raw options:\n/);
     run('rm', ['-f', out]);
   }
+  // A source that has bitmaps: qemu-img copies them, vmimg refuses (not implemented) and writes nothing.
+  assert.equal(qemuImg(['bitmap', '--add', v3, 'b0']).status, 0);
+  const r = await vmimg(['convert', '--bitmaps', '-O', 'qcow2', v3, out]);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /Copying persistent bitmaps is not supported by vmimg.*b0.*UNSUPPORTED_OPTION/);
+  assert.equal(run('test', ['-e', out]).status, 1);
 });
