@@ -180,13 +180,15 @@ test('dynamic plan: footer copy, dynamic header, 0xFF BAT padded to a sector, fo
   assert.ok(img.subarray(1536, 4096).every((b) => b === 0xff));
 });
 
-test('fixed plan: a hole the size of the disk, then the footer; no copy at 0', () => {
+test('fixed plan: zeros over the first block (QEMU\'s allocate_first_block), a hole, then the footer; no copy at 0', () => {
   const layout = plan(100n << 20n, { subformat: 'fixed' });
   assert.equal(layout.length, 104865792 + 512);
-  assert.equal(layout.writes.length, 1);
-  assert.equal(layout.writes[0]!.offset, 104865792);
+  assert.equal(layout.writes.length, 2);
+  assert.equal(layout.writes[0]!.offset, 0);
+  assert.deepEqual(layout.writes[0]!.data, new Uint8Array(4096));
+  assert.equal(layout.writes[1]!.offset, 104865792);
   assert.equal(layout.summary.clusterSize, undefined);
-  const footer = decodeFooter(layout.writes[0]!.data);
+  const footer = decodeFooter(layout.writes[1]!.data);
   assert.equal(footer.diskType, 2);
   assert.equal(footer.dataOffset, 0xffff_ffff_ffff_ffffn);
   assert.equal(probeVpc(materialize(layout)), 0, 'a fixed VHD probes as raw');
