@@ -67,9 +67,15 @@ function uuidFrom(bytes: Uint8Array): Uint8Array {
   return u;
 }
 
-function maxMtimeSeconds(tree: Tree): number {
+/**
+ * The default superblock time: the newest entry mtime that is not after `nowSec`. Later ones are
+ * skipped, because e2fsck flags a superblock written "in the future" (a tree may carry 2100 or
+ * 2300 mtimes); the result stays a pure function of the tree while its times are in the past.
+ */
+export function maxMtimeSeconds(tree: Tree, nowSec = Math.floor(Date.now() / 1000)): number {
+  const limit = BigInt(nowSec) * 1_000_000_000n;
   let max: bigint | undefined;
-  for (const e of tree.entries) if (max === undefined || e.mtimeNs > max) max = e.mtimeNs;
+  for (const e of tree.entries) if (e.mtimeNs <= limit && (max === undefined || e.mtimeNs > max)) max = e.mtimeNs;
   return max === undefined || max < 0n ? 0 : Number(max / 1_000_000_000n);
 }
 
@@ -86,7 +92,7 @@ export function planExt4(tree: Tree, options: Ext4Options = {}): Ext4Plan {
   const label = Buffer.from(options.label ?? '', 'utf8');
   if (label.length > 16) throw new VmimgError('INVALID_OPTION', `ext4 label '${options.label}' is longer than 16 bytes`, { label: options.label });
   const time = options.timestamp ?? resolveSourceDateEpoch(undefined) ?? maxMtimeSeconds(tree);
-  checkInt(time, 'ext4 timestamp', 0, 2 ** 32 - 1);
+  checkInt(time, 'ext4 superblock time (--mtime / SOURCE_DATE_EPOCH, seconds)', 0, 2 ** 32 - 1);
   const digest = treeDigest(tree, options);
   const uuid = options.uuid !== undefined ? parseUuid(options.uuid, 'ext4 UUID') : uuidFrom(digest);
   const hashSeed = options.hashSeed !== undefined ? parseUuid(options.hashSeed, 'ext4 hash seed') : uuidFrom(digest.subarray(16));
@@ -111,7 +117,7 @@ export function planExt4(tree: Tree, options: Ext4Options = {}): Ext4Plan {
     let journalBlocks = 0;
     if (features.journal) {
       journalBlocks = options.journalBlocks ?? defaultJournalBlocks(geo.blocksCount);
-      if (journalBlocks < 0 && explicit) throw new VmimgError('FS_TOO_SMALL', `a journal needs a filesystem of at least ${2048 * BLOCK_SIZE} bytes`, { size: geo.blocksCount * BLOCK_SIZE });
+      if (journalBlocks < 0 && explicit) throw new VmimgError('FS_TOO_SMALL', `a journal needs a filesystem of at least ${2048 * BLOCK_SIZE} bytes, not ${options.size ?? geo.blocksCount * BLOCK_SIZE}`, { size: geo.blocksCount * BLOCK_SIZE });
       if (journalBlocks < 0) journalBlocks = 1024;
       checkInt(journalBlocks, 'ext4 journal size (blocks)', 1024, 10_240_000);
     }
