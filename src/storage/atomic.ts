@@ -3,11 +3,18 @@
  * rename it over the target. A failure (or SIGINT, see cleanupTemporaryFiles) removes the
  * temporary file, so a failed create or convert never leaves a half-written file and never
  * destroys a file that already existed at the target path.
+ *
+ * The target is found as open(2) would find it: symbolic links at its last component are
+ * followed (up to 40), so a link keeps pointing at the new file, as when qemu-img or mke2fs write
+ * through it. An existing target that is not a regular file (a block or character device, a
+ * FIFO, a socket, a directory) is refused before anything is created: renaming over it would
+ * replace a device node with a file.
  */
 import { randomBytes } from 'node:crypto';
-import { rename, unlink } from 'node:fs/promises';
+import { lstat, readlink, rename, unlink } from 'node:fs/promises';
 import { unlinkSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import type { Stats } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fromSystemError, VmimgError } from '../util/errors.js';
 import { FileStorage } from './file.js';
 
@@ -39,7 +46,8 @@ export async function createAtomically<T>(target: string, fill: (storage: FileSt
   if (basename(target) === '' || target.endsWith('/')) {
     throw new VmimgError('WRITE_FAILED', `Could not create '${target}': not a file name`, { path: target });
   }
-  const tmp = temporaryPathFor(target);
+  const path = await finalTarget(target);
+  const tmp = temporaryPathFor(path);
   const storage = await FileStorage.createExclusive(tmp);
   pending.add(tmp);
   let result: T;
@@ -54,12 +62,45 @@ export async function createAtomically<T>(target: string, fill: (storage: FileSt
     throw e;
   }
   try {
-    await rename(tmp, target);
+    await rename(tmp, path);
   } catch (e) {
     await unlink(tmp).catch(() => undefined);
-    throw fromSystemError(e, target, 'rename');
+    throw fromSystemError(e, path, 'rename');
   } finally {
     pending.delete(tmp);
   }
   return result;
+}
+
+const MAX_SYMLINK_HOPS = 40;
+
+function kindOf(st: Stats): string {
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  if (st.isDirectory()) return 'a directory';
+  return 'not a regular file';
+}
+
+/** The path `target` names once symbolic links at its end are followed; checked to be writable whole. */
+async function finalTarget(target: string): Promise<string> {
+  let path = target;
+  for (let hop = 0; hop <= MAX_SYMLINK_HOPS; hop++) {
+    let st: Stats;
+    try {
+      st = await lstat(path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return path;
+      throw fromSystemError(e, path, 'create');
+    }
+    if (st.isSymbolicLink()) {
+      path = resolve(dirname(path), await readlink(path));
+      continue;
+    }
+    if (st.isFile()) return path;
+    const what = path === target ? `'${target}'` : `'${target}' (through its links: '${path}')`;
+    throw new VmimgError('WRITE_FAILED', `Could not create ${what}: it is ${kindOf(st)}, and vmimg only replaces regular files`, { path: target, resolved: path });
+  }
+  throw new VmimgError('WRITE_FAILED', `Could not create '${target}': more than ${MAX_SYMLINK_HOPS} symbolic links to follow`, { path: target });
 }
