@@ -1,7 +1,7 @@
 /**
  * `vmimg mkfs -t ext4` flags → buildExt4 (the CLI's ext4 entry; src/cli/mkfs.ts dispatches here).
  * Usage: mkfs -t ext4 [-L label] [-U uuid] [--hash-seed uuid] [--size SIZE] [--free PCT]
- * [-N inodes] [-J] [-O feature,^feature] [--format FMT] [--mtime S] [--owner U:G] (DIR|TAR)... OUT
+ * [-N inodes] [-i bytes-per-inode] [-J] [-O feature,^feature] [--format FMT] [--mtime S] [--owner U:G] (DIR|TAR)... OUT
  * (OUT may also be given with -o).
  */
 import { mkdir } from 'node:fs/promises';
@@ -23,6 +23,7 @@ export interface Ext4Flags {
   size?: string;
   free?: string;
   inodes?: string;
+  bytesPerInode?: string;
   journal?: boolean;
   features?: string;
   format?: string;
@@ -54,6 +55,7 @@ export async function ext4Command(args: string[], flags: Ext4Flags, common: { ui
   if (flags.size !== undefined) options.size = toSafeNumber(parseSize(flags.size, { what: 'filesystem size' }), 'filesystem size');
   if (flags.free !== undefined) options.freePercent = int(flags.free, '--free');
   if (flags.inodes !== undefined) options.inodes = int(flags.inodes, '-N');
+  if (flags.bytesPerInode !== undefined) options.inodeRatio = int(flags.bytesPerInode, '-i');
   const { loadTree } = await import('../../tree/index.js');
   const loaded = await loadTree(inputs, { squashOwner: flags.squashOwner, sourceDateEpoch: common.mtime });
   const tree = common.uid !== undefined ? withOwner(loaded, common.uid, common.gid ?? 0) : loaded;

@@ -83,6 +83,23 @@ test('a directory built by vmimg and by mke2fs -d: same debugfs facts per path a
   assert.deepEqual(header(dumpe2fs, ours), header(dumpe2fs, theirs));
 });
 
+test('-i BYTES gives the inode count mke2fs -i gives at the same size', async (t) => {
+  const mke2fs = oracle(t, 'mke2fs');
+  const dumpe2fs = oracle(t, 'dumpe2fs');
+  if (!mke2fs || !dumpe2fs) return;
+  const dir = tempDir(t, 'vmimg-ext4-diff-');
+  mkdirSync(join(dir, 'src'));
+  writeFileSync(join(dir, 'src/f'), 'x');
+  const count = (image: string): string => /Inode count: +(\d+)/.exec(run(dumpe2fs, ['-h', image]).stdout)?.[1] ?? '?';
+  for (const ratio of ['4096', '65536']) {
+    const r = await vmimg(['mkfs', '-t', 'ext4', '--size', '300M', '-i', ratio, join(dir, 'src'), join(dir, 'v.img')]);
+    assert.equal(r.status, 0, r.stderr);
+    const m = run(mke2fs, ['-q', '-F', '-t', 'ext4', '-b', '4096', '-I', '256', '-i', ratio, '-O', '^has_journal,^resize_inode', join(dir, 'm.img'), '300M']);
+    assert.equal(m.status, 0, m.stderr);
+    assert.equal(count(join(dir, 'v.img')), count(join(dir, 'm.img')), `-i ${ratio}`);
+  }
+});
+
 test('mtimes after the build clock (2100) do not become the superblock time: e2fsck finds nothing "in the future"', async (t) => {
   const saved = process.env['SOURCE_DATE_EPOCH'];
   delete process.env['SOURCE_DATE_EPOCH'];
@@ -112,6 +129,8 @@ test('mkfs errors name the offending value', async (t) => {
     [['-N', '3'], /inode count .* not 3\b/],
     [['-O', 'bigalloc'], /'bigalloc'/],
     [['-L', 'x'.repeat(17)], /label 'x{17}'/],
+    [['-i', '512'], /bytes per inode .* not 512/],
+    [['-i', 'lots'], /-i .* not 'lots'/],
   ];
   for (const [args, want] of cases) {
     const r = await vmimg(['mkfs', '-t', 'ext4', ...args, join(dir, 'src'), join(dir, 'o.img')]);
