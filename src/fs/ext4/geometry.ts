@@ -54,7 +54,7 @@ export function makeGeometry(blocks: number, inodes: number, descSize: number, s
   if (inodesPerGroup > 8 * BLOCK_SIZE) {
     throw new VmimgError('FS_TOO_SMALL', `${inodes} inodes do not fit in ${groups} block group(s) of at most ${8 * BLOCK_SIZE} inodes; the filesystem must be larger`, { inodes, groups });
   }
-  if (groups * inodesPerGroup > 0xffffffff) throw new VmimgError('FS_TOO_LARGE', `too many inodes (${groups * inodesPerGroup})`, { inodes });
+  if (groups * inodesPerGroup > 0xffffffff) throw new VmimgError('FS_TOO_LARGE', `too many inodes (${groups * inodesPerGroup}; ext4 holds at most 4294967295): raise the bytes per inode (-i) or give -N`, { inodes });
   const backupGroups: number[] = [];
   for (let g = 0; g < groups; g++) if (hasBackup(g, sparse)) backupGroups.push(g);
   return {

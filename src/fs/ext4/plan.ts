@@ -158,6 +158,6 @@ export function planExt4(tree: Tree, options: Ext4Options = {}): Ext4Plan {
     chosen = autoSize(free);
     imageSize = chosen.geo.blocksCount * BLOCK_SIZE;
   }
-  if (chosen.geo.blocksCount >= 2 ** 32 && !features.bit64) throw new VmimgError('FS_TOO_LARGE', 'more than 2^32 blocks need the 64bit feature', { blocks: chosen.geo.blocksCount });
+  if (chosen.geo.blocksCount >= 2 ** 32 && !features.bit64) throw new VmimgError('FS_TOO_LARGE', `a filesystem of ${chosen.geo.blocksCount * BLOCK_SIZE} bytes has ${chosen.geo.blocksCount} blocks; more than 2^32 blocks need the 64bit feature`, { blocks: chosen.geo.blocksCount });
   return { tree, features, table, ...chosen, uuid, hashSeed, seed, label, time, imageSize };
 }

@@ -131,6 +131,8 @@ test('mkfs errors name the offending value', async (t) => {
     [['-L', 'x'.repeat(17)], /label 'x{17}'/],
     [['-i', '512'], /bytes per inode .* not 512/],
     [['-i', 'lots'], /-i .* not 'lots'/],
+    [['--size', '64T'], /too many inodes \(4294967296; .*-i/],
+    [['--size', '17T', '-O', '^64bit'], /18691697672192 bytes has 4563402752 blocks; .*64bit/],
   ];
   for (const [args, want] of cases) {
     const r = await vmimg(['mkfs', '-t', 'ext4', ...args, join(dir, 'src'), join(dir, 'o.img')]);
