@@ -123,7 +123,7 @@ export function superFields(plan: Ext4Plan, meta: GroupMetadata): SuperFields {
     ...featureWords(plan),
     uuid: plan.uuid,
     label: plan.label,
-    hashSeed: plan.features.dirIndex ? plan.hashSeed : undefined,
+    hashSeed: plan.hashSeed, // also without dir_index, as mke2fs: tune2fs -O dir_index then finds a complete setup
     descSize: geo.descSize,
     logGroupsPerFlex: logFlex,
     csum: plan.seed !== undefined,

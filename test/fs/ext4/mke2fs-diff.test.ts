@@ -59,29 +59,31 @@ function header(dumpe2fs: string, image: string): string[] {
     .filter((l) => !/time:|Lifetime|Checksum:|created|Last |Mount count|Check interval|Next check|Overhead clusters|^Free blocks/.test(l));
 }
 
-test('a directory built by vmimg and by mke2fs -d: same debugfs facts per path and the same superblock', async (t) => {
-  const mke2fs = oracle(t, 'mke2fs');
-  const debugfs = oracle(t, 'debugfs');
-  const dumpe2fs = oracle(t, 'dumpe2fs');
-  if (!mke2fs || !debugfs || !dumpe2fs) return;
-  const dir = tempDir(t, 'vmimg-ext4-diff-');
-  const src = join(dir, 'src');
-  makeSource(src);
-  const ours = join(dir, 'v.img');
-  const r = await vmimg(['mkfs', '-t', 'ext4', '-L', 'lbl', '-U', UUID, '--hash-seed', SEED, '--size', '64M', src, ours]);
-  assert.equal(r.status, 0, r.stderr);
-  assertFsckClean(t, ours);
-  const inodes = /Inode count: +(\d+)/.exec(run(dumpe2fs, ['-h', ours]).stdout)![1]!;
-  const theirs = join(dir, 'm.img');
-  const m = run(mke2fs, ['-q', '-F', '-t', 'ext4', '-b', '4096', '-I', '256', '-N', inodes, '-m', '0', '-L', 'lbl', '-U', UUID,
-    '-E', `hash_seed=${SEED}`, '-O', '^has_journal,^resize_inode', '-d', src, theirs, `${statSync(ours).size / 1024}k`]);
-  assert.equal(m.status, 0, m.stderr);
-  assertFsckClean(t, theirs);
-  const paths = execFileSync('find', ['.', '-mindepth', '1'], { cwd: src, encoding: 'utf8' }).split('\n').filter(Boolean).map((p) => p.slice(1)).sort();
-  assert.ok(paths.length > 400, `${paths.length} paths`);
-  assert.deepEqual(facts(debugfs, ours, paths), facts(debugfs, theirs, paths));
-  assert.deepEqual(header(dumpe2fs, ours), header(dumpe2fs, theirs));
-});
+for (const features of ['', '^dir_index', '^metadata_csum,^64bit,^huge_file']) {
+  test(`a directory built by vmimg and by mke2fs -d${features ? ` (-O ${features})` : ''}: same debugfs facts per path and the same superblock`, async (t) => {
+    const mke2fs = oracle(t, 'mke2fs');
+    const debugfs = oracle(t, 'debugfs');
+    const dumpe2fs = oracle(t, 'dumpe2fs');
+    if (!mke2fs || !debugfs || !dumpe2fs) return;
+    const dir = tempDir(t, 'vmimg-ext4-diff-');
+    const src = join(dir, 'src');
+    makeSource(src);
+    const ours = join(dir, 'v.img');
+    const r = await vmimg(['mkfs', '-t', 'ext4', '-L', 'lbl', '-U', UUID, '--hash-seed', SEED, '--size', '64M', ...(features ? ['-O', features] : []), src, ours]);
+    assert.equal(r.status, 0, r.stderr);
+    assertFsckClean(t, ours);
+    const inodes = /Inode count: +(\d+)/.exec(run(dumpe2fs, ['-h', ours]).stdout)![1]!;
+    const theirs = join(dir, 'm.img');
+    const m = run(mke2fs, ['-q', '-F', '-t', 'ext4', '-b', '4096', '-I', '256', '-N', inodes, '-m', '0', '-L', 'lbl', '-U', UUID,
+      '-E', `hash_seed=${SEED}`, '-O', `^has_journal,^resize_inode${features ? ',' + features : ''}`, '-d', src, theirs, `${statSync(ours).size / 1024}k`]);
+    assert.equal(m.status, 0, m.stderr);
+    assertFsckClean(t, theirs);
+    const paths = execFileSync('find', ['.', '-mindepth', '1'], { cwd: src, encoding: 'utf8' }).split('\n').filter(Boolean).map((p) => p.slice(1)).sort();
+    assert.ok(paths.length > 400, `${paths.length} paths`);
+    assert.deepEqual(facts(debugfs, ours, paths), facts(debugfs, theirs, paths));
+    assert.deepEqual(header(dumpe2fs, ours), header(dumpe2fs, theirs));
+  });
+}
 
 test('-i BYTES gives the inode count mke2fs -i gives at the same size', async (t) => {
   const mke2fs = oracle(t, 'mke2fs');
