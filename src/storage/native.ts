@@ -27,6 +27,12 @@ export interface NativeHelpers {
    * [status, bytes copied, write errno] per file (status as readFilesSync, write errno 0 = none).
    */
   copyFiles?(dstFd: number, paths: Array<string | Uint8Array>, sizes: number[], offsets: number[]): Promise<Float64Array>;
+  /**
+   * The extended attributes of each path, symbolic links not followed (llistxattr/lgetxattr):
+   * undefined when none (or the file system keeps none), [name, value, ...] when some, or the
+   * errno when they could not be read. Names and values at most 64 KiB each (Linux's limits).
+   */
+  readXattrs?(paths: Array<string | Uint8Array>): Array<Buffer[] | number | undefined>;
 }
 
 function load(): NativeHelpers | undefined {

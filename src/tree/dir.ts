@@ -4,11 +4,15 @@
  * bytes, hard links are recognised by (st_dev, st_ino) for non-directories with st_nlink > 1,
  * and file content is read later, on demand, through O_NOFOLLOW opens (content.ts).
  *
- * Extended attributes are NOT read from directories: Node has no xattr API and the available
- * bindings need a native build per platform. Tar sources carry xattrs (SCHILY.xattr.* pax records).
+ * Extended attributes are read through the native helper (llistxattr/lgetxattr, links not
+ * followed, one call for the whole walk), as mke2fs -d copies them: user.*, security.* (file
+ * capabilities, SELinux labels), system.posix_acl_* (ACLs), and trusted.* when run as root.
+ * Without the native helper a directory's entries carry none (tar sources carry theirs in pax
+ * records either way).
  */
 import { lstatSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
+import { errnoError, native } from '../storage/native.js';
 import { fromSystemError, VmimgError } from '../util/errors.js';
 import { fileContent } from './content.js';
 import { childPath, MAX_PATH_BYTES, showPath } from './path.js';
@@ -51,6 +55,7 @@ export async function readDirectory(root: string): Promise<RawEntry[]> {
   }
   if (!rootStat.isDirectory()) throw new VmimgError('READ_FAILED', `'${root}' is not a directory`, { path: root });
   const entries: RawEntry[] = [entryFrom(Buffer.alloc(0), rootStat)];
+  const hosts: Buffer[] = [Buffer.from(root)];
   const pending: Array<{ host: Buffer; tree: Buffer }> = [{ host: Buffer.from(root), tree: Buffer.alloc(0) }];
   while (pending.length > 0) {
     const dir = pending.pop()!;
@@ -83,10 +88,25 @@ export async function readDirectory(root: string): Promise<RawEntry[]> {
         entry.size = entry.symlinkTarget.length;
       }
       entries.push(entry);
+      hosts.push(host);
       if (entry.type === 'dir') pending.push({ host, tree });
     }
   }
+  readXattrsInto(entries, hosts);
   return entries;
+}
+
+/** Fills each entry's xattrs from its host path (hosts[i] for entries[i]) through the native helper. */
+function readXattrsInto(entries: RawEntry[], hosts: Buffer[]): void {
+  if (!native?.readXattrs) return;
+  const found = native.readXattrs(hosts);
+  for (let i = 0; i < entries.length; i++) {
+    const r = found[i];
+    if (r === undefined) continue;
+    if (typeof r === 'number') throw errnoError(r, showPath(hosts[i]!), 'read').within('while reading extended attributes');
+    const xattrs = entries[i]!.xattrs;
+    for (let k = 0; k + 1 < r.length; k += 2) xattrs.set(r[k]!.toString('utf8'), r[k + 1]!);
+  }
 }
 
 function entryFrom(path: Buffer, st: BigIntStats): RawEntry {

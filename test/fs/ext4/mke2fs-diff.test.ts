@@ -85,6 +85,45 @@ for (const features of ['', '^dir_index', '^metadata_csum,^64bit,^huge_file']) {
   });
 }
 
+test('xattrs and ACLs of a directory source reach the image as mke2fs -d copies them (debugfs ea_list per path)', async (t) => {
+  const mke2fs = oracle(t, 'mke2fs');
+  const debugfs = oracle(t, 'debugfs');
+  const setfattr = oracle(t, 'setfattr');
+  const setfacl = oracle(t, 'setfacl');
+  if (!mke2fs || !debugfs || !setfattr || !setfacl) return;
+  const dir = tempDir(t, 'vmimg-ext4-xattr-');
+  const src = join(dir, 'src');
+  mkdirSync(join(src, 'sub'), { recursive: true });
+  writeFileSync(join(src, 'a'), 'a');
+  writeFileSync(join(src, 'sub/b'), 'b');
+  writeFileSync(join(src, 'big'), 'c');
+  symlinkSync('a', join(src, 'link')); // its own (none), never a's: links are not followed
+  const set = (path: string, name: string, value: string): void => void execFileSync(setfattr, ['-n', name, '-v', value, join(src, path)]);
+  set('a', 'user.color', 'red');
+  set('a', 'user.empty', '""');
+  set('sub', 'user.bin', '0sAAEC/w==');
+  set('big', 'user.large', `0s${Buffer.alloc(3000, 7).toString('base64')}`); // past the inode: an xattr block
+  execFileSync(setfacl, ['-m', 'u:1234:rw,g:55:r', join(src, 'sub/b')]);
+  execFileSync(setfacl, ['-d', '-m', 'g:55:rx', join(src, 'sub')]);
+  if (process.getuid?.() === 0) {
+    set('a', 'security.capability', '0sAQAAAgAgAAAAAAAAAAAAAAAAAAA='); // cap_net_raw+ep, as on ping
+    set('sub/b', 'trusted.x', '1');
+  }
+  const ours = join(dir, 'v.img');
+  const r = await vmimg(['mkfs', '-t', 'ext4', '--size', '64M', src, ours]);
+  assert.equal(r.status, 0, r.stderr);
+  assertFsckClean(t, ours);
+  const theirs = join(dir, 'm.img');
+  const m = run(mke2fs, ['-q', '-F', '-t', 'ext4', '-b', '4096', '-d', src, theirs, '64M']);
+  assert.equal(m.status, 0, m.stderr);
+  const paths = ['/', '/a', '/sub', '/sub/b', '/big', '/link'];
+  const list = (image: string): string => run(debugfs, ['-f', '-', image], { input: paths.map((p) => `ea_list "${p}"`).join('\n') + '\n' }).stdout;
+  const want = list(theirs);
+  assert.match(want, /user\.color \(3\) = "red"/);
+  assert.match(want, /system\.posix_acl_access/);
+  assert.equal(list(ours), want);
+});
+
 test('-i BYTES gives the inode count mke2fs -i gives at the same size', async (t) => {
   const mke2fs = oracle(t, 'mke2fs');
   const dumpe2fs = oracle(t, 'dumpe2fs');
