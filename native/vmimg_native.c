@@ -2,6 +2,7 @@
  * vmimg's native helpers: the few file-system calls Node.js does not expose.
  *   seekData(fd, offset)  -> lseek(fd, offset, SEEK_DATA), or -1 when there is no data after offset (ENXIO)
  *   seekHole(fd, offset)  -> lseek(fd, offset, SEEK_HOLE)
+ *   seekEnd(fd, offset)   -> lseek(fd, offset, SEEK_END): a block device's length (its stat size is 0)
  *   allocate(fd, offset, length) -> posix_fallocate: physically allocate a range (preallocation=falloc)
  *   punchHole(fd, offset, length) -> fallocate(PUNCH_HOLE | KEEP_SIZE): deallocate a range so it reads
  *                                    as zeros without changing the file size (qemu's write-zeroes with
@@ -78,6 +79,7 @@ static napi_value seek(napi_env env, napi_callback_info info, int whence, const 
 
 static napi_value seek_data(napi_env env, napi_callback_info info) { return seek(env, info, SEEK_DATA, "lseek(SEEK_DATA)"); }
 static napi_value seek_hole(napi_env env, napi_callback_info info) { return seek(env, info, SEEK_HOLE, "lseek(SEEK_HOLE)"); }
+static napi_value seek_end(napi_env env, napi_callback_info info) { return seek(env, info, SEEK_END, "lseek(SEEK_END)"); }
 
 static napi_value allocate(napi_env env, napi_callback_info info) {
   int fd; double off, len;
@@ -494,6 +496,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "seekData", NULL, seek_data, NULL, NULL, NULL, napi_default, NULL },
     { "seekHole", NULL, seek_hole, NULL, NULL, NULL, napi_default, NULL },
+    { "seekEnd", NULL, seek_end, NULL, NULL, NULL, napi_default, NULL },
     { "allocate", NULL, allocate, NULL, NULL, NULL, napi_default, NULL },
     { "punchHole", NULL, punch_hole, NULL, NULL, NULL, napi_default, NULL },
     { "readFilesSync", NULL, read_files_sync, NULL, NULL, NULL, napi_default, NULL },

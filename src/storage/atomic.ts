@@ -100,7 +100,8 @@ async function finalTarget(target: string): Promise<string> {
     }
     if (st.isFile()) return path;
     const what = path === target ? `'${target}'` : `'${target}' (through its links: '${path}')`;
-    throw new VmimgError('WRITE_FAILED', `Could not create ${what}: it is ${kindOf(st)}, and vmimg only replaces regular files`, { path: target, resolved: path });
+    const hint = st.isBlockDevice() ? ' (convert -n writes into an existing block device)' : '';
+    throw new VmimgError('WRITE_FAILED', `Could not create ${what}: it is ${kindOf(st)}, and vmimg only replaces regular files${hint}`, { path: target, resolved: path });
   }
   throw new VmimgError('WRITE_FAILED', `Could not create '${target}': more than ${MAX_SYMLINK_HOPS} symbolic links to follow`, { path: target });
 }

@@ -57,8 +57,20 @@ export class FileStorage implements Storage {
     }
   }
 
+  /**
+   * The file's length. A block device's stat size is 0: its length is where SEEK_END lands (as
+   * QEMU's host_device driver asks the device), so `convert -n` can write into a disk.
+   */
   async size(): Promise<number> {
-    return (await this.fh.stat()).size;
+    const st = await this.fh.stat();
+    if (st.isBlockDevice() && native?.seekEnd) {
+      try {
+        return native.seekEnd(this.fh.fd, 0);
+      } catch (e) {
+        throw fromSystemError(e, this.name, 'read');
+      }
+    }
+    return st.size;
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {

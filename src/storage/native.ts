@@ -12,6 +12,8 @@ export interface NativeHelpers {
   seekData(fd: number, offset: number): number;
   /** lseek(fd, offset, SEEK_HOLE). */
   seekHole(fd: number, offset: number): number;
+  /** lseek(fd, offset, SEEK_END): with offset 0, a block device's length (fstat says 0). */
+  seekEnd?(fd: number, offset: number): number;
   /** posix_fallocate(fd, offset, length). */
   allocate(fd: number, offset: number, length: number): void;
   /** fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length). */
