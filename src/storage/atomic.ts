@@ -8,10 +8,11 @@
  * followed (up to 40), so a link keeps pointing at the new file, as when qemu-img or mke2fs write
  * through it. An existing target that is not a regular file (a block or character device, a
  * FIFO, a socket, a directory) is refused before anything is created: renaming over it would
- * replace a device node with a file.
+ * replace a device node with a file. A regular file replaced keeps its permission bits and, when
+ * run as root, its owner (hard links to the old file keep the old content: it is a new inode).
  */
 import { randomBytes } from 'node:crypto';
-import { lstat, readlink, rename, unlink } from 'node:fs/promises';
+import { chmod, chown, lstat, readlink, rename, unlink } from 'node:fs/promises';
 import { unlinkSync } from 'node:fs';
 import type { Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -46,12 +47,18 @@ export async function createAtomically<T>(target: string, fill: (storage: FileSt
   if (basename(target) === '' || target.endsWith('/')) {
     throw new VmimgError('WRITE_FAILED', `Could not create '${target}': not a file name`, { path: target });
   }
-  const path = await finalTarget(target);
+  const { path, existing } = await finalTarget(target);
   const tmp = temporaryPathFor(path);
   const storage = await FileStorage.createExclusive(tmp);
   pending.add(tmp);
   let result: T;
   try {
+    // A file replaced keeps its permissions (and, as root, its owner), as a file qemu-img or
+    // mke2fs truncate and rewrite does: a 0600 image must not come back world-readable.
+    if (existing) {
+      await chmod(tmp, existing.mode & 0o7777);
+      if (process.getuid?.() === 0) await chown(tmp, existing.uid, existing.gid);
+    }
     result = await fill(storage);
     if (options.sync ?? true) await storage.flush();
     await storage.close();
@@ -83,22 +90,25 @@ function kindOf(st: Stats): string {
   return 'not a regular file';
 }
 
-/** The path `target` names once symbolic links at its end are followed; checked to be writable whole. */
-async function finalTarget(target: string): Promise<string> {
+/**
+ * The path `target` names once symbolic links at its end are followed, checked to be writable
+ * whole, and the regular file already there (if any).
+ */
+async function finalTarget(target: string): Promise<{ path: string; existing?: Stats }> {
   let path = target;
   for (let hop = 0; hop <= MAX_SYMLINK_HOPS; hop++) {
     let st: Stats;
     try {
       st = await lstat(path);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return path;
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { path };
       throw fromSystemError(e, path, 'create');
     }
     if (st.isSymbolicLink()) {
       path = resolve(dirname(path), await readlink(path));
       continue;
     }
-    if (st.isFile()) return path;
+    if (st.isFile()) return { path, existing: st };
     const what = path === target ? `'${target}'` : `'${target}' (through its links: '${path}')`;
     const hint = st.isBlockDevice() ? ' (convert -n writes into an existing block device)' : '';
     throw new VmimgError('WRITE_FAILED', `Could not create ${what}: it is ${kindOf(st)}, and vmimg only replaces regular files${hint}`, { path: target, resolved: path });

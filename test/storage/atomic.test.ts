@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { lstatSync, mkdirSync, readdirSync, readlinkSync, statSync, symlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, readdirSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { vmimg } from '../helpers/cli.js';
@@ -61,4 +61,21 @@ test('a target that is a FIFO (also through a link), a directory or a link loop 
   assert.ok(statSync(join(dir, 'fifo')).isFIFO());
   assert.ok(statSync(join(dir, 'folder')).isDirectory());
   assert.deepEqual(readdirSync(dir).sort(), ['fifo', 'folder', 'loop-a', 'loop-b', 'src.raw', 'to-fifo']);
+});
+
+test('a file replaced keeps its permissions: a 0600 image does not come back world-readable', async (t) => {
+  if (!oracle(t, 'qemu-img')) return;
+  const dir = tempDir(t, 'vmimg-atomic-');
+  const target = join(dir, 'secret.qcow2');
+  writeFileSync(target, 'old');
+  chmodSync(target, 0o600);
+  assert.equal(qemuImg(['create', '-q', '-f', 'raw', join(dir, 'src.raw'), '1M']).status, 0);
+  const r = await vmimg(['convert', '-O', 'qcow2', join(dir, 'src.raw'), target]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(statSync(target).mode & 0o7777, 0o600);
+  assert.equal(JSON.parse(qemuImg(['info', '--output=json', target]).stdout).format, 'qcow2');
+  const c = await vmimg(['create', '-q', '-f', 'raw', target, '2M']);
+  assert.equal(c.status, 0, c.stderr);
+  assert.equal(statSync(target).mode & 0o7777, 0o600);
+  assert.equal(statSync(target).size, 2 << 20);
 });
