@@ -174,14 +174,11 @@ async function validateEntry(name: string, log: LogReader, logGuid: Guid, at: nu
     hdr.descriptorCount * DESCRIPTOR_SIZE <= hdr.entryLength &&
     (after === 0n || hdr.sequenceNumber === after + 1n);
   if (!headerOk) return { next: log.next(at) };
+  // The checksum covers the descriptor sectors and then the rest of EntryLength (QEMU reads the
+  // descriptor sectors even when EntryLength says fewer): one read of the larger count.
   const descSectors = descriptorSectors(hdr.descriptorCount);
-  const [desc, afterDesc] = await log.sectors(at, descSectors);
-  decodeDescriptors(name, desc, hdr); // malformed descriptors fail the open, as in QEMU
-  const total = hdr.entryLength / LOG_SECTOR;
-  const [data, next] = await log.sectors(afterDesc, Math.max(0, total - descSectors));
-  const whole = new Uint8Array(desc.length + data.length);
-  whole.set(desc);
-  whole.set(data, desc.length);
+  const [whole, next] = await log.sectors(at, Math.max(descSectors, hdr.entryLength / LOG_SECTOR));
+  decodeDescriptors(name, whole.subarray(0, descSectors * LOG_SECTOR), hdr); // malformed descriptors fail the open, as in QEMU
   if (vhdxChecksum(whole, 4) !== hdr.checksum) return { next };
   return { ok: { hdr, next }, next };
 }
