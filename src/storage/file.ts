@@ -5,6 +5,9 @@ import { checkRange } from './memory.js';
 import { errnoError, native, nativeReadError } from './native.js';
 import type { FileCopy, Storage } from './types.js';
 
+/** Most buffers one pwritev takes (Linux's UIO_MAXIOV). */
+const IOV_MAX = 1024;
+
 export class FileStorage implements Storage {
   readonly name: string;
   readonly writable: boolean;
@@ -103,6 +106,29 @@ export class FileStorage implements Storage {
       while (done < data.length) {
         const { bytesWritten } = await this.fh.write(data, done, data.length - done, offset + done);
         done += bytesWritten;
+      }
+    } catch (e) {
+      throw fromSystemError(e, this.name, 'write');
+    }
+  }
+
+  /** Storage.writev: pwritev of at most IOV_MAX parts a call; a short write resumes where it stopped. */
+  async writev(offset: number, parts: readonly Uint8Array[]): Promise<void> {
+    if (!this.writable) throw new VmimgError('WRITE_FAILED', `'${this.name}' is open read-only`, { path: this.name });
+    let total = 0;
+    for (const p of parts) total += p.length;
+    checkRange(this.name, offset, total);
+    let pending = parts.filter((p) => p.length > 0);
+    let at = offset;
+    try {
+      while (pending.length > 0) {
+        const batch = pending.slice(0, IOV_MAX);
+        let { bytesWritten } = await this.fh.writev(batch, at);
+        at += bytesWritten;
+        let used = 0;
+        while (used < batch.length && bytesWritten >= batch[used]!.length) bytesWritten -= batch[used++]!.length;
+        pending = pending.slice(used);
+        if (bytesWritten > 0) pending[0] = pending[0]!.subarray(bytesWritten);
       }
     } catch (e) {
       throw fromSystemError(e, this.name, 'write');

@@ -19,6 +19,11 @@ export interface Storage {
   readInto(offset: number, target: Uint8Array): Promise<void>;
   /** Writes `data` at `offset`, extending the storage if needed. */
   write(offset: number, data: Uint8Array): Promise<void>;
+  /**
+   * Writes `parts` back to back from `offset`, as one write of their concatenation, without
+   * copying them into one buffer (pwritev). Optional: callers write the parts one by one.
+   */
+  writev?(offset: number, parts: readonly Uint8Array[]): Promise<void>;
   /** Sets the length (sparse extension or truncation). */
   truncate(length: number): Promise<void>;
   /** Bytes actually allocated (st_blocks × 512 for files), as qemu-img's "actual-size". */

@@ -17,6 +17,7 @@ export function unsynced(s: Storage): Storage {
     read: (offset, length) => s.read(offset, length),
     readInto: (offset, target) => s.readInto(offset, target),
     write: (offset, data) => s.write(offset, data),
+    writev: s.writev ? (offset, parts) => s.writev!(offset, parts) : undefined,
     truncate: (length) => s.truncate(length),
     allocatedSize: () => s.allocatedSize(),
     flush: async () => undefined,

@@ -191,8 +191,10 @@ async function writeData(h: TxnHost, planned: Planned[]): Promise<void> {
   let run: { offset: number; parts: Uint8Array[]; length: number } | undefined;
   const flush = async (): Promise<void> => {
     if (!run) return;
-    const bytes = run.parts.length === 1 ? run.parts[0]! : concat(run.parts, run.length);
-    await h.s.storage.write(run.offset, bytes);
+    const { storage } = h.s;
+    if (run.parts.length === 1) await storage.write(run.offset, run.parts[0]!);
+    else if (storage.writev) await storage.writev(run.offset, run.parts);
+    else await storage.write(run.offset, concat(run.parts, run.length));
     run = undefined;
   };
   for (const q of planned) {
