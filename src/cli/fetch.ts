@@ -86,7 +86,7 @@ export function registerFetch(program: Command, io: CliIO, setStatus: (s: number
       .command('kernel')
       .description('install a Firecracker CI guest kernel (vmlinux) into DEST')
       .option('--version <version>', `guest kernel series (default ${KERNEL_DEFAULT_VERSION})`)
-      .option('--sha256 <hex>', 'expected digest (required while vmimg has none pinned)'),
+      .option('--sha256 <hex>', 'expected digest: overrides the pinned one; required for a version vmimg has none pinned for'),
   ).action(async (flags: KernelFlags) => {
     setStatus(
       await runCommand(io, async () => {

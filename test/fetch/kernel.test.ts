@@ -12,19 +12,22 @@ function args(dir: string, base: string, extra: string[] = []): string[] {
   return ['fetch', 'kernel', '--version', '6.1', '--arch', 'x86_64', '--dest', join(dir, 'k'), '--cache-dir', join(dir, 'cache'), '--base-url', base, '--config', join(dir, 'none.json'), ...extra];
 }
 
-test('kernel table: no digest is invented (entries stay unpinned until computed from the real file)', () => {
+test('kernel table: every digest is 64 lowercase hex digits or null (not pinned)', () => {
   for (const [version, entry] of Object.entries(KERNEL_TABLE)) {
     for (const d of Object.values(entry.sha256)) assert.ok(d === null || /^[0-9a-f]{64}$/.test(d), version);
   }
+  // The default version is pinned for both architectures (docs/fetch.md "Pinned digests").
+  assert.match(KERNEL_TABLE['6.1']!.sha256.x86_64 ?? '', /^49ba99a5/);
+  assert.match(KERNEL_TABLE['6.1']!.sha256.aarch64 ?? '', /^bb1f5091/);
 });
 
 test('fetch kernel: refused without a pinned digest or --sha256, before any request', async (t) => {
   const dir = tempDir(t);
   writeFileSync(join(dir, 'none.json'), '{}');
   const fx = await serve(t);
-  const r = await vmimg(args(dir, `${fx.base}/s3`));
+  const r = await vmimg(args(dir, `${fx.base}/s3`, ['--version', '5.10']));
   assert.equal(r.status, 1);
-  assert.match(r.stderr, /no pinned SHA256.*--sha256.*\[DIGEST_NOT_PINNED\]/);
+  assert.match(r.stderr, /Guest kernel 5\.10 \(x86_64\) has no pinned SHA256.*--sha256.*\[DIGEST_NOT_PINNED\]/);
   assert.equal(fx.log.length, 0);
   const unknown = await vmimg(args(dir, `${fx.base}/s3`, ['--version', '4.14', '--sha256', 'a'.repeat(64)]));
   assert.match(unknown.stderr, /Unknown guest kernel version '4\.14'.*\[INVALID_OPTION\]/);
@@ -53,4 +56,17 @@ test('fetch kernel --sha256: installs vmlinux with a .sha256 sidecar; idempotent
   const again = await vmimg(args(dir, `${fx.base}/s3`, ['--sha256', digest, '--output', 'json']));
   assert.equal(JSON.parse(again.stdout).status, 'present');
   assert.equal(fx.log.length, before);
+});
+
+test('fetch kernel 6.1 without --sha256 checks the pinned digest: a file that differs is refused and nothing is installed', async (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'none.json'), '{}');
+  const fx = await serve(t);
+  const kernel = Buffer.alloc(300000, 9);
+  fx.routes.set(KEY, { body: kernel });
+  const r = await vmimg(args(dir, `${fx.base}/s3`));
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, new RegExp(`expected ${KERNEL_TABLE['6.1']!.sha256.x86_64}, got ${sha256(kernel)}.*\\[CHECKSUM_MISMATCH\\]`));
+  assert.equal(fx.count(KEY), 1);
+  assert.throws(() => statSync(join(dir, 'k', 'vmlinux-6.1')));
 });
