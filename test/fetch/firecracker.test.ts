@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { vmimg } from '../helpers/cli.js';
 import { FetchCache } from '../../src/rootfs/fetch/cache.js';
-import { fetchFirecracker } from '../../src/rootfs/fetch/firecracker.js';
+import { fetchFirecracker, FIRECRACKER_DEFAULT_VERSION, FIRECRACKER_PINNED } from '../../src/rootfs/fetch/firecracker.js';
 import { addRelease, fakeRelease, serve, sha256, tempDir } from './server.js';
 
 const V = 'v1.2.3';
@@ -66,6 +66,22 @@ test('fetch firecracker: a checksum mismatch fails naming both digests and leave
   assert.ok(r.stderr.includes(wrong) && r.stderr.includes(sha256(rel.tgz)), r.stderr);
   for (const sub of ['sha256', 'partial', 'locks']) assert.deepEqual(readdirSync(join(dir, 'cache', sub)), [], sub);
   assert.equal(existsSync(join(dir, 'fc')), false);
+});
+
+test('fetch firecracker: the default release is pinned; a mirror whose .sha256.txt disagrees is refused before the tarball is fetched', async (t) => {
+  const dir = tempDir(t);
+  noConfig(dir);
+  const fx = await serve(t);
+  const version = FIRECRACKER_DEFAULT_VERSION;
+  const rel = await fakeRelease(version, 'x86_64');
+  const tgzPath = addRelease(fx, '/dl', version, 'x86_64', rel.tgz);
+  const r = await vmimg(args(dir, `${fx.base}/dl`, ['--version', version]));
+  assert.equal(r.status, 1);
+  const pinned = FIRECRACKER_PINNED[version]!.x86_64!;
+  assert.match(r.stderr, new RegExp(`says ${sha256(rel.tgz)} but vmimg pins ${pinned}.*\\[CHECKSUM_MISMATCH\\]`));
+  assert.equal(fx.count(tgzPath), 0);
+  assert.equal(existsSync(join(dir, 'fc')), false);
+  for (const arch of ['x86_64', 'aarch64'] as const) assert.match(FIRECRACKER_PINNED[version]![arch] ?? '', /^[0-9a-f]{64}$/, arch);
 });
 
 test('fetch firecracker: HTTP 404 and 500 are HTTP_ERRORs naming the status and URL', async (t) => {

@@ -26,8 +26,17 @@ export const ARCHES: readonly Arch[] = ['x86_64', 'aarch64'];
 
 export const FIRECRACKER_DEFAULT_VERSION = 'v1.16.1';
 export const FIRECRACKER_DEFAULT_BASE_URL = 'https://github.com/firecracker-microvm/firecracker/releases/download';
-/** Tarball digests vouched for by vmimg, per version and arch. Empty until verified by hand. */
-export const FIRECRACKER_PINNED: Readonly<Record<string, Partial<Record<Arch, string>>>> = {};
+/**
+ * Tarball digests vouched for by vmimg, per version and arch: the published .sha256.txt must agree.
+ * The default release's, as its .sha256.txt states them and as at least four unrelated public
+ * projects pin them (docs/fetch.md "Pinned digests"); other versions trust the .sha256.txt alone.
+ */
+export const FIRECRACKER_PINNED: Readonly<Record<string, Partial<Record<Arch, string>>>> = {
+  'v1.16.1': {
+    x86_64: '382a02a869e4d6d5cb14c40577f9545e8458021ea8b0b2d3fc10ec14d9c242e6',
+    aarch64: '8d0e69f6d6f9a1724551f607f18504052c16c1828ee3d4d7b6e6c73380871e0e',
+  },
+};
 
 const BINARIES = ['firecracker', 'jailer'] as const;
 
