@@ -143,13 +143,14 @@ export class Salvage {
    */
   report(failed: readonly SalvageWarning[] | undefined, end: number): void {
     const reads = failed ?? [];
+    const warn = this.o.warn ?? ((): void => undefined);
     let r = 0;
     while (this.statusQueue.length > 0 && this.statusQueue[0]!.at < end) {
       const s = this.statusQueue.shift()!;
-      while (r < reads.length && reads[r]!.at < s.at) this.o.warn?.(reads[r++]!.text);
-      this.o.warn?.(s.text);
+      for (; r < reads.length && reads[r]!.at < s.at; r++) warn(reads[r]!.text);
+      warn(s.text);
     }
-    while (r < reads.length) this.o.warn?.(reads[r++]!.text);
+    for (; r < reads.length; r++) warn(reads[r]!.text);
   }
 
   /**
