@@ -11,7 +11,7 @@ import type { MapEntry } from '../map.js';
 import { CompressPool } from './compress-pool.js';
 import { classify, type Run } from './runs.js';
 import { isZero, zeroRuns } from './zero.js';
-import { isReadError, Salvage, statusFailure, statusWalk, type Locate, type SalvageWarning } from './salvage.js';
+import { readOrFail, Salvage, statusFailure, statusWalk, type Locate, type SalvageWarning } from './salvage.js';
 
 export interface CopyOptions {
   /** Smallest zero run (bytes) turned into a hole; 0 = write everything (-S 0). */
@@ -182,15 +182,10 @@ export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: C
     }
   };
 
-  // qemu-img reads in requests and names a failed one by its start.
   const read = async (offset: number, bytes: Uint8Array): Promise<SalvageWarning[] | undefined> => {
-    if (salvage) return salvage.read((at, out) => reader.readInto(at, out), offset, bytes);
-    try {
-      await reader.readInto(offset, bytes);
-    } catch (e) {
-      throw isReadError(e) ? e.within(`error while reading at byte ${offset}`) : e;
-    }
-    return undefined;
+    const readInto = (at: number, out: Uint8Array): Promise<void> => reader.readInto(at, out);
+    if (salvage) return salvage.read(readInto, offset, bytes);
+    return void (await readOrFail(readInto, offset, bytes));
   };
 
   try {

@@ -54,6 +54,8 @@ const STRERROR: Record<string, string> = {
 
 /** The strerror text qemu-img would print for this read error. */
 export function errorText(e: VmimgError): string {
+  // vmdk_read_extent fails a grain that does not inflate with -EINVAL; qcow2 with -EIO.
+  if (e.details['codec'] === 'zlib') return STRERROR['EINVAL']!;
   const errno = e.details['errno'];
   return (typeof errno === 'string' && STRERROR[errno]) || STRERROR['EIO']!;
 }
@@ -209,6 +211,32 @@ export async function* statusWalk(chain: ImageChain, onBad: (offset: number, err
         break;
       }
     }
+  }
+}
+
+/**
+ * Without --salvage, a failed read of [offset, offset+out.length) is reported at its first
+ * unreadable sector ("error while reading at byte N"). qemu-img names the start of its read
+ * request: the same offset for a compressed cluster or grain (its block status ends there),
+ * up to 2 MiB earlier for a failure inside a longer run of data.
+ */
+export async function readOrFail(readInto: (offset: number, out: Uint8Array) => Promise<void>, offset: number, out: Uint8Array): Promise<void> {
+  try {
+    return await readInto(offset, out);
+  } catch (e) {
+    if (!isReadError(e)) throw e;
+    let first: VmimgError = e;
+    let at = offset;
+    for (let pos = 0; pos < out.length; pos += SECTOR) {
+      try {
+        await readInto(offset + pos, out.subarray(pos, Math.min(out.length, pos + SECTOR)));
+      } catch (s) {
+        if (!isReadError(s)) throw s;
+        [first, at] = [s, offset + pos];
+        break;
+      }
+    }
+    throw first.within(`error while reading at byte ${at}`);
   }
 }
 
