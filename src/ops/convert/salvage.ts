@@ -176,7 +176,26 @@ export class Salvage {
 export async function* statusWalk(chain: ImageChain, onBad: (offset: number, err: VmimgError) => void): AsyncGenerator<MapEntry> {
   const end = chain.top.virtualSize;
   let pos = 0;
+  // Right after a bad sector the next one is likely bad too: ask for it alone first (the same
+  // answer the shrinking reaches, as a range fails when any sector in it does, in one query).
+  let afterBad = false;
   while (pos < end) {
+    if (afterBad) {
+      afterBad = false;
+      const length = Math.min(SECTOR, end - pos);
+      let got: MapEntry[] = [];
+      try {
+        for await (const e of mapChain(chain, pos, length)) got.push(e);
+      } catch (e) {
+        if (!isReadError(e)) throw e;
+        onBad(pos, e);
+        got = [{ start: pos, length, depth: 0, present: true, zero: false, data: true }];
+        afterBad = true;
+      }
+      yield* got;
+      pos += length;
+      continue;
+    }
     let reached = pos;
     try {
       for await (const e of mapChain(chain, pos, end - pos)) {
@@ -202,6 +221,7 @@ export async function* statusWalk(chain: ImageChain, onBad: (offset: number, err
           const length = Math.min(SECTOR, end - pos);
           yield { start: pos, length, depth: 0, present: true, zero: false, data: true };
           pos += length;
+          afterBad = true;
           break;
         }
       }
