@@ -100,6 +100,20 @@ test('salvage a misaligned qcow2 L2 entry: block-status warnings twice, read war
     assert.deepEqual(o.vErr, o.qErr, fmt);
   }
 
+  // Through a backing chain: the overlay's reads fall through to the bad cluster. With -B the
+  // source's top layer alone is asked (qemu-img: bdrv_block_status of the top), so nothing fails.
+  const overlay = join(dir, 'overlay.qcow2');
+  assert.equal(qemuImg(['create', '-q', '-f', 'qcow2', '-b', bad, '-F', 'qcow2', overlay]).status, 0);
+  const chained = await both(dir, 'chain.raw', ['--salvage', '-O', 'raw', overlay]);
+  assert.deepEqual(readFileSync(chained.v), readFileSync(chained.q));
+  assert.deepEqual(chained.vErr, chained.qErr);
+  assert.equal(chained.vErr.length, 3 * 128);
+  for (const salvage of [['--salvage'], []]) {
+    const b = await both(dir, `b${salvage.length}.qcow2`, [...salvage, '-O', 'qcow2', '-B', bad, '-F', 'qcow2', overlay]);
+    assert.deepEqual(b.vErr, []);
+    assert.deepEqual(b.qErr, []);
+  }
+
   const theirs = qemuImg(['convert', '-O', 'raw', bad, join(dir, 'q-fail.raw')]);
   const ours = await vmimg(['convert', '-O', 'raw', bad, join(dir, 'v-fail.raw')]);
   assert.equal(theirs.status, 1);

@@ -72,10 +72,10 @@ class ConcatReader {
 }
 
 /** The sources' maps, one after the other; a failing status query stops or is salvaged (salvage.ts). */
-async function* concatEntries(chains: ImageChain[], locate: Locate, salvage: Salvage | undefined): AsyncGenerator<MapEntry> {
+async function* concatEntries(chains: ImageChain[], locate: Locate, salvage: Salvage | undefined, backing: boolean): AsyncGenerator<MapEntry> {
   let base = 0;
   for (const chain of chains) {
-    const entries = salvage ? salvage.entries(chain, base) : statusWalk(chain, statusFailure(locate, base));
+    const entries = salvage ? salvage.entries(chain, base) : statusWalk(chain, statusFailure(locate, base), backing);
     for await (const e of entries) yield { ...e, start: e.start + base };
     base += chain.top.virtualSize;
   }
@@ -99,7 +99,7 @@ export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: C
   const detect = o.minSparse === 0 ? 0 : Math.max(g, Math.ceil(o.minSparse / g) * g);
   const compression = writer.compression;
   const salvage = o.salvage
-    ? new Salvage({ warn: o.salvage.warn, step: compression ? g : 512, locate: reader.locate, filenames: chains.map((c) => c.top.filename) })
+    ? new Salvage({ warn: o.salvage.warn, step: compression ? g : 512, backing: o.backing, locate: reader.locate, filenames: chains.map((c) => c.top.filename) })
     : undefined;
   const pool = compression ? new CompressPool(compression.codec) : undefined;
   const ahead = compression ? o.parallel : Math.min(o.parallel, READ_AHEAD);
@@ -190,7 +190,7 @@ export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: C
 
   try {
     await salvage?.prescan(chains, reader.bases);
-    const runs = classify(concatEntries(chains, reader.locate, salvage), 0, total, g, { backing: o.backing, fullAllocation: o.minSparse === 0 });
+    const runs = classify(concatEntries(chains, reader.locate, salvage, o.backing), 0, total, g, { backing: o.backing, fullAllocation: o.minSparse === 0 });
     for await (const run of runs) {
       if (run.kind !== 'data') {
         inFlight.push(Promise.resolve(prepareRun(run)));

@@ -22,7 +22,7 @@
  * from the storage, undecodable compressed data, a corrupt mapping, a reference outside the
  * file). Anything else (a bug, a closed file) still stops the convert.
  */
-import type { ImageChain } from '../../chain/open.js';
+import { ImageChain } from '../../chain/open.js';
 import { isVmimgError, type VmimgError } from '../../util/errors.js';
 import { mapChain, type MapEntry } from '../map.js';
 
@@ -74,6 +74,8 @@ export interface SalvageOptions {
   warn?: (message: string) => void;
   /** The target's cluster when compressing (-c), else 512: status is queried per step of this. */
   step: number;
+  /** convert -B: only the sources' top layers are asked (statusWalk's topOnly). */
+  backing: boolean;
   locate: Locate;
   filenames: readonly string[];
 }
@@ -94,13 +96,13 @@ export class Salvage {
   /** qemu-img's first (counting) pass: every block-status warning, before anything is copied. */
   async prescan(chains: readonly ImageChain[], bases: readonly number[]): Promise<void> {
     for (const [i, chain] of chains.entries()) {
-      for await (const e of statusWalk(chain, (at, err) => this.statusError(bases[i]! + at, err, false))) void e;
+      for await (const e of statusWalk(chain, (at, err) => this.statusError(bases[i]! + at, err, false), this.o.backing)) void e;
     }
   }
 
   /** The copy pass's map of one source (entries at source offsets). */
   entries(chain: ImageChain, base: number): AsyncGenerator<MapEntry> {
-    return statusWalk(chain, (at, err) => this.statusError(base + at, err, true));
+    return statusWalk(chain, (at, err) => this.statusError(base + at, err, true), this.o.backing);
   }
 
   private statusError(global: number, err: VmimgError, queue: boolean): void {
@@ -172,64 +174,64 @@ export class Salvage {
  * The chain's map, streamed; where a query fails, bad sectors are found as qemu-img finds them
  * (the query shrinks to a quarter until it succeeds or covers one sector). `onBad` gets each
  * failing sector's offset and error (and may throw to stop); that sector is yielded as data.
+ * `topOnly` (convert -B): qemu-img asks the source's top layer only, so a failure in its backing
+ * chain is not an error: the range is mapped through the top layer alone, and what that leaves
+ * unallocated is reported at depth 1 (left to the target's backing file).
  */
-export async function* statusWalk(chain: ImageChain, onBad: (offset: number, err: VmimgError) => void): AsyncGenerator<MapEntry> {
+export async function* statusWalk(chain: ImageChain, onBad: (offset: number, err: VmimgError) => void, topOnly = false): AsyncGenerator<MapEntry> {
   const end = chain.top.virtualSize;
+  const top = topOnly && chain.layers.length > 1 ? new ImageChain([chain.top]) : undefined;
+  /** The entries of [at, at+n), or the error that stops them. */
+  const query = async (at: number, n: number): Promise<MapEntry[] | VmimgError> => {
+    try {
+      const got: MapEntry[] = [];
+      for await (const e of mapChain(chain, at, n)) got.push(e);
+      return got;
+    } catch (e) {
+      if (!isReadError(e)) throw e;
+      if (!top) return e;
+    }
+    try {
+      const got: MapEntry[] = [];
+      for await (const e of mapChain(top, at, n)) got.push(e.present ? e : { ...e, depth: 1 });
+      return got;
+    } catch (e) {
+      if (!isReadError(e)) throw e;
+      return e;
+    }
+  };
   let pos = 0;
   // Right after a bad sector the next one is likely bad too: ask for it alone first (the same
   // answer the shrinking reaches, as a range fails when any sector in it does, in one query).
   let afterBad = false;
   while (pos < end) {
-    if (afterBad) {
-      afterBad = false;
-      const length = Math.min(SECTOR, end - pos);
-      let got: MapEntry[] = [];
+    if (!afterBad) {
+      let reached = pos;
       try {
-        for await (const e of mapChain(chain, pos, length)) got.push(e);
-      } catch (e) {
-        if (!isReadError(e)) throw e;
-        onBad(pos, e);
-        got = [{ start: pos, length, depth: 0, present: true, zero: false, data: true }];
-        afterBad = true;
-      }
-      yield* got;
-      pos += length;
-      continue;
-    }
-    let reached = pos;
-    try {
-      for await (const e of mapChain(chain, pos, end - pos)) {
-        yield e;
-        reached = e.start + e.length;
-      }
-      return;
-    } catch (e) {
-      if (!isReadError(e)) throw e;
-    }
-    pos = reached;
-    // Shrink the query at pos until it succeeds (a good stretch) or covers one sector (bad).
-    for (let n = end - pos; ; n = Math.ceil(n / SECTOR / 4) * SECTOR) {
-      let got: MapEntry[] | undefined;
-      try {
-        got = [];
-        for await (const e of mapChain(chain, pos, Math.min(n, end - pos))) got.push(e);
-      } catch (e) {
-        if (!isReadError(e)) throw e;
-        got = undefined;
-        if (n <= SECTOR) {
-          onBad(pos, e);
-          const length = Math.min(SECTOR, end - pos);
-          yield { start: pos, length, depth: 0, present: true, zero: false, data: true };
-          pos += length;
-          afterBad = true;
-          break;
+        for await (const e of mapChain(chain, pos, end - pos)) {
+          yield e;
+          reached = e.start + e.length;
         }
+        return;
+      } catch (e) {
+        if (!isReadError(e)) throw e;
       }
-      if (got) {
+      pos = reached;
+    }
+    // Shrink the query at pos until it succeeds (a good stretch) or covers one sector (bad).
+    for (let n = afterBad ? SECTOR : end - pos; ; n = Math.ceil(n / SECTOR / 4) * SECTOR) {
+      const length = Math.min(n, end - pos);
+      const got = await query(pos, length);
+      if (Array.isArray(got)) {
         yield* got;
-        pos += Math.min(n, end - pos);
-        break;
-      }
+        afterBad = false;
+      } else if (n <= SECTOR) {
+        onBad(pos, got);
+        yield { start: pos, length, depth: 0, present: true, zero: false, data: true };
+        afterBad = true;
+      } else continue;
+      pos += length;
+      break;
     }
   }
 }
