@@ -91,6 +91,11 @@ test('salvage a misaligned qcow2 L2 entry: block-status warnings twice, read war
   assert.deepEqual(c.vErr, c.qErr);
   assert.equal(qemuImg(['compare', c.q, c.v]).status, 0);
   assert.equal(qemuImg(['check', c.v]).status, 0);
+  // The same with -c into a monolithicSparse vmdk, which stores the grains uncompressed.
+  const cv = await both(dir, 'c.vmdk', ['--salvage', '-c', '-O', 'vmdk', bad]);
+  assert.deepEqual(cv.vErr, cv.qErr);
+  assert.equal(cv.vErr.length, 2 + 128);
+  assert.equal(qemuImg(['compare', cv.q, cv.v]).status, 0);
 
   // Other target formats, and -p.
   for (const [fmt, extra] of [['vmdk', []], ['vpc', ['-p']], ['vhdx', []]] as const) {

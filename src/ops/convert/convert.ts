@@ -113,7 +113,7 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
         zeroTarget,
         parallel,
         onProgress: req.onProgress,
-        ...(req.salvage ? { salvage: { warn: req.quiet ? undefined : req.onWarning } } : {}),
+        ...(req.salvage ? { salvage: { warn: req.quiet ? undefined : req.onWarning, compress: req.compress ?? false } } : {}),
       });
 
     if (req.noCreate) {

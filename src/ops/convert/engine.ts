@@ -23,8 +23,12 @@ export interface CopyOptions {
   /** Chunks in flight (qemu-img -m); without compression at most READ_AHEAD of them. */
   parallel: number;
   onProgress?: (done: number, total: number) => void;
-  /** --salvage: unreadable sectors become zeros, with warnings through `warn` (none with -q). */
-  salvage?: { warn?: (message: string) => void };
+  /**
+   * --salvage: unreadable sectors become zeros, with warnings through `warn` (none with -q).
+   * `compress`: -c was given (qemu-img then steps whole target clusters, even where the target
+   * format writes a compressed request uncompressed, as vmdk monolithicSparse does).
+   */
+  salvage?: { warn?: (message: string) => void; compress: boolean };
 }
 
 /** Guest bytes per read. */
@@ -99,7 +103,7 @@ export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: C
   const detect = o.minSparse === 0 ? 0 : Math.max(g, Math.ceil(o.minSparse / g) * g);
   const compression = writer.compression;
   const salvage = o.salvage
-    ? new Salvage({ warn: o.salvage.warn, step: compression ? g : 512, backing: o.backing, locate: reader.locate, filenames: chains.map((c) => c.top.filename) })
+    ? new Salvage({ warn: o.salvage.warn, step: o.salvage.compress ? g : 512, backing: o.backing, locate: reader.locate, filenames: chains.map((c) => c.top.filename) })
     : undefined;
   const pool = compression ? new CompressPool(compression.codec) : undefined;
   const ahead = compression ? o.parallel : Math.min(o.parallel, READ_AHEAD);
