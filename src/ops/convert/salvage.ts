@@ -67,12 +67,15 @@ export type Locate = (offset: number) => { source: number; offset: number };
 export interface SalvageWarning {
   at: number;
   text: string;
+  source: number;
+  /** What failed, for the once-per-source line (see `emit`). */
+  cause: VmimgError;
 }
 
 export interface SalvageOptions {
   /** Prints one warning line (the caller adds "vmimg: warning: "); undefined with -q. */
   warn?: (message: string) => void;
-  /** The target's cluster when compressing (-c), else 512: status is queried per step of this. */
+  /** The target's cluster when -c is given, else 512: status is queried per step of this. */
   step: number;
   /** convert -B: only the sources' top layers are asked (statusWalk's topOnly). */
   backing: boolean;
@@ -88,7 +91,7 @@ export interface SalvageOptions {
  */
 export class Salvage {
   private readonly statusQueue: SalvageWarning[] = [];
-  /** Sources whose first read error's cause was already printed. */
+  /** Sources that have had a warning (and so their cause line, if any). */
   private readonly explained = new Set<number>();
 
   constructor(private readonly o: SalvageOptions) {}
@@ -108,10 +111,9 @@ export class Salvage {
   private statusError(global: number, err: VmimgError, queue: boolean): void {
     if (global % this.o.step !== 0) return; // -c: not a step's start, never queried
     const { source, offset } = this.o.locate(global);
-    const text = `error while reading block status at offset ${offset}: ${errorText(err)}`;
-    this.explain(source, err);
-    if (queue) this.statusQueue.push({ at: global, text });
-    else this.o.warn?.(text);
+    const w = { at: global, text: `error while reading block status at offset ${offset}: ${errorText(err)}`, source, cause: err };
+    if (queue) this.statusQueue.push(w);
+    else this.emit(w);
   }
 
   /**
@@ -134,8 +136,7 @@ export class Salvage {
         if (!isReadError(e)) throw e;
         sector.fill(0);
         const { source, offset: local } = this.o.locate(offset + pos);
-        this.explain(source, e);
-        failed.push({ at: offset + pos, text: `error while reading offset ${local}: ${errorText(e)}` });
+        failed.push({ at: offset + pos, text: `error while reading offset ${local}: ${errorText(e)}`, source, cause: e });
       }
     }
     return failed;
@@ -147,26 +148,28 @@ export class Salvage {
    */
   report(failed: readonly SalvageWarning[] | undefined, end: number): void {
     const reads = failed ?? [];
-    const warn = this.o.warn ?? ((): void => undefined);
     let r = 0;
     while (this.statusQueue.length > 0 && this.statusQueue[0]!.at < end) {
       const s = this.statusQueue.shift()!;
-      for (; r < reads.length && reads[r]!.at < s.at; r++) warn(reads[r]!.text);
-      warn(s.text);
+      for (; r < reads.length && reads[r]!.at < s.at; r++) this.emit(reads[r]!);
+      this.emit(s);
     }
-    for (; r < reads.length; r++) warn(reads[r]!.text);
+    for (; r < reads.length; r++) this.emit(reads[r]!);
   }
 
   /**
-   * The first time a source fails for a reason other than a plain OS error, say why once
-   * (qemu-img's drivers print their own line, e.g. qcow2's "Image is corrupt: …").
+   * Prints a warning; before a source's first one, when its cause is not a plain OS error, one
+   * line saying why (qemu-img's drivers print their own, e.g. qcow2's "Image is corrupt: …").
    */
-  private explain(source: number, err: VmimgError): void {
-    if (this.explained.has(source) || typeof err.details['errno'] === 'string') return;
-    this.explained.add(source);
-    const name = this.o.filenames[source]!;
-    const message = err.fullMessage();
-    this.o.warn?.(`${message.includes(name) ? '' : `${name}: `}${message}; further errors of this image are reported by offset only`);
+  private emit(w: SalvageWarning): void {
+    if (!this.o.warn) return;
+    if (!this.explained.has(w.source) && typeof w.cause.details['errno'] !== 'string') {
+      const name = this.o.filenames[w.source]!;
+      const message = w.cause.fullMessage();
+      this.o.warn(`${message.includes(name) ? '' : `${name}: `}${message}; further errors of this image are reported by offset only`);
+    }
+    this.explained.add(w.source);
+    this.o.warn(w.text);
   }
 }
 
