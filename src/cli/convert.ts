@@ -1,6 +1,6 @@
 /**
  * `vmimg convert [-f FMT] [-O FMT] [-o OPTIONS] [-c] [-B BACKING -F FMT] [-n] [-S SIZE] [-W]
- * [-m N] [-p] [-q] [--target-is-zero] SRC... DST` — qemu-img convert's flags and meanings.
+ * [-m N] [-p] [-q] [--target-is-zero] [--salvage] SRC... DST` — qemu-img convert's flags and meanings.
  */
 import type { Command } from 'commander';
 import { convertImages, DEFAULT_MIN_SPARSE } from '../ops/convert/convert.js';
@@ -34,6 +34,7 @@ interface ConvertFlags extends PolicyFlags {
   rateLimit?: string;
   copyRange?: boolean;
   bitmaps?: boolean;
+  salvage?: boolean;
 }
 
 export function registerConvert(program: Command, io: CliIO, setStatus: (s: number) => void): void {
@@ -57,6 +58,7 @@ export function registerConvert(program: Command, io: CliIO, setStatus: (s: numb
     .option('-p, --progress', 'show a progress bar on stderr')
     .option('-q, --quiet', 'quiet')
     .option('--bitmaps', "copy the source's persistent bitmaps (qcow2 v3 to qcow2 v3); vmimg succeeds only when there are none to copy")
+    .option('--salvage', 'keep going on read errors: unreadable 512-byte sectors become zeros, each with a warning (exit status 0)')
     .option('--target-is-zero', 'with -n: the target already reads as zeros, skip writing zeros')
     .option('-t, --cache <mode>', 'target cache mode: unsafe (default, as qemu-img: never flush) or writeback/writethrough/none/directsync (flush the target to disk at the end)')
     .option('-T, --source-cache <mode>', 'source cache mode; accepted for compatibility (vmimg reads through the page cache)')
@@ -78,6 +80,7 @@ async function convert(io: CliIO, files: string[], flags: ConvertFlags): Promise
   checkCacheMode(flags.sourceCache, 'source cache');
   if (flags.copyRange && flags.compress) throw new VmimgError('USAGE', 'Cannot enable copy offloading when -c is used', {});
   if (flags.copyRange && flags.sparseSize !== undefined) throw new VmimgError('USAGE', 'Cannot enable copy offloading when -S is used', {});
+  if (flags.copyRange && flags.salvage) throw new VmimgError('USAGE', 'Cannot use copy offloading in salvaging mode', {});
   const sources = files.slice(0, -1);
   const target = files[files.length - 1]!;
   let minSparse = DEFAULT_MIN_SPARSE;
@@ -104,6 +107,9 @@ async function convert(io: CliIO, files: string[], flags: ConvertFlags): Promise
       parallel,
       targetIsZero: flags.targetIsZero,
       bitmaps: flags.bitmaps,
+      salvage: flags.salvage,
+      quiet: flags.quiet,
+      onWarning: (message) => io.err(`vmimg: warning: ${message}\n`),
       sync: flags.cache !== undefined && flags.cache !== 'unsafe',
       policyFor: (source) => policyFrom(flags, source),
       onProgress: (done, total) => bar.update(done, total),

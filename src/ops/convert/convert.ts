@@ -56,6 +56,13 @@ export interface ConvertRequest {
    * succeeds when there is nothing to copy; a source with bitmaps is refused (not implemented).
    */
   bitmaps?: boolean;
+  /**
+   * --salvage: sectors that cannot be read (or whose mapping cannot be) become zeros, with a
+   * warning each through onWarning, as qemu-img convert --salvage (src/ops/convert/salvage.ts).
+   */
+  salvage?: boolean;
+  /** -q: no salvage warnings. */
+  quiet?: boolean;
   /** The chain policy for a source. */
   policyFor: (source: string) => ChainPolicy;
   onProgress?: (done: number, total: number) => void;
@@ -100,7 +107,14 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
     if (req.bitmaps) await checkBitmapCopy(req, chains[0]!);
     const total = chains.reduce((n, c) => n + c.top.virtualSize, 0);
     const copy = (writer: ImageWriter, zeroTarget: boolean): Promise<void> =>
-      copyChains(chains, writer, { minSparse, backing: backingFile !== undefined, zeroTarget, parallel, onProgress: req.onProgress });
+      copyChains(chains, writer, {
+        minSparse,
+        backing: backingFile !== undefined,
+        zeroTarget,
+        parallel,
+        onProgress: req.onProgress,
+        ...(req.salvage ? { salvage: { warn: req.quiet ? undefined : req.onWarning, compress: req.compress ?? false } } : {}),
+      });
 
     if (req.noCreate) {
       await convertIntoExisting(req, total, copy);

@@ -7,10 +7,11 @@
 import type { ImageChain } from '../../chain/open.js';
 import { ChainReader } from '../../chain/read.js';
 import type { ImageWriter } from '../../formats/writer.js';
-import { mapChain, type MapEntry } from '../map.js';
+import type { MapEntry } from '../map.js';
 import { CompressPool } from './compress-pool.js';
 import { classify, type Run } from './runs.js';
 import { isZero, zeroRuns } from './zero.js';
+import { readOrFail, Salvage, statusFailure, statusWalk, type Locate, type SalvageWarning } from './salvage.js';
 
 export interface CopyOptions {
   /** Smallest zero run (bytes) turned into a hole; 0 = write everything (-S 0). */
@@ -22,6 +23,12 @@ export interface CopyOptions {
   /** Chunks in flight (qemu-img -m); without compression at most READ_AHEAD of them. */
   parallel: number;
   onProgress?: (done: number, total: number) => void;
+  /**
+   * --salvage: unreadable sectors become zeros, with warnings through `warn` (none with -q).
+   * `compress`: -c was given (qemu-img then steps whole target clusters, even where the target
+   * format writes a compressed request uncompressed, as vmdk monolithicSparse does).
+   */
+  salvage?: { warn?: (message: string) => void; compress: boolean };
 }
 
 /** Guest bytes per read. */
@@ -38,7 +45,7 @@ const READ_AHEAD = 3;
 /** Reads the concatenation of several chains as one disk. */
 class ConcatReader {
   private readonly readers: ChainReader[];
-  private readonly bases: number[] = [];
+  readonly bases: number[] = [];
   readonly size: number;
 
   constructor(chains: ImageChain[]) {
@@ -51,6 +58,13 @@ class ConcatReader {
     this.size = base;
   }
 
+  /** The source holding global `offset`, and the offset inside it. */
+  readonly locate: Locate = (offset) => {
+    let i = this.bases.length - 1;
+    while (i > 0 && this.bases[i]! > offset) i--;
+    return { source: i, offset: offset - this.bases[i]! };
+  };
+
   async readInto(offset: number, out: Uint8Array): Promise<void> {
     for (let i = 0; i < this.readers.length; i++) {
       const r = this.readers[i]!;
@@ -61,10 +75,12 @@ class ConcatReader {
   }
 }
 
-async function* concatEntries(chains: ImageChain[]): AsyncGenerator<MapEntry> {
+/** The sources' maps, one after the other; a failing status query stops or is salvaged (salvage.ts). */
+async function* concatEntries(chains: ImageChain[], locate: Locate, salvage: Salvage | undefined, backing: boolean): AsyncGenerator<MapEntry> {
   let base = 0;
   for (const chain of chains) {
-    for await (const e of mapChain(chain, 0, chain.top.virtualSize)) yield { ...e, start: e.start + base };
+    const entries = salvage ? salvage.entries(chain, base) : statusWalk(chain, statusFailure(locate, base), backing);
+    for await (const e of entries) yield { ...e, start: e.start + base };
     base += chain.top.virtualSize;
   }
 }
@@ -86,6 +102,9 @@ export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: C
   const chunk = Math.max(CHUNK, g) - (Math.max(CHUNK, g) % g);
   const detect = o.minSparse === 0 ? 0 : Math.max(g, Math.ceil(o.minSparse / g) * g);
   const compression = writer.compression;
+  const salvage = o.salvage
+    ? new Salvage({ warn: o.salvage.warn, step: o.salvage.compress ? g : 512, backing: o.backing, locate: reader.locate, filenames: chains.map((c) => c.top.filename) })
+    : undefined;
   const pool = compression ? new CompressPool(compression.codec) : undefined;
   const ahead = compression ? o.parallel : Math.min(o.parallel, READ_AHEAD);
   let done = 0;
@@ -103,7 +122,7 @@ export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: C
 
   const prepareData = async (offset: number, length: number): Promise<Prepared> => {
     const bytes = take(length);
-    await reader.readInto(offset, bytes);
+    const failed = await read(offset, bytes);
     if (compression && pool) {
       const units: Array<[number, number]> = [];
       const zeros: Array<[number, number]> = [];
@@ -120,6 +139,7 @@ export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: C
         buffer: bytes,
         release: result?.release,
         apply: async () => {
+          salvage?.report(failed, offset + length);
           let zi = 0;
           for (const [i, [start, n]] of units.entries()) {
             const at = offset + start;
@@ -137,6 +157,7 @@ export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: C
       length,
       buffer: bytes,
       apply: async () => {
+        salvage?.report(failed, offset + length);
         for (const r of runs) {
           if (r.zero) await zeroWrite(offset + r.start, r.length);
           else await writer.write(offset + r.start, bytes.subarray(r.start, r.start + r.length));
@@ -148,6 +169,7 @@ export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: C
   const prepareRun = (run: Run): Prepared => ({
     length: run.length,
     apply: async () => {
+      salvage?.report(undefined, run.start + run.length);
       if (run.kind === 'mask') await writer.writeZeroes(run.start, run.length);
       else if (run.kind === 'zero' && o.zeroTarget) await writer.writeZeroes(run.start, run.length);
     },
@@ -164,8 +186,15 @@ export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: C
     }
   };
 
+  const read = async (offset: number, bytes: Uint8Array): Promise<SalvageWarning[] | undefined> => {
+    const readInto = (at: number, out: Uint8Array): Promise<void> => reader.readInto(at, out);
+    if (salvage) return salvage.read(readInto, offset, bytes);
+    return void (await readOrFail(readInto, offset, bytes));
+  };
+
   try {
-    const runs = classify(concatEntries(chains), 0, total, g, { backing: o.backing, fullAllocation: o.minSparse === 0 });
+    await salvage?.prescan(chains, reader.bases);
+    const runs = classify(concatEntries(chains, reader.locate, salvage, o.backing), 0, total, g, { backing: o.backing, fullAllocation: o.minSparse === 0 });
     for await (const run of runs) {
       if (run.kind !== 'data') {
         inFlight.push(Promise.resolve(prepareRun(run)));
@@ -182,6 +211,7 @@ export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: C
       }
     }
     await drain(0);
+    salvage?.report(undefined, Infinity);
   } finally {
     // Settle anything still in flight before closing the pool (errors are already propagating).
     await Promise.allSettled(inFlight);
