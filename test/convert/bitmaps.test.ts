@@ -138,17 +138,19 @@ function patch(path: string, offset: number, bytes: Buffer): void {
   }
 }
 
+/** Sets in_use (bit 0 of the flags word) in bitmap `name`'s directory entry. */
+function setInUse(path: string, name: string): void {
+  const { entry } = directoryEntry(path, name);
+  const flags = readRange(path, entry + 12, 4);
+  flags.writeUInt32BE(flags.readUInt32BE(0) | 1);
+  patch(path, entry + 12, flags);
+}
+
 test('convert --bitmaps: an inconsistent bitmap is refused as qemu-img refuses it; --skip-broken-bitmaps skips it with the same warnings', async (t) => {
   if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io') || !oracle(t, 'qemu-nbd')) return;
   const dir = tempDir(t);
   const { path: src, names } = makeSource(dir);
-  // Flags word of the directory entry: set in_use (bit 0) on 'fine' and 'frozen'.
-  for (const n of ['fine', 'frozen']) {
-    const { entry } = directoryEntry(src, n);
-    const flags = readRange(src, entry + 12, 4);
-    flags.writeUInt32BE(flags.readUInt32BE(0) | 1);
-    patch(src, entry + 12, flags);
-  }
+  for (const n of ['fine', 'frozen']) setInUse(src, n);
   const out = join(dir, 'out.qcow2');
   const theirs = qemuImg(['convert', '--bitmaps', '-O', 'qcow2', src, out]);
   const ours = await vmimg(['convert', '--bitmaps', '-O', 'qcow2', src, out]);
@@ -180,6 +182,18 @@ test('convert --bitmaps: an inconsistent bitmap is refused as qemu-img refuses i
   const kept = names.filter((n) => n !== 'fine' && n !== 'frozen');
   assert.deepEqual(dirtyRanges(t, v, kept), dirtyRanges(t, q, kept));
   ok(qemuImg(['check', v]), 'check');
+
+  // Every bitmap inconsistent: convert -n into an existing image skips them all, with the warnings.
+  for (const n of kept) setInUse(src, n);
+  const [qn, vn] = [join(dir, 'qn.qcow2'), join(dir, 'vn.qcow2')];
+  for (const f of [qn, vn]) ok(qemuImg(['create', '-q', '-f', 'qcow2', f, String(SIZE)]), 'create');
+  const theirN = qemuImg(['convert', '-n', '--bitmaps', '--skip-broken-bitmaps', '-O', 'qcow2', src, qn]);
+  const ourN = await vmimg(['convert', '-n', '--bitmaps', '--skip-broken-bitmaps', '-O', 'qcow2', src, vn]);
+  ok(theirN, 'qemu-img -n');
+  ok(ourN, 'vmimg -n');
+  assert.equal(ourN.stderr.replace(/^vmimg: /gm, ''), theirN.stderr.replace(/^qemu-img: /gm, ''));
+  assert.equal(ourN.stderr.split('\n').length, names.length + 1);
+  ok(qemuImg(['compare', qn, vn]), 'compare -n targets');
 });
 
 test('convert --bitmaps: a source table entry "all ones" (no data cluster) is read as QEMU reads it', async (t) => {

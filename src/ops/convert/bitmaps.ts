@@ -30,8 +30,11 @@ export interface BitmapCopyRequest {
 }
 
 export interface BitmapCopy {
-  /** Hands the bitmaps to the writer (after all guest data, before finish). */
-  store(writer: ImageWriter): Promise<void>;
+  /**
+   * Warns about the bitmaps skipped and hands the others to the writer (after all guest data,
+   * before finish); without a writer (convert -n) there are none to hand over.
+   */
+  store(writer?: ImageWriter): Promise<void>;
 }
 
 export async function prepareBitmapCopy(req: BitmapCopyRequest, chain: ImageChain): Promise<BitmapCopy> {
@@ -67,10 +70,10 @@ export async function prepareBitmapCopy(req: BitmapCopyRequest, chain: ImageChai
   for (const b of copied) await load(b);
 
   return {
-    async store(writer: ImageWriter): Promise<void> {
+    async store(writer?: ImageWriter): Promise<void> {
       for (const b of broken) req.onWarning?.(`Skipping inconsistent bitmap '${b.name}'`);
       if (copied.length === 0) return;
-      if (!writer.writeBitmaps) throw new VmimgError('UNSUPPORTED_OPTION', `Format driver '${format}' does not support bitmaps`, { format });
+      if (!writer?.writeBitmaps) throw new VmimgError('UNSUPPORTED_OPTION', `Format driver '${format}' does not support bitmaps`, { format });
       await writer.writeBitmaps(copied.map((b): BitmapToStore => ({ name: b.name, granularity: b.granularity, enabled: b.enabled ?? false, load: () => load(b) })));
     },
   };

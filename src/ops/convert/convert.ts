@@ -105,6 +105,7 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
 
     if (req.noCreate) {
       await convertIntoExisting(req, total, copy);
+      await bitmapCopy?.store();
       return;
     }
     const prepared = await prepareCreate({
