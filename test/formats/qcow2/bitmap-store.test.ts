@@ -14,6 +14,7 @@ import type { BitmapBits } from '../../../src/formats/types.js';
 import type { BitmapToStore } from '../../../src/formats/writer.js';
 import { MemoryStorage } from '../../../src/storage/memory.js';
 import { VmimgError } from '../../../src/util/errors.js';
+import { mutate, Rng } from '../../fuzz/harness.js';
 import { seededRandom } from '../../helpers/random.js';
 import { ctxFor } from './support.js';
 
@@ -148,4 +149,38 @@ test('the reader refuses the tables QEMU refuses, with its messages', async () =
   const got = await (await image.readPersistentBitmap!('b')).read(last * 512, 512);
   assert.deepEqual(got, new Uint8Array(512).fill(0xff, 0, bytes.length - last * 512));
   await image.close();
+});
+
+test('mutated bitmap metadata: reading and re-storing the bitmaps fails only with a VmimgError', async () => {
+  const size = 256 * 1024;
+  const seeds: Uint8Array[] = [];
+  for (const cs of [512, 4096]) {
+    const bitmaps = [512, 1024, 65536].map((g, i): BitmapToStore => {
+      const { bits } = bitmapGeometry(size, g, cs);
+      const bytes = content(bits, 64, 20 + i);
+      return { name: `b${i}`, granularity: g, enabled: i !== 1, load: async () => bitsOf(bytes, bits) };
+    });
+    const built = await build(size, cs, bitmaps);
+    seeds.push(await built.read(0, await built.size()));
+  }
+  const rng = new Rng(0xb17);
+  let read = 0;
+  for (let i = 0; i < 300; i++) {
+    const storage = new MemoryStorage(mutate(seeds[i % seeds.length]!, rng), { name: 'm.qcow2' });
+    try {
+      const { image } = await openImageFromStorage(storage, 'm.qcow2', { format: 'qcow2', policy: DENY_ALL });
+      try {
+        const list = (image.persistentBitmaps?.() ?? []).filter((b) => !b.inconsistent);
+        const w = await qcow2Driver.createWriter!(new MemoryStorage(), ctxFor(BigInt(image.virtualSize), { cluster_size: '512' }), false);
+        await w.writeBitmaps!(list.map((b) => ({ name: b.name, granularity: b.granularity, enabled: b.enabled ?? false, load: () => image.readPersistentBitmap!(b.name) })));
+        await w.finish();
+        read += list.length;
+      } finally {
+        await image.close();
+      }
+    } catch (e) {
+      assert.ok(e instanceof VmimgError, `case ${i}: ${(e as Error).stack}`);
+    }
+  }
+  assert.ok(read > 0, 'some mutated images still had bitmaps to read');
 });
