@@ -1,6 +1,7 @@
 /**
  * `vmimg convert [-f FMT] [-O FMT] [-o OPTIONS] [-c] [-B BACKING -F FMT] [-n] [-S SIZE] [-W]
- * [-m N] [-p] [-q] [--target-is-zero] [--bitmaps [--skip-broken-bitmaps]] SRC... DST` — qemu-img convert's flags and meanings.
+ * [-m N] [-p] [-q] [--target-is-zero] [--bitmaps [--skip-broken-bitmaps]] SRC... DST` —
+ * qemu-img convert's flags and meanings.
  */
 import type { Command } from 'commander';
 import { convertImages, DEFAULT_MIN_SPARSE } from '../ops/convert/convert.js';
@@ -69,6 +70,8 @@ export function registerConvert(program: Command, io: CliIO, setStatus: (s: numb
 }
 
 async function convert(io: CliIO, files: string[], flags: ConvertFlags): Promise<number> {
+  // img_convert checks this first, right after reading the flags.
+  if (flags.skipBrokenBitmaps && !flags.bitmaps) throw new VmimgError('USAGE', 'Use of --skip-broken-bitmaps requires --bitmaps', {});
   // img_convert answers -o help before looking at any file name (and then converts nothing).
   if (wantsHelp(flags.options ?? [])) {
     const driver = await getDriver(flags.outputFormat ?? 'raw');
