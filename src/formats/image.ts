@@ -9,6 +9,7 @@
 import type { Storage } from '../storage/types.js';
 import type { QDict } from '../util/qjson.js';
 import type { BitmapBits, FormatName, PersistentBitmap } from './types.js';
+import type { BitmapToStore } from './writer.js';
 
 export type CompressionCodec =
   /** qcow2 compression_type=zlib: raw deflate (no zlib header), window 2^12. */
@@ -226,6 +227,11 @@ export interface Image {
    * not inconsistent), its metadata checked as QEMU checks it when it loads the bitmap.
    */
   readPersistentBitmap?(name: string): Promise<BitmapBits>;
+  /**
+   * Adds persistent bitmaps to a writable image that has none (qcow2 v3), after its data was
+   * written; refused (UNSUPPORTED_OPTION) when the image cannot hold them.
+   */
+  storePersistentBitmaps?(bitmaps: readonly BitmapToStore[]): Promise<void>;
   /** Allocated bytes of the image and the files it consists of (default: its own storage). */
   allocatedSize?(): Promise<number>;
   /**

@@ -49,6 +49,12 @@ function makeSource(dir: string): { path: string; names: string[] } {
   return { path, names: ['b64k', 'fine', 'coarse', 'frozen', 'off', 'all', 'empty'] };
 }
 
+/** qemu-img info without the fields that name the file or measure it. */
+function infoWithout(path: string): Record<string, unknown> {
+  const { filename: _f, ['actual-size']: _a, ...rest } = qemuInfo(path);
+  return rest;
+}
+
 function bitmapsOf(path: string): unknown {
   return ((qemuInfo(path)['format-specific'] as { data: Record<string, unknown> }).data)['bitmaps'];
 }
@@ -64,7 +70,7 @@ test('convert --bitmaps: same bitmaps and same dirty areas as qemu-img, for ever
   const base = join(dir, 'base.qcow2');
   ok(qemuImg(['create', '-q', '-f', 'qcow2', base, String(SIZE)]), 'create base');
 
-  const layouts: Array<{ name: string; args: string[]; measure?: string[] }> = [
+  const layouts: Array<{ name: string; args: string[]; measure?: string[]; existing?: string[] }> = [
     { name: 'default', args: [], measure: [] },
     { name: 'cluster 512', args: ['-o', 'cluster_size=512'], measure: ['-o', 'cluster_size=512'] },
     { name: 'cluster 4k', args: ['-o', 'cluster_size=4k'], measure: ['-o', 'cluster_size=4k'] },
@@ -72,15 +78,20 @@ test('convert --bitmaps: same bitmaps and same dirty areas as qemu-img, for ever
     { name: 'extended L2', args: ['-o', 'extended_l2=on'], measure: ['-o', 'extended_l2=on'] },
     { name: 'compressed', args: ['-c'] },
     { name: 'backing', args: ['-B', base, '-F', 'qcow2'] },
+    // -n: into existing images (made by qemu-img create) that have no bitmaps.
+    { name: 'existing', args: ['-n'], existing: [] },
+    { name: 'existing 512 backing', args: ['-n'], existing: ['-o', 'cluster_size=512', '-b', base, '-F', 'qcow2'] },
   ];
   for (const l of layouts) {
     const theirs = join(dir, `q-${l.name.replace(/ /g, '-')}.qcow2`);
     const ours = join(dir, `v-${l.name.replace(/ /g, '-')}.qcow2`);
+    if (l.existing) for (const f of [theirs, ours]) ok(qemuImg(['create', '-q', '-f', 'qcow2', ...l.existing, f, String(SIZE)]), `create ${f}`);
     ok(qemuImg(['convert', '--bitmaps', '-O', 'qcow2', ...l.args, src, theirs]), `qemu-img convert ${l.name}`);
     const r = await vmimg(['convert', '--bitmaps', '-O', 'qcow2', ...l.args, src, ours]);
     ok(r, `vmimg convert ${l.name}`);
     assert.equal(r.stderr, '', l.name);
     assert.deepEqual(bitmapsOf(ours), bitmapsOf(theirs), `${l.name}: info bitmaps`);
+    if (l.existing) assert.deepEqual(infoWithout(ours), infoWithout(theirs), `${l.name}: info (backing file kept)`);
     const check = qemuImg(['check', '--output=json', ours]);
     ok(check, `${l.name}: check`);
     const c = JSON.parse(check.stdout) as Record<string, unknown>;
@@ -96,6 +107,29 @@ test('convert --bitmaps: same bitmaps and same dirty areas as qemu-img, for ever
       assert.ok(bitmaps > 0, `${l.name}: measure counts the bitmaps`);
       assert.ok(statSync(ours).size <= required + bitmaps, `${l.name}: ${statSync(ours).size} <= ${required} + ${bitmaps}`);
     }
+  }
+});
+
+test('convert -n --bitmaps: the targets qemu-img refuses (qcow2 v2; another size), with its messages', async (t) => {
+  if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
+  const dir = tempDir(t);
+  const { path: src } = makeSource(dir);
+  for (const [name, create, size] of [
+    ['v2', ['-o', 'compat=0.10'], SIZE],
+    ['larger', [], 2 * SIZE],
+  ] as const) {
+    const theirs = join(dir, `q-${name}.qcow2`);
+    const ours = join(dir, `v-${name}.qcow2`);
+    for (const f of [theirs, ours]) ok(qemuImg(['create', '-q', '-f', 'qcow2', ...create, f, String(size)]), `create ${f}`);
+    const q = qemuImg(['convert', '-n', '--bitmaps', '-O', 'qcow2', src, theirs]);
+    const v = await vmimg(['convert', '-n', '--bitmaps', '-O', 'qcow2', src, ours]);
+    assert.equal(q.status, 1, name);
+    assert.equal(v.status, 1, name);
+    assert.equal(v.stderr.replace(/^vmimg: (.*) \[\w+\]$/gm, '$1'), q.stderr.replace(/^qemu-img: /gm, ''), name);
+    // v2: nothing copied; larger: the data copied, no bitmap (as qemu-img leaves it).
+    ok(qemuImg(['compare', theirs, ours]), `${name}: compare`);
+    ok(qemuImg(['check', ours]), `${name}: check`);
+    assert.equal(bitmapsOf(ours), undefined, name);
   }
 });
 

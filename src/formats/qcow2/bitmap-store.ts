@@ -1,5 +1,5 @@
 /**
- * Storing persistent dirty bitmaps in a new qcow2 image (spec "Bitmaps extension", "Bitmap
+ * Storing persistent dirty bitmaps in a qcow2 image (spec "Bitmaps extension", "Bitmap
  * directory", "Bitmap table"), laid out as QEMU 7.2's qcow2_store_persistent_dirty_bitmaps()
  * does for bitmaps it creates:
  *
@@ -32,8 +32,8 @@ import {
 
 /** Where bitmap clusters go: the writer's cluster allocator and its in-order appender. */
 export interface BitmapSpace {
-  /** Allocates `n` whole clusters at the end of the file (refcount 1); returns the byte offset. */
-  allocClusters(n: number): number;
+  /** Allocates `n` contiguous whole clusters (refcount 1); returns the byte offset. */
+  allocClusters(n: number): number | Promise<number>;
   append(at: number, data: Uint8Array): Promise<void>;
 }
 
@@ -83,13 +83,13 @@ async function storeOne(b: BitmapToStore, virtualSize: number, cs: number, space
     for (let at = 0; at < chunk.length; at += cs) {
       const part = chunk.subarray(at, Math.min(at + cs, chunk.length));
       if (isZero(part)) continue;
-      const host = space.allocClusters(1);
+      const host = await space.allocClusters(1);
       tv.setBigUint64(((start + at) / cs) * 8, BigInt(host));
       // A short last part is padded to the whole cluster (the appender copies what it stages).
       await space.append(host, part.length === cs ? part : padded(part, cs));
     }
   }
-  const offset = space.allocClusters(Math.ceil(table.length / cs));
+  const offset = await space.allocClusters(Math.ceil(table.length / cs));
   await space.append(offset, table);
   return { offset, entries: tableEntries };
 }
@@ -123,7 +123,7 @@ export async function storeBitmaps(bitmaps: readonly BitmapToStore[], virtualSiz
     dir.set(name, at + BITMAP_DIR_ENTRY_SIZE);
     at += Math.ceil((BITMAP_DIR_ENTRY_SIZE + name.length) / 8) * 8;
   }
-  const directoryOffset = space.allocClusters(Math.ceil(directorySize / clusterSize));
+  const directoryOffset = await space.allocClusters(Math.ceil(directorySize / clusterSize));
   await space.append(directoryOffset, dir);
   return { count: bitmaps.length, directoryOffset: BigInt(directoryOffset), directorySize: BigInt(directorySize) };
 }

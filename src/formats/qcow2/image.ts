@@ -18,6 +18,7 @@ import { checkQcow2 } from './checkrun.js';
 import { infoFields, qcow2SafetyIssues } from './info.js';
 import { mapRange } from './map.js';
 import type { BitmapBits, PersistentBitmap } from '../types.js';
+import type { BitmapToStore } from '../writer.js';
 import { openQcow2State } from './open.js';
 import { loadSnapshotTables } from './snapshot-load.js';
 import { RefcountReader } from './reftable.js';
@@ -151,6 +152,10 @@ class Qcow2Image implements Image {
       enabled: (b.flags & BITMAP_FLAG_AUTO) !== 0,
       inconsistent: (b.flags & BITMAP_FLAG_IN_USE) !== 0,
     }));
+  }
+
+  storePersistentBitmaps(bitmaps: readonly BitmapToStore[]): Promise<void> {
+    return this.requireWriter().addBitmaps(bitmaps);
   }
 
   async readPersistentBitmap(name: string): Promise<BitmapBits> {

@@ -10,6 +10,8 @@
  * - after the data (convert_copy_bitmaps): every persistent bitmap of the source, in its
  *   directory order, gets a bitmap of the same name and granularity in the target, enabled
  *   exactly when the source's is ("auto"), with the source's bits; a skipped one is warned about.
+ *   With -n the existing qcow2 v3 target gets them (it must have none: vmimg does not write into
+ *   images with bitmaps) and must be of the source's size.
  *
  * vmimg loads and checks every bitmap table up front (QEMU does when it opens the source), then
  * reads each bitmap again while storing it, one at a time (at most one table in memory).
@@ -23,13 +25,13 @@ import { VmimgError } from '../../util/errors.js';
 export interface BitmapCopyRequest {
   targetFormat?: string;
   optionStrings?: string[];
-  /** -n: the target exists. */
-  noCreate?: boolean;
   skipBrokenBitmaps?: boolean;
   onWarning?: (message: string) => void;
 }
 
 export interface BitmapCopy {
+  /** Before any data: the target must be able to hold bitmaps (a -n target may be qcow2 v2). */
+  checkTarget(writer: ImageWriter): void;
   /**
    * Warns about the bitmaps skipped and hands the others to the writer (after all guest data,
    * before finish); without a writer (convert -n) there are none to hand over.
@@ -58,22 +60,29 @@ export async function prepareBitmapCopy(req: BitmapCopyRequest, chain: ImageChai
     throw new VmimgError('UNSUPPORTED_OPTION', `Format driver '${format}' does not support bitmaps`, { format });
   }
   const copied = bitmaps.filter((b) => !b.inconsistent);
-  if (copied.length > 0 && req.noCreate) {
-    throw new VmimgError('UNSUPPORTED_OPTION', `Copying bitmaps into an existing image (-n) is not supported by vmimg: '${top.filename}' has ${copied.length} to copy`, {
-      bitmaps: copied.map((b) => b.name),
-    });
-  }
   const load = (b: PersistentBitmap): Promise<BitmapBits> => {
     if (!top.readPersistentBitmap) throw new VmimgError('UNSUPPORTED_OPTION', `Reading bitmaps of ${top.format} images is not supported`, { format: top.format });
     return top.readPersistentBitmap(b.name);
   };
   for (const b of copied) await load(b);
 
+  const unsupported = (): VmimgError => new VmimgError('UNSUPPORTED_OPTION', `Format driver '${format}' does not support bitmaps`, { format });
   return {
+    checkTarget(writer: ImageWriter): void {
+      if (!writer.writeBitmaps) throw unsupported();
+    },
     async store(writer?: ImageWriter): Promise<void> {
       for (const b of broken) req.onWarning?.(`Skipping inconsistent bitmap '${b.name}'`);
       if (copied.length === 0) return;
-      if (!writer?.writeBitmaps) throw new VmimgError('UNSUPPORTED_OPTION', `Format driver '${format}' does not support bitmaps`, { format });
+      if (!writer?.writeBitmaps) throw unsupported();
+      // A -n target of another size: QEMU refuses to merge (after copying the data), naming the
+      // first bitmap it handles.
+      if (writer.virtualSize !== top.virtualSize) {
+        const name = copied[copied.length - 1]!.name;
+        throw new VmimgError('SIZE_OUT_OF_RANGE', `Failed to populate bitmap ${name}: Bitmaps are of different sizes (destination size is ${writer.virtualSize}, source size is ${top.virtualSize}) and can't be merged`, {
+          bitmap: name,
+        });
+      }
       await writer.writeBitmaps(copied.map((b): BitmapToStore => ({ name: b.name, granularity: b.granularity, enabled: b.enabled ?? false, load: () => load(b) })));
     },
   };

@@ -100,12 +100,14 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
     await refuseTargetInSources(req.target, chains);
     const bitmapCopy = req.bitmaps ? await prepareBitmapCopy(req, chains[0]!) : undefined;
     const total = chains.reduce((n, c) => n + c.top.virtualSize, 0);
-    const copy = (writer: ImageWriter, zeroTarget: boolean): Promise<void> =>
-      copyChains(chains, writer, { minSparse, backing: backingFile !== undefined, zeroTarget, parallel, onProgress: req.onProgress });
+    const copy = async (writer: ImageWriter, zeroTarget: boolean): Promise<void> => {
+      bitmapCopy?.checkTarget(writer);
+      await copyChains(chains, writer, { minSparse, backing: backingFile !== undefined, zeroTarget, parallel, onProgress: req.onProgress });
+      await bitmapCopy?.store(writer);
+    };
 
     if (req.noCreate) {
       await convertIntoExisting(req, total, copy);
-      await bitmapCopy?.store();
       return;
     }
     const prepared = await prepareCreate({
@@ -128,7 +130,6 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
         throw backingSizeError(prepared, e);
       });
       await copy(writer, false);
-      await bitmapCopy?.store(writer);
       await writer.finish();
     }, { sync: req.sync ?? false });
   } finally {
@@ -208,12 +209,14 @@ async function convertIntoImage(req: ConvertRequest, format: string, total: numb
     }
     const write = top.write.bind(top);
     const writeZeroes = top.writeZeroes.bind(top);
+    const storeBitmaps = top.persistentBitmaps?.() !== undefined ? top.storePersistentBitmaps?.bind(top) : undefined;
     const writer: ImageWriter = {
       virtualSize: top.virtualSize,
       granularity: top.info().clusterSize ?? 512,
       write,
       // qemu-img convert zeroes with BDRV_REQ_MAY_UNMAP.
       writeZeroes: (offset, length) => writeZeroes(offset, length, { mayUnmap: true }),
+      ...(storeBitmaps ? { writeBitmaps: storeBitmaps } : {}),
       finish: async () => {
         if (req.sync) await top.flush?.();
       },
