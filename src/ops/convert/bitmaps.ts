@@ -32,11 +32,8 @@ export interface BitmapCopyRequest {
 export interface BitmapCopy {
   /** Before any data: the target must be able to hold bitmaps (a -n target may be qcow2 v2). */
   checkTarget(writer: ImageWriter): void;
-  /**
-   * Warns about the bitmaps skipped and hands the others to the writer (after all guest data,
-   * before finish); without a writer (convert -n) there are none to hand over.
-   */
-  store(writer?: ImageWriter): Promise<void>;
+  /** Warns about the bitmaps skipped and hands the others to the writer (after all guest data, before finish). */
+  store(writer: ImageWriter): Promise<void>;
 }
 
 export async function prepareBitmapCopy(req: BitmapCopyRequest, chain: ImageChain): Promise<BitmapCopy> {
@@ -71,10 +68,10 @@ export async function prepareBitmapCopy(req: BitmapCopyRequest, chain: ImageChai
     checkTarget(writer: ImageWriter): void {
       if (!writer.writeBitmaps) throw unsupported();
     },
-    async store(writer?: ImageWriter): Promise<void> {
+    async store(writer: ImageWriter): Promise<void> {
       for (const b of broken) req.onWarning?.(`Skipping inconsistent bitmap '${b.name}'`);
       if (copied.length === 0) return;
-      if (!writer?.writeBitmaps) throw unsupported();
+      if (!writer.writeBitmaps) throw unsupported();
       // A -n target of another size: QEMU refuses to merge (after copying the data), naming the
       // first bitmap it handles.
       if (writer.virtualSize !== top.virtualSize) {
