@@ -1,7 +1,6 @@
 /**
  * `vmimg convert [-f FMT] [-O FMT] [-o OPTIONS] [-c] [-B BACKING -F FMT] [-n] [-S SIZE] [-W]
- * [-m N] [-p] [-q] [--target-is-zero] [--bitmaps [--skip-broken-bitmaps]] SRC... DST` —
- * qemu-img convert's flags and meanings.
+ * [-m N] [-p] [-q] [--target-is-zero] SRC... DST` — qemu-img convert's flags and meanings.
  */
 import type { Command } from 'commander';
 import { convertImages, DEFAULT_MIN_SPARSE } from '../ops/convert/convert.js';
@@ -34,8 +33,8 @@ interface ConvertFlags extends PolicyFlags {
   forceShare?: boolean;
   rateLimit?: string;
   copyRange?: boolean;
-  bitmaps?: boolean;
   skipBrokenBitmaps?: boolean;
+  bitmaps?: boolean;
 }
 
 export function registerConvert(program: Command, io: CliIO, setStatus: (s: number) => void): void {
@@ -58,7 +57,7 @@ export function registerConvert(program: Command, io: CliIO, setStatus: (s: numb
     .option('-r, --rate-limit <rate>', 'accepted for qemu-img compatibility (a size per second); vmimg does not throttle')
     .option('-p, --progress', 'show a progress bar on stderr')
     .option('-q, --quiet', 'quiet')
-    .option('--bitmaps', "copy the source's persistent bitmaps (qcow2 v3 to a new qcow2 v3 image)")
+    .option('--bitmaps', "copy the source's persistent bitmaps (qcow2 v3 to qcow2 v3)")
     .option('--skip-broken-bitmaps', 'with --bitmaps: skip inconsistent (in-use) bitmaps with a warning instead of failing')
     .option('--target-is-zero', 'with -n: the target already reads as zeros, skip writing zeros')
     .option('-t, --cache <mode>', 'target cache mode: unsafe (default, as qemu-img: never flush) or writeback/writethrough/none/directsync (flush the target to disk at the end)')
@@ -108,8 +107,8 @@ async function convert(io: CliIO, files: string[], flags: ConvertFlags): Promise
       minSparse,
       parallel,
       targetIsZero: flags.targetIsZero,
-      bitmaps: flags.bitmaps,
       skipBrokenBitmaps: flags.skipBrokenBitmaps,
+      bitmaps: flags.bitmaps,
       onWarning: (message) => io.err(`vmimg: warning: ${message}\n`),
       sync: flags.cache !== undefined && flags.cache !== 'unsafe',
       policyFor: (source) => policyFrom(flags, source),

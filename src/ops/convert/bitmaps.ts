@@ -84,3 +84,15 @@ export async function prepareBitmapCopy(req: BitmapCopyRequest, chain: ImageChai
     },
   };
 }
+
+type Copy = (writer: ImageWriter, zeroTarget: boolean) => Promise<void>;
+
+/** The data copy `copy` between the bitmap steps: the target check before it, the bitmaps after. */
+export function withBitmaps(copy: Copy, bitmaps: BitmapCopy | undefined): Copy {
+  if (!bitmaps) return copy;
+  return async (writer, zeroTarget) => {
+    bitmaps.checkTarget(writer);
+    await copy(writer, zeroTarget);
+    await bitmaps.store(writer);
+  };
+}

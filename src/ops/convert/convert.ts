@@ -16,7 +16,7 @@ import { VmimgError } from '../../util/errors.js';
 import { backingSizeError, prepareCreate } from '../create.js';
 import { getDriver, isFormatName } from '../../formats/registry.js';
 import { splitOptionString } from '../../formats/options.js';
-import { prepareBitmapCopy } from './bitmaps.js';
+import { prepareBitmapCopy, withBitmaps } from './bitmaps.js';
 import { copyChains } from './engine.js';
 import type { ImageWriter } from '../../formats/writer.js';
 
@@ -52,10 +52,10 @@ export interface ConvertRequest {
   sync?: boolean;
   /** --target-is-zero (with -n). */
   targetIsZero?: boolean;
-  /** --bitmaps: copy the source's persistent bitmaps into a new qcow2 v3 target (bitmaps.ts). */
-  bitmaps?: boolean;
   /** --skip-broken-bitmaps (with --bitmaps): skip inconsistent bitmaps with a warning. */
   skipBrokenBitmaps?: boolean;
+  /** --bitmaps: copy the source's persistent bitmaps into the qcow2 v3 target (bitmaps.ts). */
+  bitmaps?: boolean;
   /** The chain policy for a source. */
   policyFor: (source: string) => ChainPolicy;
   onProgress?: (done: number, total: number) => void;
@@ -100,14 +100,11 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
     await refuseTargetInSources(req.target, chains);
     const bitmapCopy = req.bitmaps ? await prepareBitmapCopy(req, chains[0]!) : undefined;
     const total = chains.reduce((n, c) => n + c.top.virtualSize, 0);
-    const copy = async (writer: ImageWriter, zeroTarget: boolean): Promise<void> => {
-      bitmapCopy?.checkTarget(writer);
-      await copyChains(chains, writer, { minSparse, backing: backingFile !== undefined, zeroTarget, parallel, onProgress: req.onProgress });
-      await bitmapCopy?.store(writer);
-    };
+    const copy = (writer: ImageWriter, zeroTarget: boolean): Promise<void> =>
+      copyChains(chains, writer, { minSparse, backing: backingFile !== undefined, zeroTarget, parallel, onProgress: req.onProgress });
 
     if (req.noCreate) {
-      await convertIntoExisting(req, total, copy);
+      await convertIntoExisting(req, total, withBitmaps(copy, bitmapCopy));
       return;
     }
     const prepared = await prepareCreate({
@@ -129,7 +126,7 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
       const writer = await driver.createWriter!(storage, prepared.ctx, req.compress ?? false).catch((e: unknown) => {
         throw backingSizeError(prepared, e);
       });
-      await copy(writer, false);
+      await withBitmaps(copy, bitmapCopy)(writer, false);
       await writer.finish();
     }, { sync: req.sync ?? false });
   } finally {
