@@ -33,6 +33,7 @@ interface ConvertFlags extends PolicyFlags {
   forceShare?: boolean;
   rateLimit?: string;
   copyRange?: boolean;
+  skipBrokenBitmaps?: boolean;
   bitmaps?: boolean;
   salvage?: boolean;
 }
@@ -57,7 +58,8 @@ export function registerConvert(program: Command, io: CliIO, setStatus: (s: numb
     .option('-r, --rate-limit <rate>', 'accepted for qemu-img compatibility (a size per second); vmimg does not throttle')
     .option('-p, --progress', 'show a progress bar on stderr')
     .option('-q, --quiet', 'quiet')
-    .option('--bitmaps', "copy the source's persistent bitmaps (qcow2 v3 to qcow2 v3); vmimg succeeds only when there are none to copy")
+    .option('--bitmaps', "copy the source's persistent bitmaps (qcow2 v3 to qcow2 v3)")
+    .option('--skip-broken-bitmaps', 'with --bitmaps: skip inconsistent (in-use) bitmaps with a warning instead of failing')
     .option('--salvage', 'keep going on read errors: unreadable 512-byte sectors become zeros, each with a warning (exit status 0)')
     .option('--target-is-zero', 'with -n: the target already reads as zeros, skip writing zeros')
     .option('-t, --cache <mode>', 'target cache mode: unsafe (default, as qemu-img: never flush) or writeback/writethrough/none/directsync (flush the target to disk at the end)')
@@ -69,6 +71,8 @@ export function registerConvert(program: Command, io: CliIO, setStatus: (s: numb
 }
 
 async function convert(io: CliIO, files: string[], flags: ConvertFlags): Promise<number> {
+  // img_convert checks this first, right after reading the flags.
+  if (flags.skipBrokenBitmaps && !flags.bitmaps) throw new VmimgError('USAGE', 'Use of --skip-broken-bitmaps requires --bitmaps', {});
   // img_convert answers -o help before looking at any file name (and then converts nothing).
   if (wantsHelp(flags.options ?? [])) {
     const driver = await getDriver(flags.outputFormat ?? 'raw');
@@ -106,6 +110,7 @@ async function convert(io: CliIO, files: string[], flags: ConvertFlags): Promise
       minSparse,
       parallel,
       targetIsZero: flags.targetIsZero,
+      skipBrokenBitmaps: flags.skipBrokenBitmaps,
       bitmaps: flags.bitmaps,
       salvage: flags.salvage,
       quiet: flags.quiet,

@@ -8,7 +8,8 @@
  */
 import type { Storage } from '../storage/types.js';
 import type { QDict } from '../util/qjson.js';
-import type { FormatName, PersistentBitmap } from './types.js';
+import type { BitmapBits, FormatName, PersistentBitmap } from './types.js';
+import type { BitmapToStore } from './writer.js';
 
 export type CompressionCodec =
   /** qcow2 compression_type=zlib: raw deflate (no zlib header), window 2^12. */
@@ -221,6 +222,16 @@ export interface Image {
   safetyIssues?(): string[];
   /** The persistent dirty bitmaps QEMU would load, when the format supports them (qcow2 v3). */
   persistentBitmaps?(): PersistentBitmap[] | undefined;
+  /**
+   * The content of the persistent bitmap `name` (one that persistentBitmaps() lists and that is
+   * not inconsistent), its metadata checked as QEMU checks it when it loads the bitmap.
+   */
+  readPersistentBitmap?(name: string): Promise<BitmapBits>;
+  /**
+   * Adds persistent bitmaps to a writable image that has none (qcow2 v3), after its data was
+   * written; refused (UNSUPPORTED_OPTION) when the image cannot hold them.
+   */
+  storePersistentBitmaps?(bitmaps: readonly BitmapToStore[]): Promise<void>;
   /** Allocated bytes of the image and the files it consists of (default: its own storage). */
   allocatedSize?(): Promise<number>;
   /**

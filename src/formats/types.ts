@@ -122,6 +122,22 @@ export interface PersistentBitmap {
   name: string;
   /** Bytes per bit. */
   granularity: number;
+  /** Tracks guest writes (qcow2 "auto" flag); a disabled bitmap is frozen. Absent: false. */
+  enabled?: boolean;
+  /** Its content cannot be trusted (qcow2 "in_use" flag at open: QEMU calls it inconsistent). Absent: false. */
+  inconsistent?: boolean;
+}
+
+/**
+ * The content of a persistent dirty bitmap as one bit string: bit i (granule i, guest bytes
+ * [i × granularity, (i+1) × granularity)) is bit (i & 7) of byte (i >> 3), least significant
+ * first (qcow2 spec "Bitmaps": the serialized bitmap data).
+ */
+export interface BitmapBits {
+  /** Number of bits: ceil(virtual size / granularity). */
+  readonly bits: number;
+  /** Bytes [start, start+length) of the bit string; bits at or past `bits` read as 0. */
+  read(start: number, length: number): Promise<Uint8Array>;
 }
 
 export interface MeasureResult {

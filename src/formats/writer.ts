@@ -13,6 +13,7 @@
  *   (atomic temp + rename), so writers need no rollback.
  */
 import type { FileCopy } from '../storage/types.js';
+import type { BitmapBits } from './types.js';
 import type { VmimgError } from '../util/errors.js';
 
 export interface ImageWriter {
@@ -42,6 +43,22 @@ export interface ImageWriter {
    * calls may overlap each other and later writes of other ranges.
    */
   copyFiles?(files: readonly FileCopy[]): Promise<Array<VmimgError | undefined>>;
+  /**
+   * Stores persistent dirty bitmaps (convert --bitmaps), in this order, after all guest data
+   * and before `finish`; at most one call. Only writers of formats that keep them (qcow2 v3).
+   */
+  writeBitmaps?(bitmaps: readonly BitmapToStore[]): Promise<void>;
+}
+
+/** A persistent dirty bitmap for a writer to store. */
+export interface BitmapToStore {
+  name: string;
+  /** Bytes per bit: a power of two. */
+  granularity: number;
+  /** Tracks guest writes once opened by QEMU (qcow2 "auto" flag). */
+  enabled: boolean;
+  /** Loads the bits (over the writer's virtual size at this granularity); called once, when stored. */
+  load(): Promise<BitmapBits>;
 }
 
 export interface WriterCompression {

@@ -32,6 +32,8 @@ export const ERROR_CODES = [
   'OUT_OF_BOUNDS',
   // image contents
   'CORRUPT_IMAGE',
+  /** A persistent dirty bitmap flagged in use (not saved cleanly): its content is unknown. */
+  'INCONSISTENT_BITMAP',
   'UNSUPPORTED_IMAGE',
   /** A VHDX log holds writes not yet applied and the image was opened read-only. */
   'LOG_REPLAY_REQUIRED',

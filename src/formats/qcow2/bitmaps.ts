@@ -16,15 +16,17 @@ import { entryOffset, readWord } from './l2.js';
 export const MAX_BITMAPS = 65535;
 export const MAX_BITMAP_DIRECTORY_SIZE = 1024 * MAX_BITMAPS;
 /** BME_MAX_TABLE_SIZE, BME_MAX_GRANULARITY_BITS, BME_MIN_GRANULARITY_BITS, BME_MAX_NAME_SIZE. */
-const MAX_TABLE_ENTRIES = 0x8000000;
+export const MAX_TABLE_ENTRIES = 0x8000000;
 /** BME_MAX_PHYS_SIZE: bytes of bitmap data one bitmap may occupy. */
-const MAX_PHYS_SIZE = 0x20000000n;
-const MAX_GRANULARITY_BITS = 31;
-const MIN_GRANULARITY_BITS = 9;
-const MAX_NAME_SIZE = 1023;
-const FLAG_IN_USE = 1;
-const FLAG_AUTO = 2;
-const DIR_ENTRY_SIZE = 24;
+export const MAX_PHYS_SIZE = 0x20000000n;
+export const MAX_GRANULARITY_BITS = 31;
+export const MIN_GRANULARITY_BITS = 9;
+export const MAX_NAME_SIZE = 1023;
+/** Directory entry flags (spec "Bitmap directory"). */
+export const BITMAP_FLAG_IN_USE = 1;
+export const BITMAP_FLAG_AUTO = 2;
+/** Bytes of a directory entry before its name; entries are padded to a multiple of 8. */
+export const BITMAP_DIR_ENTRY_SIZE = 24;
 
 export interface BitmapsExtension {
   count: number;
@@ -76,11 +78,11 @@ export async function readBitmapDirectory(storage: Storage, name: string, ext: B
   const out: BitmapEntry[] = [];
   let at = 0;
   while (at < size) {
-    if (at + DIR_ENTRY_SIZE > size) throw bad(name, 'Broken bitmap directory');
+    if (at + BITMAP_DIR_ENTRY_SIZE > size) throw bad(name, 'Broken bitmap directory');
     if (out.length + 1 > ext.count) throw bad(name, 'More bitmaps found than specified in header extension');
     const nameSize = v.getUint16(at + 18);
     const extraSize = v.getUint32(at + 20);
-    const next = at + Math.ceil((DIR_ENTRY_SIZE + nameSize + extraSize) / 8) * 8;
+    const next = at + Math.ceil((BITMAP_DIR_ENTRY_SIZE + nameSize + extraSize) / 8) * 8;
     if (next > size) throw bad(name, 'Broken bitmap directory');
     if (extraSize !== 0) throw bad(name, 'Bitmap extra data is not supported');
     const e: BitmapEntry = {
@@ -88,7 +90,7 @@ export async function readBitmapDirectory(storage: Storage, name: string, ext: B
       tableEntries: v.getUint32(at + 8),
       flags: v.getUint32(at + 12),
       granularityBits: dir[at + 17]!,
-      name: new TextDecoder().decode(dir.subarray(at + DIR_ENTRY_SIZE, at + DIR_ENTRY_SIZE + nameSize)),
+      name: new TextDecoder().decode(dir.subarray(at + BITMAP_DIR_ENTRY_SIZE, at + BITMAP_DIR_ENTRY_SIZE + nameSize)),
     };
     const type = dir[at + 16]!;
     const physBytes = BigInt(e.tableEntries) * BigInt(clusterSize);
@@ -100,11 +102,11 @@ export async function readBitmapDirectory(storage: Storage, name: string, ext: B
       e.tableEntries > MAX_TABLE_ENTRIES ||
       e.granularityBits > MAX_GRANULARITY_BITS ||
       e.granularityBits < MIN_GRANULARITY_BITS ||
-      (e.flags & ~(FLAG_IN_USE | FLAG_AUTO)) !== 0 ||
+      (e.flags & ~(BITMAP_FLAG_IN_USE | BITMAP_FLAG_AUTO)) !== 0 ||
       nameSize > MAX_NAME_SIZE ||
       type !== 1 ||
       physBytes > MAX_PHYS_SIZE ||
-      ((e.flags & FLAG_IN_USE) === 0 && BigInt(virtualSize) > covered);
+      ((e.flags & BITMAP_FLAG_IN_USE) === 0 && BigInt(virtualSize) > covered);
     if (invalid) throw bad(name, `Bitmap '${e.name}' doesn't satisfy the constraints`, { bitmap: e.name });
     out.push(e);
     at = next;
@@ -116,8 +118,8 @@ export async function readBitmapDirectory(storage: Storage, name: string, ext: B
 /** get_bitmap_info_flags(): "in-use" then "auto". */
 export function bitmapFlagNames(flags: number): string[] {
   const out: string[] = [];
-  if (flags & FLAG_IN_USE) out.push('in-use');
-  if (flags & FLAG_AUTO) out.push('auto');
+  if (flags & BITMAP_FLAG_IN_USE) out.push('in-use');
+  if (flags & BITMAP_FLAG_AUTO) out.push('auto');
   return out;
 }
 

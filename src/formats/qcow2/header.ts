@@ -6,11 +6,13 @@
 import {
   COMPRESSION_TYPE_OFFSET,
   EXT_BACKING_FORMAT,
+  EXT_BITMAPS,
   EXT_END,
   EXT_FEATURE_TABLE,
   V2_HEADER_LENGTH,
   V3_HEADER_LENGTH,
 } from './constants.js';
+import type { BitmapsExtension } from './bitmaps.js';
 
 export interface Qcow2Header {
   magic: number;
@@ -179,6 +181,16 @@ export function decodeFeatureTable(data: Uint8Array): FeatureName[] {
   return out;
 }
 
+/** The bitmaps extension payload (spec "Bitmaps extension"): count, reserved, directory size and offset. */
+export function encodeBitmapsExtension(e: BitmapsExtension): Uint8Array {
+  const out = new Uint8Array(24);
+  const v = view(out);
+  v.setUint32(0, e.count);
+  v.setBigUint64(8, e.directorySize);
+  v.setBigUint64(16, e.directoryOffset);
+  return out;
+}
+
 /** What goes into cluster 0 besides the fixed header. */
 export interface HeaderCluster {
   header: Qcow2Header;
@@ -186,6 +198,8 @@ export interface HeaderCluster {
   backingFormat?: string;
   /** Backing file name, stored raw (not NUL-terminated) after the extensions. */
   backingFile?: string;
+  /** The bitmaps extension (0x23852875; the caller sets the "bitmaps" autoclear bit). */
+  bitmaps?: BitmapsExtension;
   clusterSize: number;
 }
 
@@ -198,8 +212,8 @@ export class HeaderNoSpace extends Error {
 
 /**
  * The whole cluster 0 as qcow2_update_header() (QEMU 7.2) builds it: fixed header, backing
- * format extension, feature name table (version 3 with clusters larger than 4 KiB only), end
- * marker, then the backing file name; the rest zero. Fills in backing_file_offset/size.
+ * format extension, feature name table (version 3 with clusters larger than 4 KiB only), bitmaps
+ * extension, end marker, then the backing file name; the rest zero. Fills in backing_file_offset/size.
  */
 export function buildHeaderCluster(spec: HeaderCluster): Uint8Array {
   const out = new Uint8Array(spec.clusterSize);
@@ -214,6 +228,7 @@ export function buildHeaderCluster(spec: HeaderCluster): Uint8Array {
   };
   if (spec.backingFormat !== undefined) add('the backing format extension', EXT_BACKING_FORMAT, new TextEncoder().encode(spec.backingFormat));
   if (spec.header.version >= 3 && spec.clusterSize > 4096) add('the feature name table', EXT_FEATURE_TABLE, encodeFeatureTable(QEMU_FEATURE_NAMES));
+  if (spec.bitmaps) add('the bitmaps extension', EXT_BITMAPS, encodeBitmapsExtension(spec.bitmaps));
   add('the end-of-extensions marker', EXT_END, new Uint8Array(0));
   const header = { ...spec.header, backingFileOffset: 0n, backingFileSize: 0 };
   if (spec.backingFile !== undefined) {

@@ -12,11 +12,13 @@ import type { Storage } from '../../storage/types.js';
 import { VmimgError } from '../../util/errors.js';
 import { checkMapRange } from '../extents.js';
 import type { BackingRead, CheckFix, CheckResult, Extent, FileReference, Image, ImageInfoFields, OpenOptions, WriteZeroesOptions } from '../image.js';
-import type { BitmapEntry } from './bitmaps.js';
+import { BITMAP_FLAG_AUTO, BITMAP_FLAG_IN_USE, type BitmapEntry } from './bitmaps.js';
+import { loadBitmapBits } from './bitmap-data.js';
 import { checkQcow2 } from './checkrun.js';
 import { infoFields, qcow2SafetyIssues } from './info.js';
 import { mapRange } from './map.js';
-import type { PersistentBitmap } from '../types.js';
+import type { BitmapBits, PersistentBitmap } from '../types.js';
+import type { BitmapToStore } from '../writer.js';
 import { openQcow2State } from './open.js';
 import { loadSnapshotTables } from './snapshot-load.js';
 import { RefcountReader } from './reftable.js';
@@ -144,7 +146,23 @@ class Qcow2Image implements Image {
    */
   persistentBitmaps(): PersistentBitmap[] | undefined {
     if (this.s.version < 3) return undefined;
-    return this.bitmaps.map((b) => ({ name: b.name, granularity: 2 ** b.granularityBits }));
+    return this.bitmaps.map((b) => ({
+      name: b.name,
+      granularity: 2 ** b.granularityBits,
+      enabled: (b.flags & BITMAP_FLAG_AUTO) !== 0,
+      inconsistent: (b.flags & BITMAP_FLAG_IN_USE) !== 0,
+    }));
+  }
+
+  storePersistentBitmaps(bitmaps: readonly BitmapToStore[]): Promise<void> {
+    return this.requireWriter().addBitmaps(bitmaps);
+  }
+
+  async readPersistentBitmap(name: string): Promise<BitmapBits> {
+    const b = this.s.version >= 3 ? this.bitmaps.find((x) => x.name === name) : undefined;
+    if (!b) throw new VmimgError('INVALID_OPTION', `qcow2 image '${this.filename}' has no bitmap '${name}'`, { file: this.filename, bitmap: name });
+    if (b.flags & BITMAP_FLAG_IN_USE) throw new VmimgError('INCONSISTENT_BITMAP', `Bitmap '${name}' of '${this.filename}' is inconsistent (in use)`, { file: this.filename, bitmap: name });
+    return loadBitmapBits(this.s.storage, this.filename, b, this.s.clusterSize, this.s.virtualSize);
   }
 
   info(): ImageInfoFields {

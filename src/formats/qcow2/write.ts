@@ -12,7 +12,9 @@
 import { VmimgError } from '../../util/errors.js';
 import { decodeUnit } from '../compression.js';
 import type { BackingRead, Extent, WriteZeroesOptions } from '../image.js';
+import type { BitmapToStore } from '../writer.js';
 import { Allocator } from './alloc.js';
+import { addBitmapsInPlace } from './bitmap-inplace.js';
 import { AUTOCLEAR_BITMAPS, AUTOCLEAR_DATA_FILE_RAW, INCOMPAT_CORRUPT, INCOMPAT_DIRTY } from './constants.js';
 import { subclusterMask } from './cow.js';
 import type { Qcow2State, TableReader } from './state.js';
@@ -107,6 +109,14 @@ export class Qcow2Writer {
       this.alloc = await Allocator.load(this.s, this.barrier);
     }
     return { s: this.s, tables: this.src.tables, alloc: this.alloc, readGuest: (o, n) => this.readGuest(o, n), barrier: this.barrier };
+  }
+
+  /** Adds persistent bitmaps to an image that has none (bitmap-inplace.ts). */
+  addBitmaps(bitmaps: readonly BitmapToStore[]): Promise<void> {
+    return this.serial(async () => {
+      const h = await this.host();
+      await addBitmapsInPlace(this.s, h.alloc, this.barrier, bitmaps);
+    });
   }
 
   write(offset: number, data: Uint8Array): Promise<void> {

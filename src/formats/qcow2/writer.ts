@@ -10,8 +10,9 @@ import type { Storage } from '../../storage/types.js';
 import { VmimgError } from '../../util/errors.js';
 import { toSafeNumber } from '../../util/size.js';
 import type { CreateContext } from '../types.js';
-import type { ImageWriter, WriterCompression } from '../writer.js';
+import type { BitmapToStore, ImageWriter, WriterCompression } from '../writer.js';
 import {
+  AUTOCLEAR_BITMAPS,
   COMPAT_LAZY_REFCOUNTS,
   COMPRESSION_ZSTD,
   EXTL2_SUBCLUSTERS,
@@ -28,6 +29,8 @@ import {
   V3_HEADER_LENGTH,
 } from './constants.js';
 import { Appender } from '../appender.js';
+import type { BitmapsExtension } from './bitmaps.js';
+import { storeBitmaps } from './bitmap-store.js';
 import { buildHeaderCluster, HeaderNoSpace } from './header.js';
 import { parseCreateParams, type CreateParams } from './params.js';
 import { encodeReftable, encodeRefcounts, refcountMetadataSize } from './refcount.js';
@@ -52,7 +55,7 @@ export async function createQcow2Writer(storage: Storage, ctx: CreateContext, co
   if (p.preallocation !== 'off') {
     throw new VmimgError('UNSUPPORTED_OPTION', `convert to qcow2 with preallocation=${p.preallocation} is not supported by vmimg yet`, { key: 'preallocation', value: p.preallocation });
   }
-  const w = new Qcow2Writer(storage, p, compress);
+  const w = new Qcow2Writer(storage, p, compress, ctx.filename);
   w.checkHeaderFits();
   return w;
 }
@@ -80,11 +83,14 @@ class Qcow2Writer implements ImageWriter {
   private readonly offsetLimit: number;
   /** Data and compressed clusters, staged; large pieces (convert's chunks) go straight through. */
   private readonly out: Appender;
+  /** The bitmaps extension, once writeBitmaps stored some. */
+  private bitmaps: BitmapsExtension | undefined;
 
   constructor(
     private readonly storage: Storage,
     private readonly p: CreateParams,
     compress: boolean,
+    private readonly filename: string,
   ) {
     this.out = new Appender(storage, { directWrite: DIRECT_WRITE });
     this.cs = p.clusterSize;
@@ -178,6 +184,15 @@ class Qcow2Writer implements ImageWriter {
     }
   }
 
+  /** Bitmap data, tables and directory go after the guest data (bitmap-store.ts). */
+  async writeBitmaps(bitmaps: readonly BitmapToStore[]): Promise<void> {
+    if (this.p.version < 3) throw new VmimgError('UNSUPPORTED_OPTION', "Format driver 'qcow2' does not support bitmaps (compat=0.10)", { compat: '0.10' });
+    this.bitmaps = await storeBitmaps(bitmaps, this.virtualSize, this.cs, this.filename, {
+      allocClusters: (n) => this.allocClusters(n),
+      append: (at, data) => this.out.append(at, data),
+    });
+  }
+
   async finish(): Promise<void> {
     await this.out.flush();
     this.end = Math.ceil(this.end / this.cs) * this.cs;
@@ -222,6 +237,7 @@ class Qcow2Writer implements ImageWriter {
         clusterSize: this.cs,
         backingFile: p.backingFile,
         backingFormat: p.backingFormat,
+        ...(this.bitmaps ? { bitmaps: this.bitmaps } : {}),
         header: {
           magic: QCOW2_MAGIC,
           version: p.version,
@@ -238,7 +254,7 @@ class Qcow2Writer implements ImageWriter {
           snapshotsOffset: 0n,
           incompatibleFeatures: p.version >= 3 ? incompatible : 0n,
           compatibleFeatures: p.version >= 3 && p.lazyRefcounts ? COMPAT_LAZY_REFCOUNTS : 0n,
-          autoclearFeatures: 0n,
+          autoclearFeatures: this.bitmaps ? AUTOCLEAR_BITMAPS : 0n,
           refcountOrder: p.refcountOrder,
           headerLength: p.version >= 3 ? V3_HEADER_LENGTH : V2_HEADER_LENGTH,
           compressionType: p.compressionType,

@@ -16,6 +16,7 @@ import { VmimgError } from '../../util/errors.js';
 import { backingSizeError, prepareCreate } from '../create.js';
 import { getDriver, isFormatName } from '../../formats/registry.js';
 import { splitOptionString } from '../../formats/options.js';
+import { prepareBitmapCopy, withBitmaps } from './bitmaps.js';
 import { copyChains } from './engine.js';
 import type { ImageWriter } from '../../formats/writer.js';
 
@@ -51,10 +52,9 @@ export interface ConvertRequest {
   sync?: boolean;
   /** --target-is-zero (with -n). */
   targetIsZero?: boolean;
-  /**
-   * --bitmaps: copy the source's persistent bitmaps. vmimg checks what qemu-img checks and
-   * succeeds when there is nothing to copy; a source with bitmaps is refused (not implemented).
-   */
+  /** --skip-broken-bitmaps (with --bitmaps): skip inconsistent bitmaps with a warning. */
+  skipBrokenBitmaps?: boolean;
+  /** --bitmaps: copy the source's persistent bitmaps into the qcow2 v3 target (bitmaps.ts). */
   bitmaps?: boolean;
   /**
    * --salvage: sectors that cannot be read (or whose mapping cannot be) become zeros, with a
@@ -95,6 +95,7 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
     throw new VmimgError('USAGE', 'Having a backing file for the target makes no sense when concatenating multiple input images', { sources: req.sources.length });
   }
 
+  if (req.skipBrokenBitmaps && !req.bitmaps) throw new VmimgError('USAGE', 'Use of --skip-broken-bitmaps requires --bitmaps', {});
   if (req.bitmaps && req.sources.length > 1) throw new VmimgError('USAGE', 'Copying bitmaps only possible with single source', {});
   // img_convert: "No support for concatenating multiple snapshot".
   if (req.snapshot !== undefined && req.sources.length > 1) throw new VmimgError('USAGE', 'No support for concatenating multiple snapshot', {});
@@ -104,7 +105,7 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
   try {
     for (const source of req.sources) chains.push(await openChain(source, { format: req.sourceFormat, policy: req.policyFor(source), ...(snapshot ? { snapshot } : {}) }));
     await refuseTargetInSources(req.target, chains);
-    if (req.bitmaps) await checkBitmapCopy(req, chains[0]!);
+    const bitmapCopy = req.bitmaps ? await prepareBitmapCopy(req, chains[0]!) : undefined;
     const total = chains.reduce((n, c) => n + c.top.virtualSize, 0);
     const copy = (writer: ImageWriter, zeroTarget: boolean): Promise<void> =>
       copyChains(chains, writer, {
@@ -117,7 +118,7 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
       });
 
     if (req.noCreate) {
-      await convertIntoExisting(req, total, copy);
+      await convertIntoExisting(req, total, withBitmaps(copy, bitmapCopy));
       return;
     }
     const prepared = await prepareCreate({
@@ -139,33 +140,11 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
       const writer = await driver.createWriter!(storage, prepared.ctx, req.compress ?? false).catch((e: unknown) => {
         throw backingSizeError(prepared, e);
       });
-      await copy(writer, false);
+      await withBitmaps(copy, bitmapCopy)(writer, false);
       await writer.finish();
     }, { sync: req.sync ?? false });
   } finally {
     for (const c of chains) await c.close();
-  }
-}
-
-/**
- * --bitmaps as img_convert checks it: the source must support persistent bitmaps (qcow2 v3),
- * and so must the target (checked by format and compat before anything is written; qemu-img
- * finds out after creating the target and leaves it behind).
- */
-async function checkBitmapCopy(req: ConvertRequest, chain: ImageChain): Promise<void> {
-  const bitmaps = chain.top.persistentBitmaps?.();
-  if (bitmaps === undefined) throw new VmimgError('UNSUPPORTED_OPTION', 'Source lacks bitmap support', { format: chain.top.format });
-  const format = req.targetFormat ?? 'raw';
-  const options = new Map<string, string>();
-  for (const text of req.optionStrings ?? []) for (const [key, value] of splitOptionString(text)) options.set(key, value);
-  const compat = options.get('compat');
-  if (format !== 'qcow2' || compat === '0.10' || compat === 'v2') {
-    throw new VmimgError('UNSUPPORTED_OPTION', `Format driver '${format}' does not support bitmaps`, { format });
-  }
-  if (bitmaps.length > 0) {
-    throw new VmimgError('UNSUPPORTED_OPTION', `Copying persistent bitmaps is not supported by vmimg: '${chain.top.filename}' has ${bitmaps.length} (${bitmaps.map((b) => b.name).join(', ')})`, {
-      bitmaps: bitmaps.map((b) => b.name),
-    });
   }
 }
 
@@ -241,12 +220,14 @@ async function convertIntoImage(req: ConvertRequest, format: string, total: numb
     }
     const write = top.write.bind(top);
     const writeZeroes = top.writeZeroes.bind(top);
+    const storeBitmaps = top.persistentBitmaps?.() !== undefined ? top.storePersistentBitmaps?.bind(top) : undefined;
     const writer: ImageWriter = {
       virtualSize: top.virtualSize,
       granularity: top.info().clusterSize ?? 512,
       write,
       // qemu-img convert zeroes with BDRV_REQ_MAY_UNMAP.
       writeZeroes: (offset, length) => writeZeroes(offset, length, { mayUnmap: true }),
+      ...(storeBitmaps ? { writeBitmaps: storeBitmaps } : {}),
       finish: async () => {
         if (req.sync) await top.flush?.();
       },
