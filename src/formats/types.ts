@@ -57,6 +57,20 @@ export interface Layout {
   allocate: Array<{ offset: number; length: number; write?: boolean }>;
   /** Facts for `create --output=json`. */
   summary: CreatedSummary;
+  /**
+   * A second new file the image names (qcow2 external data file): created together with the
+   * image, both or neither. `name` is the path as the user gave it (relative to the working
+   * directory, as qemu-img creates it).
+   */
+  dataFile?: DataFileLayout;
+}
+
+/** The plan of an image's companion file: a raw file of `length` bytes. */
+export interface DataFileLayout {
+  name: string;
+  length: number;
+  writes: PlannedWrite[];
+  allocate: Layout['allocate'];
 }
 
 export interface CreatedSummary {

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { resolveReferencedPath } from '../chain/paths.js';
 import { createAtomically } from '../storage/atomic.js';
+import { createPairAtomically } from '../storage/atomic-pair.js';
 import { FileStorage } from '../storage/file.js';
 import type { Storage } from '../storage/types.js';
 import { VmimgError } from '../util/errors.js';
@@ -143,7 +144,15 @@ export async function planCreate(req: CreateRequest): Promise<{ driver: FormatDr
 export async function createImage(req: CreateRequest): Promise<CreateResult> {
   const { driver, options, layout } = await planCreate(req);
   const fileLength = layout.length;
-  await createAtomically(req.filename, (storage) => executeLayout(storage, layout));
+  const dataFile = layout.dataFile;
+  if (dataFile) {
+    await createPairAtomically(req.filename, dataFile.name, async (storage, data) => {
+      await executeLayout(data, { ...dataFile, summary: layout.summary });
+      await executeLayout(storage, layout);
+    });
+  } else {
+    await createAtomically(req.filename, (storage) => executeLayout(storage, layout));
+  }
   const check = await FileStorage.open(req.filename);
   const actualSize = await check.allocatedSize();
   await check.close();

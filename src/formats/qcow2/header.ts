@@ -6,6 +6,7 @@
 import {
   COMPRESSION_TYPE_OFFSET,
   EXT_BACKING_FORMAT,
+  EXT_DATA_FILE,
   EXT_BITMAPS,
   EXT_END,
   EXT_FEATURE_TABLE,
@@ -196,6 +197,8 @@ export interface HeaderCluster {
   header: Qcow2Header;
   /** Backing format name (extension 0xe2792aca), as given. */
   backingFormat?: string;
+  /** External data file name (extension 0x44415441, not NUL-terminated; the caller sets incompatible bit 2). */
+  dataFile?: string;
   /** Backing file name, stored raw (not NUL-terminated) after the extensions. */
   backingFile?: string;
   /** The bitmaps extension (0x23852875; the caller sets the "bitmaps" autoclear bit). */
@@ -212,7 +215,7 @@ export class HeaderNoSpace extends Error {
 
 /**
  * The whole cluster 0 as qcow2_update_header() (QEMU 7.2) builds it: fixed header, backing
- * format extension, feature name table (version 3 with clusters larger than 4 KiB only), bitmaps
+ * format extension, external data file name extension, feature name table (version 3 with clusters larger than 4 KiB only), bitmaps
  * extension, end marker, then the backing file name; the rest zero. Fills in backing_file_offset/size.
  */
 export function buildHeaderCluster(spec: HeaderCluster): Uint8Array {
@@ -227,6 +230,7 @@ export function buildHeaderCluster(spec: HeaderCluster): Uint8Array {
     at += ext.length;
   };
   if (spec.backingFormat !== undefined) add('the backing format extension', EXT_BACKING_FORMAT, new TextEncoder().encode(spec.backingFormat));
+  if (spec.dataFile !== undefined) add('the external data file name', EXT_DATA_FILE, new TextEncoder().encode(spec.dataFile));
   if (spec.header.version >= 3 && spec.clusterSize > 4096) add('the feature name table', EXT_FEATURE_TABLE, encodeFeatureTable(QEMU_FEATURE_NAMES));
   if (spec.bitmaps) add('the bitmaps extension', EXT_BITMAPS, encodeBitmapsExtension(spec.bitmaps));
   add('the end-of-extensions marker', EXT_END, new Uint8Array(0));

@@ -6,8 +6,10 @@
  *     block; the image is opened and clusters 0-2 are allocated (refcount 1);
  *  2. truncate to the size: the L1 table is allocated first-fit (unpadded, none for size 0), then
  *     preallocation (prealloc.ts) runs;
- *  3. the header is rewritten with the backing file format extension, the feature name table
- *     (version 3, clusters > 4 KiB) and the backing file name.
+ *  3. the header is rewritten with the backing file format extension, the external data file
+ *     name, the feature name table (version 3, clusters > 4 KiB) and the backing file name.
+ *
+ * With an external data file (datafile.ts) the plan also describes that second file.
  *
  * Tables and refcount blocks end up as their final in-memory state (QEMU writes them from its
  * caches); only a replaced refcount table and COW zero fills are order-dependent writes.
@@ -27,6 +29,7 @@ import {
   V2_HEADER_LENGTH,
   V3_HEADER_LENGTH,
 } from './constants.js';
+import { dataFileFeatures, mapOntoDataFile, markClusterZeroMapped, planDataFile } from './datafile.js';
 import { SparseFile } from './disk.js';
 import { buildHeaderCluster, HeaderNoSpace, type Qcow2Header } from './header.js';
 import type { CreateParams } from './params.js';
@@ -63,7 +66,8 @@ export function planQcow2(p: CreateParams): Layout {
       );
     }
     const ctx: PreallocContext = { clusterSize: cs, extendedL2: p.extendedL2, refcounts, tables, file };
-    if (p.preallocation === 'metadata') allocate = preallocateMetadata(ctx, Number(p.size)).map((r) => ({ ...r, write: true }));
+    if (p.dataFile !== undefined) mapOntoDataFile(ctx, Number(p.size));
+    else if (p.preallocation === 'metadata') allocate = preallocateMetadata(ctx, Number(p.size)).map((r) => ({ ...r, write: true }));
     else {
       const range = preallocateData(ctx, Number(p.size));
       if (range) allocate = [range];
@@ -74,9 +78,15 @@ export function planQcow2(p: CreateParams): Layout {
   file.write(refcounts.reftableOffset, encodeReftable(refcounts.reftable));
   for (const [offset, contents] of refcounts.blocks) file.write(offset, refcounts.encodeBlock(contents));
   if (tables.l1.length > 0) file.write(tables.l1Offset, tables.encodeL1());
-  for (const table of tables.l2.values()) file.write(table.offset, tables.encodeL2(table));
+  for (const [l1Index, table] of tables.l2) {
+    const bytes = tables.encodeL2(table);
+    if (p.dataFile !== undefined && l1Index === 0) markClusterZeroMapped(bytes);
+    file.write(table.offset, bytes);
+  }
 
-  return { length: file.length, writes: file.flatten(), allocate, summary: { virtualSize: p.size, clusterSize: cs } };
+  const layout: Layout = { length: file.length, writes: file.flatten(), allocate, summary: { virtualSize: p.size, clusterSize: cs } };
+  if (p.dataFile !== undefined) layout.dataFile = planDataFile(p, p.dataFile);
+  return layout;
 }
 
 /** Cluster 0 from the final state; backing name limits as qcow2_change_backing_file() has them. */
@@ -84,6 +94,8 @@ function headerCluster(p: CreateParams, refcounts: RefcountModel, tables: TableM
   let incompatible = 0n;
   if (p.compressionType !== COMPRESSION_ZLIB) incompatible |= INCOMPAT_COMPRESSION;
   if (p.extendedL2) incompatible |= INCOMPAT_EXTL2;
+  const dataFile = dataFileFeatures(p);
+  incompatible |= dataFile.incompatible;
   const header: Qcow2Header = {
     magic: QCOW2_MAGIC,
     version: p.version,
@@ -100,7 +112,7 @@ function headerCluster(p: CreateParams, refcounts: RefcountModel, tables: TableM
     snapshotsOffset: 0n,
     incompatibleFeatures: incompatible,
     compatibleFeatures: p.lazyRefcounts ? COMPAT_LAZY_REFCOUNTS : 0n,
-    autoclearFeatures: 0n,
+    autoclearFeatures: dataFile.autoclear,
     refcountOrder: p.refcountOrder,
     headerLength: p.version === 2 ? V2_HEADER_LENGTH : V3_HEADER_LENGTH,
     compressionType: p.compressionType,
@@ -113,7 +125,7 @@ function headerCluster(p: CreateParams, refcounts: RefcountModel, tables: TableM
     });
   }
   try {
-    return buildHeaderCluster({ header, backingFormat: p.backingFormat, backingFile: p.backingFile, clusterSize: p.clusterSize });
+    return buildHeaderCluster({ header, backingFormat: p.backingFormat, backingFile: p.backingFile, dataFile: p.dataFile, clusterSize: p.clusterSize });
   } catch (e) {
     if (!(e instanceof HeaderNoSpace)) throw e;
     throw new VmimgError(
