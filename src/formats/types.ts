@@ -109,7 +109,12 @@ export interface FormatDriver {
    * A streaming writer for `convert` over an empty storage, configured like `create` (ctx), with
    * compressed output when `compress` (convert -c). See src/formats/writer.ts for the contract.
    */
-  createWriter?(storage: Storage, ctx: CreateContext, compress: boolean): Promise<ImageWriter>;
+  createWriter?(storage: Storage, ctx: CreateContext, compress: boolean, companion?: Storage): Promise<ImageWriter>;
+  /**
+   * The name of a second new file the options ask for (qcow2 `data_file`), which the caller
+   * creates with the image (both or neither) and hands to createWriter as `companion`.
+   */
+  companionFile?(ctx: CreateContext): string | undefined;
   /**
    * `measure`: the file size an image made with these options (ctx, whose size is the source's
    * virtual size) needs for the source's data, and when fully allocated. `source` is absent

@@ -16,6 +16,7 @@
  *   truncated to the size with the preallocation mode (file-posix writes the first block of a
  *   file grown from 0 with preallocation off).
  */
+import type { Storage } from '../../storage/types.js';
 import { firstBlockLength } from '../raw/driver.js';
 import type { DataFileLayout } from '../types.js';
 import { AUTOCLEAR_DATA_FILE_RAW, EXTL2_SUBCLUSTERS, INCOMPAT_DATA_FILE } from './constants.js';
@@ -59,4 +60,45 @@ export function planDataFile(p: CreateParams, name: string): DataFileLayout {
 /** Encoded L2 table bytes: the entry mapping guest cluster 0 to data-file offset 0 needs COPIED set explicitly. */
 export function markClusterZeroMapped(encodedFirstL2: Uint8Array): void {
   encodedFirstL2[0] = encodedFirstL2[0]! | 0x80;
+}
+
+const ZERO_CHUNK = 4 * 1024 * 1024;
+
+/** Gives a new, empty data file the length and allocation create leaves it with (before convert writes guest data). */
+export async function initDataFile(storage: Storage, layout: DataFileLayout): Promise<void> {
+  await storage.truncate(layout.length);
+  for (const range of layout.allocate) {
+    if (!range.write && storage.allocate) {
+      await storage.allocate(range.offset, range.length);
+      continue;
+    }
+    const zeros = new Uint8Array(Math.min(ZERO_CHUNK, range.length));
+    for (let at = 0; at < range.length; at += zeros.length) await storage.write(range.offset + at, zeros.subarray(0, Math.min(zeros.length, range.length - at)));
+  }
+  for (const w of layout.writes) await storage.write(w.offset, w.data);
+}
+
+/** Host block size for zero skipping (what qemu-img convert's zero detection and file systems use). */
+const BLOCK = 4096;
+const ZERO_BLOCK = Buffer.alloc(BLOCK);
+
+/**
+ * Writes `data` at `offset` into a new data file, skipping the 4 KiB blocks (aligned to the
+ * file) that are all zeros: the file reads zeros there already, and leaving them unwritten
+ * keeps it as sparse as qemu-img convert leaves it.
+ */
+export async function writeSparse(storage: Storage, offset: number, data: Uint8Array): Promise<void> {
+  let runStart = -1;
+  const flush = async (end: number): Promise<void> => {
+    if (runStart >= 0) await storage.write(offset + runStart, data.subarray(runStart, end));
+    runStart = -1;
+  };
+  for (let at = 0; at < data.length; ) {
+    const end = Math.min(data.length, at + BLOCK - ((offset + at) % BLOCK));
+    const zero = Buffer.compare(data.subarray(at, end), ZERO_BLOCK.subarray(0, end - at)) === 0;
+    if (zero) await flush(at);
+    else if (runStart < 0) runStart = at;
+    at = end;
+  }
+  await flush(data.length);
 }

@@ -28,8 +28,12 @@ export const qcow2Driver: FormatDriver = {
     return planQcow2(parseCreateParams(ctx));
   },
 
-  async createWriter(storage, ctx, compress) {
-    return (await import('./writer.js')).createQcow2Writer(storage, ctx, compress);
+  async createWriter(storage, ctx, compress, companion) {
+    return (await import('./writer.js')).createQcow2Writer(storage, ctx, compress, companion);
+  },
+
+  companionFile(ctx: CreateContext): string | undefined {
+    return parseCreateParams(ctx).dataFile;
   },
 
   async open(storage, options) {

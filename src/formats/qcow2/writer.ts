@@ -31,6 +31,7 @@ import {
 import { Appender } from '../appender.js';
 import type { BitmapsExtension } from './bitmaps.js';
 import { storeBitmaps } from './bitmap-store.js';
+import { dataFileFeatures, initDataFile, planDataFile, writeSparse } from './datafile.js';
 import { buildHeaderCluster, HeaderNoSpace } from './header.js';
 import { parseCreateParams, type CreateParams } from './params.js';
 import { encodeReftable, encodeRefcounts, refcountMetadataSize } from './refcount.js';
@@ -50,12 +51,17 @@ function subclusterBits(inCluster: number, length: number, sc: number): bigint {
   return ((1n << BigInt(last - first)) - 1n) << BigInt(first);
 }
 
-export async function createQcow2Writer(storage: Storage, ctx: CreateContext, compress: boolean): Promise<ImageWriter> {
+export async function createQcow2Writer(storage: Storage, ctx: CreateContext, compress: boolean, companion?: Storage): Promise<ImageWriter> {
   const p = parseCreateParams(ctx);
-  if (p.preallocation !== 'off') {
+  if (p.dataFile !== undefined) {
+    // QEMU refuses compressed writes to an image with a data file (qcow2_co_pwritev_compressed: -ENOTSUP).
+    if (compress) throw new VmimgError('UNSUPPORTED_OPTION', `Compression is not supported with an external data file (qemu-img: error while writing at byte 0: Operation not supported); data_file is '${p.dataFile}'`, { key: 'data_file', value: p.dataFile });
+    if (!companion) throw new VmimgError('UNSUPPORTED_OPTION', `qcow2 data_file '${p.dataFile}' is not supported here (the caller must create the data file with the image)`, { key: 'data_file', value: p.dataFile });
+    await initDataFile(companion, planDataFile(p, p.dataFile));
+  } else if (p.preallocation !== 'off') {
     throw new VmimgError('UNSUPPORTED_OPTION', `convert to qcow2 with preallocation=${p.preallocation} is not supported by vmimg yet`, { key: 'preallocation', value: p.preallocation });
   }
-  const w = new Qcow2Writer(storage, p, compress, ctx.filename);
+  const w = new Qcow2Writer(storage, p, compress, ctx.filename, companion);
   w.checkHeaderFits();
   return w;
 }
@@ -91,6 +97,8 @@ class Qcow2Writer implements ImageWriter {
     private readonly p: CreateParams,
     compress: boolean,
     private readonly filename: string,
+    /** The external data file: guest data goes there at its guest offset (datafile.ts), unrefcounted. */
+    private readonly data?: Storage,
   ) {
     this.out = new Appender(storage, { directWrite: DIRECT_WRITE });
     this.cs = p.clusterSize;
@@ -120,6 +128,7 @@ class Qcow2Writer implements ImageWriter {
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
+    if (this.data) return this.writeDataFile(offset, data);
     let done = 0;
     if (this.sc !== this.cs && (offset % this.cs !== 0 || data.length < this.cs)) {
       // A run starting or ending inside a cluster (extended L2 only): the first cluster may
@@ -184,6 +193,19 @@ class Qcow2Writer implements ImageWriter {
     }
   }
 
+  /** With a data file: the bytes go to the same offset there; each cluster touched maps 1:1. */
+  private async writeDataFile(offset: number, data: Uint8Array): Promise<void> {
+    await writeSparse(this.data!, offset, data);
+    for (let pos = offset; pos < offset + data.length; ) {
+      const inCluster = pos % this.cs;
+      const n = Math.min(offset + data.length - pos, this.cs - inCluster);
+      const { bitmap } = this.getEntry(pos);
+      const bits = this.p.extendedL2 ? subclusterBits(inCluster, n, this.sc) : 0n;
+      this.setEntry(pos, BigInt(pos - inCluster) | OFLAG_COPIED, (bitmap & ~(bits << 32n)) | bits);
+      pos += n;
+    }
+  }
+
   /** Bitmap data, tables and directory go after the guest data (bitmap-store.ts). */
   async writeBitmaps(bitmaps: readonly BitmapToStore[]): Promise<void> {
     if (this.p.version < 3) throw new VmimgError('UNSUPPORTED_OPTION', "Format driver 'qcow2' does not support bitmaps (compat=0.10)", { compat: '0.10' });
@@ -195,6 +217,13 @@ class Qcow2Writer implements ImageWriter {
 
   async finish(): Promise<void> {
     await this.out.flush();
+    if (this.data) {
+      // Preallocation (data_file_raw implies metadata): every cluster not written maps 1:1 too.
+      if (this.p.preallocation !== 'off') {
+        for (let guest = 0; guest < this.virtualSize; guest += this.cs) if (this.getEntry(guest).entry === 0n) this.setEntry(guest, BigInt(guest) | OFLAG_COPIED, 0n);
+      }
+      await this.data.flush();
+    }
     this.end = Math.ceil(this.end / this.cs) * this.cs;
     const writes: Array<{ offset: number; data: Uint8Array }> = [];
     const l1 = new BigUint64Array(this.l1Entries);
@@ -232,11 +261,14 @@ class Qcow2Writer implements ImageWriter {
     let incompatible = 0n;
     if (p.compressionType === COMPRESSION_ZSTD) incompatible |= INCOMPAT_COMPRESSION;
     if (p.extendedL2) incompatible |= INCOMPAT_EXTL2;
+    const dataFile = dataFileFeatures(p);
+    incompatible |= dataFile.incompatible;
     try {
       return buildHeaderCluster({
         clusterSize: this.cs,
         backingFile: p.backingFile,
         backingFormat: p.backingFormat,
+        dataFile: p.dataFile,
         ...(this.bitmaps ? { bitmaps: this.bitmaps } : {}),
         header: {
           magic: QCOW2_MAGIC,
@@ -254,7 +286,7 @@ class Qcow2Writer implements ImageWriter {
           snapshotsOffset: 0n,
           incompatibleFeatures: p.version >= 3 ? incompatible : 0n,
           compatibleFeatures: p.version >= 3 && p.lazyRefcounts ? COMPAT_LAZY_REFCOUNTS : 0n,
-          autoclearFeatures: this.bitmaps ? AUTOCLEAR_BITMAPS : 0n,
+          autoclearFeatures: (this.bitmaps ? AUTOCLEAR_BITMAPS : 0n) | dataFile.autoclear,
           refcountOrder: p.refcountOrder,
           headerLength: p.version >= 3 ? V3_HEADER_LENGTH : V2_HEADER_LENGTH,
           compressionType: p.compressionType,

@@ -10,6 +10,8 @@ import { resolveReferencedPath } from '../../chain/paths.js';
 import { parseSnapshotParam } from '../snapshot-param.js';
 import type { ChainPolicy } from '../../chain/policy.js';
 import { createAtomically } from '../../storage/atomic.js';
+import { createPairAtomically } from '../../storage/atomic-pair.js';
+import type { Storage } from '../../storage/types.js';
 import { FileStorage } from '../../storage/file.js';
 import { unsynced } from '../../storage/unsynced.js';
 import { VmimgError } from '../../util/errors.js';
@@ -135,14 +137,21 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
     });
     const { driver } = prepared;
     if (!driver.createWriter) throw new VmimgError('UNSUPPORTED_OPTION', `Writing ${driver.name} images with convert is not supported yet`, { format: driver.name });
-    await createAtomically(req.target, async (file) => {
+    // A qcow2 data file (-o data_file) is a second new file: created with the target, both or neither.
+    const companion = driver.companionFile?.(prepared.ctx);
+    if (companion !== undefined) await refuseTargetInSources(companion, chains);
+    const fill = async (file: Storage, data?: Storage): Promise<void> => {
       const storage = req.sync ? file : unsynced(file);
-      const writer = await driver.createWriter!(storage, prepared.ctx, req.compress ?? false).catch((e: unknown) => {
+      const dataStorage = data && (req.sync ? data : unsynced(data));
+      const writer = await driver.createWriter!(storage, prepared.ctx, req.compress ?? false, dataStorage).catch((e: unknown) => {
         throw backingSizeError(prepared, e);
       });
       await withBitmaps(copy, bitmapCopy)(writer, false);
       await writer.finish();
-    }, { sync: req.sync ?? false });
+    };
+    const options = { sync: req.sync ?? false };
+    if (companion !== undefined) await createPairAtomically(req.target, companion, fill, options);
+    else await createAtomically(req.target, (file) => fill(file), options);
   } finally {
     for (const c of chains) await c.close();
   }
