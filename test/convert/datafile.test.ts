@@ -75,3 +75,37 @@ test('convert -c -o data_file is refused before anything is written', async (t) 
   assert.match(same.stderr, /write" lock/);
   assert.deepEqual(readdirSync(dir), ['src.qcow2']);
 });
+
+test('convert -n into existing images with a data file (raw and not): identical, clean, the raw data file stays the guest disk', async (t) => {
+  if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
+  const dir = tempDir(t);
+  const src = join(dir, 'src.qcow2');
+  assert.equal(qemuImg(['create', '-q', '-f', 'qcow2', src, '8M']).status, 0);
+  const writes = ['write -P 0xaa 0 64k', 'write -P 0xbb 1M 8k', 'write -z 2M 192k', 'write -P 0xcc 5M 100k'];
+  assert.equal(run('qemu-io', [...writes.flatMap((w) => ['-c', w]), src]).status, 0);
+  for (const options of ['data_file=d.raw', 'data_file=d.raw,data_file_raw=on', 'data_file=d.raw,extended_l2=on']) {
+    const maps: string[] = [];
+    for (const who of ['qemu-img', 'vmimg']) {
+      const d = join(dir, who);
+      rmSync(d, { recursive: true, force: true });
+      mkdirSync(d);
+      assert.equal(qemuImg(['create', '-q', '-f', 'qcow2', '-o', options, 'x.qcow2', '8M'], d).status, 0);
+      assert.equal(run('qemu-io', ['-c', 'write -P 0x55 0 4M', 'x.qcow2'], { cwd: d }).status, 0);
+      if (who === 'qemu-img') assert.equal(qemuImg(['convert', '-n', '-O', 'qcow2', '../src.qcow2', 'x.qcow2'], d).status, 0);
+      else {
+        const r = await inDir(d, () => vmimg(['convert', '-n', '-O', 'qcow2', '../src.qcow2', 'x.qcow2']));
+        assert.equal(r.status, 0, `${options}: ${r.stderr}`);
+      }
+      assert.equal(qemuImg(['compare', '../src.qcow2', 'x.qcow2'], d).stdout, 'Images are identical.\n', `${who} ${options}`);
+      const check = qemuImg(['check', 'x.qcow2'], d);
+      assert.equal(check.status, 0, `${who} ${options}: ${check.stdout}${check.stderr}`);
+      if (options.includes('data_file_raw=on')) {
+        assert.equal(qemuImg(['compare', '-f', 'raw', '-F', 'qcow2', 'd.raw', '../src.qcow2'], d).stdout, 'Images are identical.\n', `${who}: raw data file`);
+      }
+      maps.push(qemuImg(['map', '--output=json', 'x.qcow2'], d).stdout);
+    }
+    // With data_file_raw every cluster stays mapped 1:1, so the maps agree exactly; without it
+    // vmimg leaves unallocated clusters unallocated where qemu-img sets their zero flag (both read zeros).
+    if (options.includes('data_file_raw=on')) assert.equal(maps[1], maps[0], options);
+  }
+});

@@ -72,7 +72,7 @@ export function subclusterMask(from: number, to: number): number {
 
 /** Checks an entry before the write path changes it (the cases map.ts reports as corrupt). */
 export function checkEntry(s: Qcow2State, e: L2Entry, where: string): ClusterType {
-  const type = clusterType(e.entry, s.extendedL2, false);
+  const type = clusterType(e.entry, s.extendedL2, s.hasDataFile);
   if (type !== 'compressed') {
     if (l2Reserved(e.entry)) throw corrupt(s, `L2 entry with reserved bits set ${where}`);
     if (entryOffset(e.entry) % s.clusterSize !== 0) throw corrupt(s, `Cluster allocation offset ${entryOffset(e.entry)} unaligned ${where}`);

@@ -64,7 +64,7 @@ class Qcow2Image implements Image {
     this.tables = new TableReader(s);
     if (writable) {
       const map = (start: number, length: number): Promise<Extent[]> => this.map(start, length);
-      this.writer = new Qcow2Writer({ s, tables: this.tables, map, barriers: options.writeBarriers ?? true });
+      this.writer = new Qcow2Writer({ s, tables: this.tables, map, barriers: options.writeBarriers ?? true, dataStorage: () => this.dataStorage() });
     }
   }
 

@@ -18,6 +18,8 @@ import { VmimgError } from '../../util/errors.js';
 import type { Allocator } from './alloc.js';
 import { L1E_SIZE } from './constants.js';
 import { checkEntry, encodeEntry, makeEntry, planWrite, planZeroCluster, planZeroSubclusters, type HostRange, type L2Entry } from './cow.js';
+import { onDataFile } from './datafile-write.js';
+import type { Storage } from '../../storage/types.js';
 import { readAt } from './io.js';
 import { entryOffset, isCopied, NO_BITMAP, readBitmap, readWord } from './l2.js';
 import type { Qcow2State, TableReader } from './state.js';
@@ -42,6 +44,8 @@ export interface TxnHost {
   /** What the guest reads now at [offset, offset+length) (zeros past the virtual size). */
   readGuest(offset: number, length: number): Promise<Uint8Array>;
   barrier(): Promise<void>;
+  /** The external data file, where guest data lives when the image has one (datafile-write.ts). */
+  data?: Storage;
 }
 
 interface Span {
@@ -118,7 +122,7 @@ export async function runTxn(h: TxnHost, pieces: readonly Piece[]): Promise<void
     const type = checkEntry(s, old, `(L1 index: ${l1Index}, L2 index: ${index})`);
     if (p.kind === 'data') {
       const b = p.a + p.data.length;
-      const d = planWrite(s, old, type, p.a, b);
+      const d = onDataFile(s, planWrite(s, old, type, p.a, b), type, p.guest);
       let bytes = p.data;
       if (d.ra < p.a || d.rb > b) {
         bytes = new Uint8Array(d.rb - d.ra);
@@ -129,7 +133,7 @@ export async function runTxn(h: TxnHost, pieces: readonly Piece[]): Promise<void
       planned.push({ span, index, bytes, at: d.ra, host: d.host, needsCluster: !d.inPlace, entry: d.entry, free: d.free });
     } else if (p.kind === 'zero') {
       if (p.keepUnallocated && type === 'unallocated') continue;
-      const d = planZeroCluster(s, old, type, p.mayUnmap);
+      const d = onDataFile(s, planZeroCluster(s, old, type, p.mayUnmap), type, p.guest);
       planned.push({ span, index, at: 0, host: 0, needsCluster: false, fixedEntry: d.entry, free: d.free });
     } else {
       if (type === 'compressed') throw new VmimgError('INTERNAL', 'subcluster zeroing of a compressed cluster');
@@ -191,7 +195,7 @@ async function writeData(h: TxnHost, planned: Planned[]): Promise<void> {
   let run: { offset: number; parts: Uint8Array[]; length: number } | undefined;
   const flush = async (): Promise<void> => {
     if (!run) return;
-    const { storage } = h.s;
+    const storage = h.data ?? h.s.storage;
     if (run.parts.length === 1) await storage.write(run.offset, run.parts[0]!);
     else if (storage.writev) await storage.writev(run.offset, run.parts);
     else await storage.write(run.offset, concat(run.parts, run.length));

@@ -4,7 +4,7 @@
  * cluster boundaries into transactions of at most TXN_BYTES guest bytes (txn.ts), run one at a
  * time: calls are serialised, so allocation state is never shared between two in flight.
  *
- * Refused at open (writeRefusal): external data files, persistent dirty bitmaps (QEMU would
+ * Refused at open (writeRefusal): a data-file image naming no data file, persistent dirty bitmaps (QEMU would
  * mark them in use; vmimg does not update them), the corrupt bit, the dirty bit (refcounts may
  * be stale under lazy_refcounts: repair first). Unknown autoclear feature bits are cleared on
  * the first write, as the spec asks of a writer that does not know them.
@@ -17,6 +17,8 @@ import { Allocator } from './alloc.js';
 import { addBitmapsInPlace } from './bitmap-inplace.js';
 import { AUTOCLEAR_BITMAPS, AUTOCLEAR_DATA_FILE_RAW, INCOMPAT_CORRUPT, INCOMPAT_DIRTY } from './constants.js';
 import { subclusterMask } from './cow.js';
+import { zeroRawDataFile } from './datafile-write.js';
+import type { Storage } from '../../storage/types.js';
 import type { Qcow2State, TableReader } from './state.js';
 import { runTxn, type Piece, type TxnHost } from './txn.js';
 
@@ -37,7 +39,7 @@ export function writeRefusal(s: Qcow2State): VmimgError | undefined {
   if ((incompat & INCOMPAT_DIRTY) !== 0n) {
     return refuse("was not closed cleanly (dirty bit set: with lazy_refcounts its refcounts may be stale); repair it first with 'check -r all'");
   }
-  if (s.hasDataFile) return refuse('writing images with an external data file is not supported');
+  if (s.hasDataFile && s.dataFileName === undefined) return refuse("'data-file' is required for this image");
   if (s.bitmaps) return refuse('writing images with persistent dirty bitmaps is not supported (the bitmaps would become stale)');
   return undefined;
 }
@@ -48,6 +50,8 @@ export interface WriterSource {
   /** This layer's map (Image.map without the range checks). */
   map(start: number, length: number): Promise<Extent[]>;
   barriers: boolean;
+  /** The external data file (opened through the chain policy), for images that have one. */
+  dataStorage?(): Promise<Storage>;
 }
 
 export class Qcow2Writer {
@@ -108,7 +112,8 @@ export class Qcow2Writer {
       }
       this.alloc = await Allocator.load(this.s, this.barrier);
     }
-    return { s: this.s, tables: this.src.tables, alloc: this.alloc, readGuest: (o, n) => this.readGuest(o, n), barrier: this.barrier };
+    const data = this.s.hasDataFile ? await this.src.dataStorage?.() : undefined;
+    return { s: this.s, tables: this.src.tables, alloc: this.alloc, readGuest: (o, n) => this.readGuest(o, n), barrier: this.barrier, data };
   }
 
   /** Adds persistent bitmaps to an image that has none (bitmap-inplace.ts). */
@@ -157,6 +162,7 @@ export class Qcow2Writer {
     return this.serial(async () => {
       const h = await this.host();
       const s = this.s;
+      await zeroRawDataFile(s, h.data, offset, length);
       const cs = s.clusterSize;
       const ss = s.subclusterSize;
       const vs = s.virtualSize;
@@ -201,6 +207,7 @@ export class Qcow2Writer {
   flush(): Promise<void> {
     return this.serial(async () => {
       if (this.alloc) await this.alloc.writeDirty();
+      if (this.alloc && this.s.hasDataFile) await (await this.src.dataStorage?.())?.flush();
       await this.s.storage.flush();
     });
   }
