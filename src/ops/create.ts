@@ -146,6 +146,8 @@ export async function createImage(req: CreateRequest): Promise<CreateResult> {
   const fileLength = layout.length;
   const dataFile = layout.dataFile;
   if (dataFile) {
+    const warning = dataFileWhereWarning(req.filename, dataFile.name);
+    if (warning) req.onWarning?.(warning);
     await createPairAtomically(req.filename, dataFile.name, async (storage, data) => {
       await executeLayout(data, { ...dataFile, summary: layout.summary });
       await executeLayout(storage, layout);
@@ -170,6 +172,17 @@ export async function createImage(req: CreateRequest): Promise<CreateResult> {
   const bfmt = options.str('backing_fmt');
   if (bfmt !== undefined) result.backingFormat = bfmt;
   return result;
+}
+
+/**
+ * A relative data file name is created relative to the working directory (as qemu-img does) but
+ * opened by vmimg relative to the image's directory: a warning when the two differ.
+ */
+export function dataFileWhereWarning(image: string, dataFile: string): string | undefined {
+  if (dataFile.startsWith('/')) return undefined;
+  const opened = resolveReferencedPath(image, dataFile);
+  if (opened === dataFile) return undefined;
+  return `data file '${dataFile}' is created relative to the working directory, as qemu-img does, but vmimg opens it relative to the image's directory ('${opened}'); use an absolute name or create the image in the working directory`;
 }
 
 const ZERO_CHUNK = 4 * 1024 * 1024;

@@ -15,7 +15,7 @@ import type { Storage } from '../../storage/types.js';
 import { FileStorage } from '../../storage/file.js';
 import { unsynced } from '../../storage/unsynced.js';
 import { VmimgError } from '../../util/errors.js';
-import { backingSizeError, prepareCreate } from '../create.js';
+import { backingSizeError, dataFileWhereWarning, prepareCreate } from '../create.js';
 import { getDriver, isFormatName } from '../../formats/registry.js';
 import { splitOptionString } from '../../formats/options.js';
 import { prepareBitmapCopy, withBitmaps } from './bitmaps.js';
@@ -139,7 +139,11 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
     if (!driver.createWriter) throw new VmimgError('UNSUPPORTED_OPTION', `Writing ${driver.name} images with convert is not supported yet`, { format: driver.name });
     // A qcow2 data file (-o data_file) is a second new file: created with the target, both or neither.
     const companion = driver.companionFile?.(prepared.ctx);
-    if (companion !== undefined) await refuseTargetInSources(companion, chains);
+    if (companion !== undefined) {
+      await refuseTargetInSources(companion, chains);
+      const warning = dataFileWhereWarning(req.target, companion);
+      if (warning) req.onWarning?.(warning);
+    }
     const fill = async (file: Storage, data?: Storage): Promise<void> => {
       const storage = req.sync ? file : unsynced(file);
       const dataStorage = data && (req.sync ? data : unsynced(data));

@@ -91,5 +91,12 @@ test('create -o data_file: refusals as qemu-img words them, nothing left behind;
     assert.equal(r.status, 0, r.stderr);
     assert.equal(statSync('old.raw').size, 1024 * 1024);
     assert.ok(readFileSync('old.raw').every((b) => b === 0));
+    // Created where qemu-img creates it (relative to the working directory), with a warning that
+    // vmimg opens it relative to the image's directory.
+    mkdirSync('sub');
+    const sub = await vmimg(['create', '-q', '-f', 'qcow2', '-o', 'data_file=sub/d.raw', 'sub/x.qcow2', '1M']);
+    assert.equal(sub.status, 0, sub.stderr);
+    assert.match(sub.stderr, /warning: data file 'sub\/d\.raw' is created relative to the working directory.*'sub\/sub\/d\.raw'/);
+    assert.deepEqual(readdirSync('sub').sort(), ['d.raw', 'x.qcow2']);
   });
 });
