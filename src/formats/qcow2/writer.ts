@@ -5,6 +5,10 @@
  * and the refcount structures are appended and cluster 0 written last, so the tables are sized
  * for the data written. Every refcount equals the references to its cluster: `qemu-img check`
  * finds no leaks and no corruptions.
+ *
+ * With an external data file (-o data_file, spec "External data file"; datafile.ts) guest data
+ * goes to the data file at its guest offset instead, unrefcounted, and the image holds only
+ * metadata; preallocation (data_file_raw implies metadata) maps the clusters not written 1:1.
  */
 import type { Storage } from '../../storage/types.js';
 import { VmimgError } from '../../util/errors.js';

@@ -22,6 +22,8 @@ const CASES: Array<[string, string]> = [
   ['1000000', 'data_file=d.raw,data_file_raw=on,cluster_size=4096'],
   ['1G', 'data_file=d.raw,data_file_raw=on,lazy_refcounts=on,refcount_bits=1,compression_type=zstd'],
   ['0', 'data_file=d.raw,data_file_raw=on'],
+  ['1M', 'data_file=d.raw,backing_file=b.qcow2,backing_fmt=qcow2'],
+  ['1M', 'data_file=d.raw,backing_file=b.qcow2,backing_fmt=qcow2,extended_l2=on,preallocation=metadata'],
 ];
 
 /** Runs `fn` with the process in `dir` (qemu-img resolves a relative data file name against the working directory). */
@@ -44,6 +46,7 @@ test('create -o data_file: image and data file match qemu-img byte for byte; che
     for (const d of [q, v]) {
       rmSync(d, { recursive: true, force: true });
       mkdirSync(d);
+      assert.equal(qemuImg(['create', '-q', '-f', 'qcow2', 'b.qcow2', '1M'], d).status, 0);
     }
     const theirs = qemuImg(['create', '-f', 'qcow2', '-o', options, 'x.qcow2', size], q);
     assert.equal(theirs.status, 0, theirs.stderr);
