@@ -112,8 +112,10 @@ export class Qcow2Writer {
       }
       this.alloc = await Allocator.load(this.s, this.barrier);
     }
+    // With a data file, guest data there must be durable before an L2 entry points at it.
     const data = this.s.hasDataFile ? await this.src.dataStorage?.() : undefined;
-    return { s: this.s, tables: this.src.tables, alloc: this.alloc, readGuest: (o, n) => this.readGuest(o, n), barrier: this.barrier, data };
+    const barrier = data && this.src.barriers ? async () => (await data.flush(), this.barrier()) : this.barrier;
+    return { s: this.s, tables: this.src.tables, alloc: this.alloc, readGuest: (o, n) => this.readGuest(o, n), barrier, data };
   }
 
   /** Adds persistent bitmaps to an image that has none (bitmap-inplace.ts). */
