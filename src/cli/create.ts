@@ -76,5 +76,6 @@ export function createdJson(r: CreateResult): Record<string, unknown> {
   if (r.subformat !== undefined) json['subformat'] = r.subformat;
   if (r.backingFilename !== undefined) json['backing-filename'] = r.backingFilename;
   if (r.backingFormat !== undefined) json['backing-filename-format'] = r.backingFormat;
+  if (r.dataFile !== undefined) json['data-file'] = r.dataFile;
   return json;
 }

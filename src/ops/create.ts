@@ -51,6 +51,8 @@ export interface CreateResult {
   subformat?: string;
   backingFilename?: string;
   backingFormat?: string;
+  /** The external data file created with the image (qcow2 data_file), as named. */
+  dataFile?: string;
 }
 
 /** Parses and type-checks the options of a create request without touching any file. */
@@ -171,6 +173,7 @@ export async function createImage(req: CreateRequest): Promise<CreateResult> {
   if (bf !== undefined) result.backingFilename = bf;
   const bfmt = options.str('backing_fmt');
   if (bfmt !== undefined) result.backingFormat = bfmt;
+  if (dataFile) result.dataFile = dataFile.name;
   return result;
 }
 
