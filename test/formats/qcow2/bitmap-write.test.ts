@@ -1,0 +1,239 @@
+/**
+ * Writing into qcow2 images that hold persistent dirty bitmaps, judged by QEMU 7.2: the same
+ * writes and write-zeroes applied by vmimg's write path and by qemu-io to copies of one image
+ * leave the same bitmaps (qemu-img info: names, granularities, flags), the same dirty areas as
+ * QEMU reads them (qemu-nbd, helpers/nbd.ts), the same data, and a clean qemu-img check (the old
+ * bitmap clusters freed). Cases: cluster sizes 512 B to 2 MiB and extended L2; granularities
+ * 512 B to 4 MiB; enabled, disabled-with-content and empty disabled bitmaps; seeded random
+ * unaligned requests; a bitmap already in use; a process killed before close (qemu-io's abort).
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, openSync, readSync, closeSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'node:test';
+import { openChain } from '../../../src/chain/open.js';
+import { defaultPolicy } from '../../../src/chain/policy.js';
+import { dirtyRanges } from '../../helpers/nbd.js';
+import { oracle, qemuImg, qemuInfo, run, tempDir } from '../../helpers/oracle.js';
+
+/** 10 MiB + 1536: a multiple of no granularity above 512 bytes. */
+const SIZE = 10 * 1024 * 1024 + 1536;
+
+function ok(r: { status: number; stderr: string }, what: string): void {
+  assert.equal(r.status, 0, `${what}: ${r.stderr}`);
+}
+
+type Op = { kind: 'write'; offset: number; length: number; fill: number } | { kind: 'zero'; offset: number; length: number };
+
+function qemuIoCommand(op: Op): string {
+  return op.kind === 'write' ? `write -P ${op.fill} ${op.offset} ${op.length}` : `write -z ${op.offset} ${op.length}`;
+}
+
+function qemuIo(image: string, commands: string[]): void {
+  ok(run('qemu-io', ['-f', 'qcow2', ...commands.flatMap((c) => ['-c', c]), image]), `qemu-io ${commands.slice(0, 3).join('; ')}…`);
+}
+
+/** The same requests through vmimg: one writable open, the requests, close. */
+async function vmimgApply(image: string, ops: readonly Op[]): Promise<void> {
+  const chain = await openChain(image, { format: 'qcow2', policy: defaultPolicy(image), writable: true });
+  try {
+    for (const op of ops) {
+      if (op.kind === 'write') await chain.top.write!(op.offset, new Uint8Array(op.length).fill(op.fill));
+      else await chain.top.writeZeroes!(op.offset, op.length);
+    }
+  } finally {
+    await chain.top.close();
+  }
+}
+
+/** xorshift32, so every run makes the same requests. */
+function rng(seed: number): (n: number) => number {
+  let x = seed || 1;
+  return (n) => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) % n;
+  };
+}
+
+/** `count` requests of any alignment: short ones, ones spanning a few clusters, and long ones. */
+function randomOps(seed: number, count: number, clusterSize: number): Op[] {
+  const r = rng(seed);
+  const ops: Op[] = [];
+  for (let i = 0; i < count; i++) {
+    const offset = r(SIZE);
+    const cap = SIZE - offset;
+    const length = 1 + Math.min(cap - 1, [r(4096), r(3 * clusterSize + 1000), r(1024 * 1024)][r(3)]!);
+    ops.push(r(10) < 7 ? { kind: 'write', offset, length, fill: 1 + r(255) } : { kind: 'zero', offset, length });
+  }
+  return ops;
+}
+
+function bitmapsOf(path: string): unknown {
+  return (qemuInfo(path)['format-specific'] as { data: Record<string, unknown> }).data['bitmaps'];
+}
+
+function checkClean(path: string, what: string): void {
+  const r = qemuImg(['check', '--output=json', path]);
+  ok(r, `${what}: check`);
+  const c = JSON.parse(r.stdout) as Record<string, unknown>;
+  assert.equal(c['leaks'] ?? 0, 0, `${what}: leaks`);
+  assert.equal(c['corruptions'] ?? 0, 0, `${what}: corruptions`);
+}
+
+/**
+ * An image with bitmaps of every kind: 'fine' (512 B), 'b64k', 'coarse' (4 MiB) enabled;
+ * 'frozen' (128 KiB) dirtied then disabled; 'off' (1 MiB) disabled and empty.
+ */
+const NAMES = ['fine', 'b64k', 'coarse', 'frozen', 'off'];
+function makeImage(path: string, create: string[]): void {
+  ok(qemuImg(['create', '-q', '-f', 'qcow2', ...create, path, String(SIZE)]), 'create');
+  const add = (name: string, ...opts: string[]): void => ok(qemuImg(['bitmap', '--add', ...opts, '-f', 'qcow2', path, name]), `bitmap --add ${name}`);
+  add('fine', '-g', '512');
+  add('b64k', '-g', '64k');
+  add('coarse', '-g', '4M');
+  add('frozen', '-g', '128k');
+  add('off', '-g', '1M', '--disable');
+  qemuIo(path, ['write -P 1 0 64k', 'write -P 2 5M 1k', 'write -z 9M 3000']);
+  ok(qemuImg(['bitmap', '--disable', '-f', 'qcow2', path, 'frozen']), 'bitmap --disable frozen');
+}
+
+function sameAsQemu(t: Parameters<typeof dirtyRanges>[0], ours: string, theirs: string, names: readonly string[], what: string): void {
+  assert.deepEqual(bitmapsOf(ours), bitmapsOf(theirs), `${what}: info bitmaps`);
+  checkClean(ours, what);
+  ok(qemuImg(['compare', '-f', 'qcow2', '-F', 'qcow2', theirs, ours]), `${what}: compare`);
+  assert.deepEqual(dirtyRanges(t, ours, names), dirtyRanges(t, theirs, names), `${what}: dirty areas`);
+}
+
+test('writes into an image with bitmaps dirty them as QEMU does, for cluster sizes 512 B to 2 MiB', { timeout: 600_000 }, async (t) => {
+  if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io') || !oracle(t, 'qemu-nbd')) return;
+  const dir = tempDir(t);
+  const cases: Array<{ name: string; create: string[]; cs: number }> = [
+    { name: '512', create: ['-o', 'cluster_size=512'], cs: 512 },
+    { name: '4k', create: ['-o', 'cluster_size=4k'], cs: 4096 },
+    { name: '64k', create: [], cs: 65536 },
+    { name: '64k-extl2', create: ['-o', 'extended_l2=on'], cs: 65536 },
+    { name: '2M', create: ['-o', 'cluster_size=2M'], cs: 2 * 1024 * 1024 },
+  ];
+  for (const [i, c] of cases.entries()) {
+    const theirs = join(dir, `q-${c.name}.qcow2`);
+    const ours = join(dir, `v-${c.name}.qcow2`);
+    makeImage(theirs, c.create);
+    copyFileSync(theirs, ours);
+    const ops = randomOps(0x9e3779b9 + i, 60, c.cs);
+    qemuIo(theirs, ops.map(qemuIoCommand));
+    await vmimgApply(ours, ops);
+    sameAsQemu(t, ours, theirs, NAMES, c.name);
+    // A second session on the stored bitmaps (their clusters were moved once already).
+    const more = randomOps(0x51ed27 + i, 15, c.cs);
+    qemuIo(theirs, more.map(qemuIoCommand));
+    await vmimgApply(ours, more);
+    sameAsQemu(t, ours, theirs, NAMES, `${c.name}, second session`);
+  }
+});
+
+/** Offset of bitmap `name`'s directory entry (spec "Bitmaps extension", "Bitmap directory"). */
+function directoryEntry(path: string, name: string): number {
+  const fd = openSync(path, 'r');
+  try {
+    const head = Buffer.alloc(65536);
+    readSync(fd, head, 0, head.length, 0);
+    for (let at = head.readUInt32BE(100); at + 8 <= head.length; ) {
+      const type = head.readUInt32BE(at);
+      const len = head.readUInt32BE(at + 4);
+      if (type === 0) break;
+      if (type === 0x23852875) {
+        const size = Number(head.readBigUInt64BE(at + 16));
+        const offset = Number(head.readBigUInt64BE(at + 24));
+        const d = Buffer.alloc(size);
+        readSync(fd, d, 0, size, offset);
+        for (let e = 0; e < size; ) {
+          const nameSize = d.readUInt16BE(e + 18);
+          if (d.subarray(e + 24, e + 24 + nameSize).toString() === name) return offset + e;
+          e += Math.ceil((24 + nameSize) / 8) * 8;
+        }
+      }
+      at += 8 + Math.ceil(len / 8) * 8;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  throw new Error(`no bitmap ${name} in ${path}`);
+}
+
+function setInUse(path: string, name: string): void {
+  const entry = directoryEntry(path, name);
+  const fd = openSync(path, 'r+');
+  try {
+    const flags = Buffer.alloc(4);
+    readSync(fd, flags, 0, 4, entry + 12);
+    flags.writeUInt32BE(flags.readUInt32BE(0) | 1);
+    writeSync(fd, flags, 0, 4, entry + 12);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+test('a bitmap already in use stays in use, with its clusters; the others are kept up to date', { timeout: 300_000 }, async (t) => {
+  if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io') || !oracle(t, 'qemu-nbd')) return;
+  const dir = tempDir(t);
+  const theirs = join(dir, 'q.qcow2');
+  const ours = join(dir, 'v.qcow2');
+  makeImage(theirs, ['-o', 'cluster_size=4k']);
+  setInUse(theirs, 'b64k');
+  setInUse(theirs, 'frozen');
+  copyFileSync(theirs, ours);
+  const ops = randomOps(7, 30, 4096);
+  qemuIo(theirs, ops.map(qemuIoCommand));
+  await vmimgApply(ours, ops);
+  const consistent = ['fine', 'coarse', 'off'];
+  sameAsQemu(t, ours, theirs, consistent, 'in use');
+  const flags = (bitmapsOf(ours) as Array<{ name: string; flags: string[] }>).map((b) => [b.name, b.flags]);
+  assert.deepEqual(flags, [
+    ['fine', ['auto']],
+    ['b64k', ['in-use', 'auto']],
+    ['coarse', ['auto']],
+    ['frozen', ['in-use']],
+    ['off', []],
+  ]);
+});
+
+const openModule = fileURLToPath(new URL('../../../src/chain/open.js', import.meta.url));
+const policyModule = fileURLToPath(new URL('../../../src/chain/policy.js', import.meta.url));
+
+test('a process killed before close leaves the bitmaps in use, as a crashed QEMU does', { timeout: 300_000 }, async (t) => {
+  if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io') || !oracle(t, 'qemu-nbd')) return;
+  const dir = tempDir(t);
+  const theirs = join(dir, 'q.qcow2');
+  const ours = join(dir, 'v.qcow2');
+  makeImage(theirs, []);
+  setInUse(theirs, 'frozen');
+  copyFileSync(theirs, ours);
+  // qemu-io's abort command: abort(3) with the image open.
+  const q = run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 9 1M 4k', '-c', 'abort', theirs]);
+  assert.notEqual(q.status, 0, 'qemu-io abort');
+  const script = `
+    import { openChain } from ${JSON.stringify(openModule)};
+    import { defaultPolicy } from ${JSON.stringify(policyModule)};
+    const p = ${JSON.stringify(ours)};
+    const chain = await openChain(p, { format: 'qcow2', policy: defaultPolicy(p), writable: true });
+    await chain.top.write(1024 * 1024, new Uint8Array(4096).fill(9));
+    process.kill(process.pid, 'SIGKILL');`;
+  const v = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(v.signal, 'SIGKILL', v.stderr);
+  const after = bitmapsOf(ours);
+  assert.deepEqual(after, bitmapsOf(theirs), 'killed: info bitmaps');
+  assert.ok((after as Array<{ flags: string[] }>).every((b) => b.flags.includes('in-use')), 'every bitmap in use');
+  checkClean(ours, 'killed');
+  const r = qemuImg(['check', '--output=json', theirs]);
+  assert.equal((JSON.parse(r.stdout) as Record<string, unknown>)['corruptions'] ?? 0, 0, 'QEMU after abort: no corruptions');
+  // The next session keeps them in use (inconsistent bitmaps are never stored again).
+  const ops = randomOps(11, 10, 65536);
+  qemuIo(theirs, ops.map(qemuIoCommand));
+  await vmimgApply(ours, ops);
+  assert.deepEqual(bitmapsOf(ours), bitmapsOf(theirs), 'next session: info bitmaps');
+  checkClean(ours, 'next session');
+});
