@@ -5,7 +5,8 @@
  * QEMU reads them (qemu-nbd, helpers/nbd.ts), the same data, and a clean qemu-img check (the old
  * bitmap clusters freed). Cases: cluster sizes 512 B to 2 MiB and extended L2; granularities
  * 512 B to 4 MiB; enabled, disabled-with-content and empty disabled bitmaps; seeded random
- * unaligned requests; a bitmap already in use; a process killed before close (qemu-io's abort).
+ * unaligned requests; guest writes through the virtio-blk device model on an overlay with a
+ * backing file; a bitmap already in use; a process killed before close (qemu-io's abort).
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -15,7 +16,10 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { openChain } from '../../../src/chain/open.js';
 import { defaultPolicy } from '../../../src/chain/policy.js';
+import { sectors } from '../../../src/util/units.js';
+import { imageBackend } from '../../../src/virtio/device/backend.js';
 import { dirtyRanges } from '../../helpers/nbd.js';
+import { rig } from '../../virtio/helpers.js';
 import { oracle, qemuImg, qemuInfo, run, tempDir } from '../../helpers/oracle.js';
 
 /** 10 MiB + 1536: a multiple of no granularity above 512 bytes. */
@@ -133,6 +137,39 @@ test('writes into an image with bitmaps dirty them as QEMU does, for cluster siz
     await vmimgApply(ours, more);
     sameAsQemu(t, ours, theirs, NAMES, `${c.name}, second session`);
   }
+});
+
+test('guest writes through the virtio-blk device model dirty the bitmaps of a qcow2 overlay as QEMU does', { timeout: 300_000 }, async (t) => {
+  if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io') || !oracle(t, 'qemu-nbd')) return;
+  const dir = tempDir(t);
+  const base = join(dir, 'base.qcow2');
+  ok(qemuImg(['create', '-q', '-f', 'qcow2', base, String(SIZE)]), 'create base');
+  qemuIo(base, ['write -P 0x33 0 10M']);
+  const theirs = join(dir, 'q.qcow2');
+  const ours = join(dir, 'v.qcow2');
+  makeImage(theirs, ['-o', 'cluster_size=16k', '-b', base, '-F', 'qcow2']);
+  copyFileSync(theirs, ours);
+  // Sector-aligned requests (the device's unit), up to 128 KiB each (the driver's limit).
+  const r = rng(2024);
+  const ops: Op[] = [];
+  for (let i = 0; i < 25; i++) {
+    const first = r(SIZE / 512);
+    const count = 1 + r(Math.min(256, SIZE / 512 - first));
+    ops.push({ kind: 'write', offset: first * 512, length: count * 512, fill: 1 + r(255) });
+  }
+  qemuIo(theirs, ops.map(qemuIoCommand));
+  const chain = await openChain(ours, { policy: defaultPolicy(ours), writable: true });
+  try {
+    const { driver, blk } = rig(imageBackend(chain.layers), { driver: { mode: 'rw' } });
+    for (const op of ops) {
+      if (op.kind === 'write') await driver.write(sectors(op.offset / 512), new Uint8Array(op.length).fill(op.fill));
+    }
+    await driver.flush();
+    assert.equal(blk.stats.failedRequests, 0, blk.stats.log.join('\n'));
+  } finally {
+    await chain.close();
+  }
+  sameAsQemu(t, ours, theirs, NAMES, 'virtio');
 });
 
 /** Offset of bitmap `name`'s directory entry (spec "Bitmaps extension", "Bitmap directory"). */
