@@ -110,6 +110,9 @@ function makeImage(path: string, create: string[]): void {
 
 function sameAsQemu(t: Parameters<typeof dirtyRanges>[0], ours: string, theirs: string, names: readonly string[], what: string): void {
   assert.deepEqual(bitmapsOf(ours), bitmapsOf(theirs), `${what}: info bitmaps`);
+  const { filename: _f, ['actual-size']: _a, ...info } = qemuInfo(ours);
+  const { filename: _g, ['actual-size']: _b, ...qemu } = qemuInfo(theirs);
+  assert.deepEqual(info, qemu, `${what}: info`);
   checkClean(ours, what);
   ok(qemuImg(['compare', '-f', 'qcow2', '-F', 'qcow2', theirs, ours]), `${what}: compare`);
   assert.deepEqual(dirtyRanges(t, ours, names), dirtyRanges(t, theirs, names), `${what}: dirty areas`);
