@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, openSync, readSync, closeSync, writeSync } from 'node:fs';
+import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
@@ -22,6 +22,7 @@ import { defaultPolicy } from '../../../src/chain/policy.js';
 import { sectors } from '../../../src/util/units.js';
 import { imageBackend } from '../../../src/virtio/device/backend.js';
 import { dirtyRanges } from '../../helpers/nbd.js';
+import { setInUse } from '../../helpers/qcow2-bitmaps.js';
 import { rig } from '../../virtio/helpers.js';
 import { oracle, qemuImg, qemuInfo, run, tempDir } from '../../helpers/oracle.js';
 
@@ -177,48 +178,6 @@ test('guest writes through the virtio-blk device model dirty the bitmaps of a qc
   }
   sameAsQemu(t, ours, theirs, NAMES, 'virtio');
 });
-
-/** Offset of bitmap `name`'s directory entry (spec "Bitmaps extension", "Bitmap directory"). */
-function directoryEntry(path: string, name: string): number {
-  const fd = openSync(path, 'r');
-  try {
-    const head = Buffer.alloc(65536);
-    readSync(fd, head, 0, head.length, 0);
-    for (let at = head.readUInt32BE(100); at + 8 <= head.length; ) {
-      const type = head.readUInt32BE(at);
-      const len = head.readUInt32BE(at + 4);
-      if (type === 0) break;
-      if (type === 0x23852875) {
-        const size = Number(head.readBigUInt64BE(at + 16));
-        const offset = Number(head.readBigUInt64BE(at + 24));
-        const d = Buffer.alloc(size);
-        readSync(fd, d, 0, size, offset);
-        for (let e = 0; e < size; ) {
-          const nameSize = d.readUInt16BE(e + 18);
-          if (d.subarray(e + 24, e + 24 + nameSize).toString() === name) return offset + e;
-          e += Math.ceil((24 + nameSize) / 8) * 8;
-        }
-      }
-      at += 8 + Math.ceil(len / 8) * 8;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  throw new Error(`no bitmap ${name} in ${path}`);
-}
-
-function setInUse(path: string, name: string): void {
-  const entry = directoryEntry(path, name);
-  const fd = openSync(path, 'r+');
-  try {
-    const flags = Buffer.alloc(4);
-    readSync(fd, flags, 0, 4, entry + 12);
-    flags.writeUInt32BE(flags.readUInt32BE(0) | 1);
-    writeSync(fd, flags, 0, 4, entry + 12);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 test('a bitmap already in use stays in use, with its clusters; the others are kept up to date', { timeout: 300_000 }, async (t) => {
   if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io') || !oracle(t, 'qemu-nbd')) return;
