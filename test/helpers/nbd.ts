@@ -16,11 +16,24 @@ const TIMEOUT_MS = 30_000;
 /** Dirty ranges [start, length] per bitmap name, adjacent ranges merged. */
 export type DirtyRanges = Map<string, Array<[number, number]>>;
 
+/**
+ * Stops the server and waits (at most 5 s) until it is gone, so that its lock on the image is
+ * released before the caller opens the image for writing.
+ */
 function kill(pid: number): void {
   try {
     process.kill(pid, 'SIGTERM');
   } catch {
-    // already gone
+    return; // already gone
+  }
+  const tick = new Int32Array(new SharedArrayBuffer(4));
+  for (let waited = 0; waited < 5000; waited += 10) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    Atomics.wait(tick, 0, 0, 10);
   }
 }
 

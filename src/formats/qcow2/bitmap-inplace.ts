@@ -16,6 +16,7 @@ import { storeBitmaps } from './bitmap-store.js';
 import { AUTOCLEAR_BITMAPS, EXT_BITMAPS, EXT_FEATURE_TABLE } from './constants.js';
 import { encodeBitmapsExtension, encodeExtension } from './header.js';
 import { readAt, view } from './io.js';
+import type { BitmapsExtension } from './bitmaps.js';
 import type { Qcow2State } from './state.js';
 
 /** Header offsets: backing_file_offset (u64), backing_file_size (u32), autoclear_features (u64). */
@@ -26,12 +27,9 @@ const HEADER_AUTOCLEAR = 88;
 export async function addBitmapsInPlace(s: Qcow2State, alloc: Allocator, barrier: () => Promise<void>, bitmaps: readonly BitmapToStore[]): Promise<void> {
   if (s.version < 3) throw new VmimgError('UNSUPPORTED_OPTION', "Format driver 'qcow2' does not support bitmaps", { file: s.name, version: s.version });
   if (s.bitmaps) throw new VmimgError('UNSUPPORTED_IMAGE', `qcow2 image '${s.name}' already has persistent bitmaps`, { file: s.name });
-  const h = s.vh.header;
-  const cluster0 = await readAt(s.storage, 0, s.clusterSize);
-  const backingName = cluster0.slice(Number(h.backingFileOffset), Number(h.backingFileOffset) + h.backingFileSize);
   if (bitmaps.length === 0) return;
   // Before anything is allocated: the new cluster 0 must have room (the extension takes 32 bytes).
-  newCluster0(s, cluster0, backingName, { count: 0, directoryOffset: 0n, directorySize: 0n });
+  await bitmapsHeader(s, { count: 0, directoryOffset: 0n, directorySize: 0n });
   const ext = await storeBitmaps(bitmaps, s.virtualSize, s.clusterSize, s.name, {
     allocClusters: (n) => alloc.alloc(n),
     append: (at, data) => s.storage.write(at, data),
@@ -40,10 +38,31 @@ export async function addBitmapsInPlace(s: Qcow2State, alloc: Allocator, barrier
   await alloc.writeDirty();
   if ((await s.storage.size()) < alloc.fileEnd) await s.storage.truncate(alloc.fileEnd);
   await barrier();
-  await s.storage.write(0, newCluster0(s, cluster0, backingName, ext));
+  await switchBitmapsHeader(s, ext, barrier);
+}
+
+/**
+ * Points the header at bitmap directory `ext` (QEMU's update_header_sync in
+ * update_ext_header_and_dir): cluster 0 rewritten in one write, then a barrier; the autoclear
+ * bit set. Everything `ext` names must be written (and counted) before.
+ */
+export async function switchBitmapsHeader(s: Qcow2State, ext: BitmapsExtension, barrier: () => Promise<void>): Promise<void> {
+  const cluster0 = await bitmapsHeader(s, ext);
+  await s.storage.write(0, cluster0);
   await barrier();
-  h.autoclearFeatures |= AUTOCLEAR_BITMAPS;
+  s.vh.header.backingFileOffset = view(cluster0).getBigUint64(HEADER_BACKING_OFFSET);
+  s.vh.header.autoclearFeatures |= AUTOCLEAR_BITMAPS;
   s.bitmaps = ext;
+  const data = encodeBitmapsExtension(ext);
+  const at = s.vh.extensions.findIndex((e) => e.type === EXT_BITMAPS);
+  if (at >= 0) s.vh.extensions[at] = { ...s.vh.extensions[at]!, data };
+}
+
+async function bitmapsHeader(s: Qcow2State, ext: BitmapsExtension): Promise<Uint8Array> {
+  const h = s.vh.header;
+  const cluster0 = await readAt(s.storage, 0, s.clusterSize);
+  const backingName = cluster0.slice(Number(h.backingFileOffset), Number(h.backingFileOffset) + h.backingFileSize);
+  return newCluster0(s, cluster0, backingName, ext);
 }
 
 function newCluster0(s: Qcow2State, old: Uint8Array, backingName: Uint8Array, ext: { count: number; directoryOffset: bigint; directorySize: bigint }): Uint8Array {

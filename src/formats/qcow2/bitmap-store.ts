@@ -47,8 +47,11 @@ function cannotStore(b: BitmapToStore, file: string, why: string): VmimgError {
   });
 }
 
-/** check_constraints_on_bitmap() and the count/directory caps, before anything is written. */
-function checkConstraints(bitmaps: readonly BitmapToStore[], virtualSize: number, clusterSize: number, file: string): number {
+/**
+ * check_constraints_on_bitmap() and the count/directory caps, before anything is written;
+ * returns the directory size of `bitmaps`.
+ */
+export function checkConstraints(bitmaps: readonly BitmapToStore[], virtualSize: number, clusterSize: number, file: string): number {
   if (bitmaps.length > MAX_BITMAPS) throw new VmimgError('UNSUPPORTED_OPTION', 'Too many persistent bitmaps', { count: bitmaps.length });
   let directorySize = 0;
   for (const b of bitmaps) {
@@ -71,8 +74,8 @@ function isZero(bytes: Uint8Array): boolean {
   return true;
 }
 
-/** One bitmap's data clusters and table; returns the table's offset and entry count. */
-async function storeOne(b: BitmapToStore, virtualSize: number, cs: number, space: BitmapSpace): Promise<{ offset: number; entries: number }> {
+/** One bitmap's data clusters and table (store_bitmap); returns the table's offset and entry count. */
+export async function storeBitmapData(b: BitmapToStore, virtualSize: number, cs: number, space: BitmapSpace): Promise<{ offset: number; entries: number }> {
   const { bytes, tableEntries } = bitmapGeometry(virtualSize, b.granularity, cs);
   const table = new Uint8Array(tableEntries * 8);
   const tv = new DataView(table.buffer);
@@ -111,7 +114,7 @@ export async function storeBitmaps(bitmaps: readonly BitmapToStore[], virtualSiz
   const dv = new DataView(dir.buffer);
   let at = 0;
   for (const b of bitmaps) {
-    const { offset, entries } = await storeOne(b, virtualSize, clusterSize, space);
+    const { offset, entries } = await storeBitmapData(b, virtualSize, clusterSize, space);
     const name = new TextEncoder().encode(b.name);
     dv.setBigUint64(at, BigInt(offset));
     dv.setUint32(at + 8, entries);

@@ -36,6 +36,8 @@ export interface BitmapsExtension {
 
 export interface BitmapEntry {
   name: string;
+  /** The name as stored (UTF-8 is not checked; rewriting the directory keeps these bytes). */
+  nameBytes: Uint8Array;
   tableOffset: bigint;
   tableEntries: number;
   flags: number;
@@ -91,6 +93,7 @@ export async function readBitmapDirectory(storage: Storage, name: string, ext: B
       flags: v.getUint32(at + 12),
       granularityBits: dir[at + 17]!,
       name: new TextDecoder().decode(dir.subarray(at + BITMAP_DIR_ENTRY_SIZE, at + BITMAP_DIR_ENTRY_SIZE + nameSize)),
+      nameBytes: dir.slice(at + BITMAP_DIR_ENTRY_SIZE, at + BITMAP_DIR_ENTRY_SIZE + nameSize),
     };
     const type = dir[at + 16]!;
     const physBytes = BigInt(e.tableEntries) * BigInt(clusterSize);

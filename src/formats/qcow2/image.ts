@@ -37,7 +37,9 @@ export async function openQcow2(storage: Storage, options: OpenOptions): Promise
   const writable = (options.writable ?? false) && !(options.check ?? false);
   const refusal = writable ? writeRefusal(state) : undefined;
   if (refusal) throw refusal;
-  return new Qcow2Image(state, bitmaps, options, writable);
+  const image = new Qcow2Image(state, bitmaps, options, writable);
+  if (writable) await image.openBitmaps();
+  return image;
 }
 
 class Qcow2Image implements Image {
@@ -154,6 +156,11 @@ class Qcow2Image implements Image {
     }));
   }
 
+  /** A writable open keeps the bitmaps up to date from here until close (bitmap-live.ts). */
+  async openBitmaps(): Promise<void> {
+    await this.writer?.openBitmaps(this.bitmaps);
+  }
+
   storePersistentBitmaps(bitmaps: readonly BitmapToStore[]): Promise<void> {
     return this.requireWriter().addBitmaps(bitmaps);
   }
@@ -188,11 +195,15 @@ class Qcow2Image implements Image {
     return this.writer ? this.writer.exclusive(run) : run();
   }
 
+  /** Stores the bitmaps of a writable image (a failure is thrown after the files are closed). */
   async close(): Promise<void> {
+    let failure: unknown;
+    await this.writer?.closeBitmaps().catch((e: unknown) => (failure = e));
     await this.writer?.exclusive(async () => undefined).catch(() => undefined);
     const data = this.data;
     this.data = undefined;
     if (data) await (await data.catch(() => undefined))?.close().catch(() => undefined);
     await this.s.storage.close();
+    if (failure !== undefined) throw failure;
   }
 }

@@ -4,9 +4,11 @@
  * cluster boundaries into transactions of at most TXN_BYTES guest bytes (txn.ts), run one at a
  * time: calls are serialised, so allocation state is never shared between two in flight.
  *
- * Refused at open (writeRefusal): a data-file image naming no data file, persistent dirty bitmaps (QEMU would
- * mark them in use; vmimg does not update them), the corrupt bit, the dirty bit (refcounts may
- * be stale under lazy_refcounts: repair first). Unknown autoclear feature bits are cleared on
+ * Refused at open (writeRefusal): a data-file image naming no data file, the corrupt bit, the
+ * dirty bit (refcounts may be stale under lazy_refcounts: repair first). External data files are
+ * written through datafile-write.ts. Persistent dirty bitmaps are kept up to date as QEMU keeps
+ * them (bitmap-live.ts): loaded and marked in use at open, dirtied by every write and
+ * write-zeroes, stored at close. Unknown autoclear feature bits are cleared on
  * the first write, as the spec asks of a writer that does not know them.
  */
 import { VmimgError } from '../../util/errors.js';
@@ -15,6 +17,9 @@ import type { BackingRead, Extent, WriteZeroesOptions } from '../image.js';
 import type { BitmapToStore } from '../writer.js';
 import { Allocator } from './alloc.js';
 import { addBitmapsInPlace } from './bitmap-inplace.js';
+import { LiveBitmaps } from './bitmap-live.js';
+import { checkBitmapClusters } from './bitmap-overlap.js';
+import type { BitmapEntry } from './bitmaps.js';
 import { AUTOCLEAR_BITMAPS, AUTOCLEAR_DATA_FILE_RAW, INCOMPAT_CORRUPT, INCOMPAT_DIRTY } from './constants.js';
 import { subclusterMask } from './cow.js';
 import { zeroRawDataFile } from './datafile-write.js';
@@ -40,7 +45,6 @@ export function writeRefusal(s: Qcow2State): VmimgError | undefined {
     return refuse("was not closed cleanly (dirty bit set: with lazy_refcounts its refcounts may be stale); repair it first with 'check -r all'");
   }
   if (s.hasDataFile && s.dataFileName === undefined) return refuse("'data-file' is required for this image");
-  if (s.bitmaps) return refuse('writing images with persistent dirty bitmaps is not supported (the bitmaps would become stale)');
   return undefined;
 }
 
@@ -59,6 +63,7 @@ export class Qcow2Writer {
   private alloc: Allocator | undefined;
   private backing: BackingRead | undefined;
   private unit: { offset: number; bytes: Uint8Array } | undefined;
+  private bitmaps: LiveBitmaps | undefined;
 
   constructor(private readonly src: WriterSource) {}
 
@@ -118,17 +123,44 @@ export class Qcow2Writer {
     return { s: this.s, tables: this.src.tables, alloc: this.alloc, readGuest: (o, n) => this.readGuest(o, n), barrier, data };
   }
 
-  /** Adds persistent bitmaps to an image that has none (bitmap-inplace.ts). */
+  /**
+   * Adds persistent bitmaps: to an image that has none at once (bitmap-inplace.ts); to the
+   * bitmaps of an image that has some, stored with them at close (bitmap-live.ts).
+   */
   addBitmaps(bitmaps: readonly BitmapToStore[]): Promise<void> {
     return this.serial(async () => {
+      if (this.bitmaps) return this.bitmaps.add(bitmaps);
       const h = await this.host();
       await addBitmapsInPlace(this.s, h.alloc, this.barrier, bitmaps);
+    });
+  }
+
+  /** At open, with the image's bitmap directory: loads the bitmaps and marks them in use. */
+  openBitmaps(entries: BitmapEntry[]): Promise<void> {
+    return this.serial(async () => {
+      if (!this.s.bitmaps) return;
+      const h = await this.host();
+      await checkBitmapClusters(this.s, this.src.tables, h.alloc, entries);
+      this.bitmaps = await LiveBitmaps.open(this.s, entries, this.barrier);
+    });
+  }
+
+  /** At close: stores the bitmaps (new clusters, directory, header), frees the old ones. */
+  closeBitmaps(): Promise<void> {
+    return this.serial(async () => {
+      const live = this.bitmaps;
+      if (!live?.needsStore) return;
+      this.bitmaps = undefined;
+      const h = await this.host();
+      await live.store(h.alloc, this.barrier);
+      await this.s.storage.flush();
     });
   }
 
   write(offset: number, data: Uint8Array): Promise<void> {
     this.check(offset, data.length);
     return this.serial(async () => {
+      this.bitmaps?.dirty(offset, data.length);
       const h = await this.host();
       const cs = this.s.clusterSize;
       for (const [from, to] of chunks(offset, offset + data.length, cs)) {
@@ -162,6 +194,7 @@ export class Qcow2Writer {
   writeZeroes(offset: number, length: number, options: WriteZeroesOptions = {}): Promise<void> {
     this.check(offset, length);
     return this.serial(async () => {
+      this.bitmaps?.dirty(offset, length);
       const h = await this.host();
       const s = this.s;
       await zeroRawDataFile(s, h.data, offset, length);

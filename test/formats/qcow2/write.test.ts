@@ -240,9 +240,15 @@ test('qcow2 write: refusals, bounds and read-only opens', async (t) => {
   create('corrupt.qcow2', '1M');
   poke('corrupt.qcow2', 72 + 4, be32(2));
   await refused('corrupt.qcow2', 'CORRUPT_IMAGE', /marked corrupt/);
+  // Bitmaps are kept (test/formats/qcow2/bitmap-write.test.ts): in use while open, stored at close.
   create('bitmaps.qcow2', '1M');
   sh('qemu-img', ['bitmap', '--add', 'bitmaps.qcow2', 'b0']);
-  await refused('bitmaps.qcow2', 'UNSUPPORTED_IMAGE', /bitmaps/);
+  const withBitmaps = await openImage('bitmaps.qcow2', { policy, writable: true });
+  assert.deepEqual(withBitmaps.image.persistentBitmaps!(), [{ name: 'b0', granularity: 65536, enabled: true, inconsistent: true }]);
+  await withBitmaps.image.close();
+  const reopened = await openImage('bitmaps.qcow2', { policy });
+  assert.deepEqual(reopened.image.persistentBitmaps!(), [{ name: 'b0', granularity: 65536, enabled: true, inconsistent: false }]);
+  await reopened.image.close();
 
   create('plain.qcow2', '1M');
   const ro = await openImage('plain.qcow2', { policy });
