@@ -78,8 +78,26 @@ export class ImageChain {
     return this.layers[0]!;
   }
 
+  /** Closes every layer, ignoring errors (for read-only use and for paths already failing). */
   async close(): Promise<void> {
     for (const layer of this.layers) await layer.close().catch(() => undefined);
+  }
+
+  /**
+   * Closes every layer and rethrows the first error: for a chain that was written, where close
+   * writes metadata of its own (qcow2 stores its persistent bitmaps there) and a failure means
+   * the image is not what the caller wrote.
+   */
+  async closeChecked(): Promise<void> {
+    let first: unknown;
+    for (const layer of this.layers) {
+      try {
+        await layer.close();
+      } catch (e) {
+        first ??= e;
+      }
+    }
+    if (first !== undefined) throw first;
   }
 }
 

@@ -223,6 +223,7 @@ async function convertIntoImage(req: ConvertRequest, format: string, total: numb
   // Write barriers (flushes between dependent metadata stages) only when the cache mode asks
   // for durability; qemu-img's default "unsafe" ignores flushes.
   const chain = await openChain(req.target, { format, policy: req.policyFor(req.target), writable: true, writeBarriers: req.sync ?? false });
+  let closed = false;
   try {
     const top = chain.top;
     if (!top.writable || !top.write || !top.writeZeroes) {
@@ -247,7 +248,11 @@ async function convertIntoImage(req: ConvertRequest, format: string, total: numb
     };
     await copy(writer, !req.targetIsZero);
     await writer.finish();
+    closed = true;
+    // Close writes metadata too (qcow2's bitmaps): its failure fails the convert. qemu-img only
+    // warns there ("Lost persistent bitmaps …") and exits 0.
+    await chain.closeChecked();
   } finally {
-    await chain.close();
+    if (!closed) await chain.close();
   }
 }
