@@ -48,6 +48,11 @@ export interface ImageWriter {
    * and before `finish`; at most one call. Only writers of formats that keep them (qcow2 v3).
    */
   writeBitmaps?(bitmaps: readonly BitmapToStore[]): Promise<void>;
+  /**
+   * Throws when `writeBitmaps` could not store any bitmap in this target (e.g. no room for the
+   * bitmaps extension in a qcow2 header cluster); called before any guest data is copied.
+   */
+  checkBitmaps?(): void;
 }
 
 /** A persistent dirty bitmap for a writer to store. */

@@ -219,6 +219,17 @@ class Qcow2Writer implements ImageWriter {
     });
   }
 
+  /**
+   * The header cluster must hold the bitmaps extension next to the backing file name, its format
+   * and the data file name. QEMU finds out only when it stores the bitmaps at close, warns "Lost
+   * persistent bitmaps …: Failed to update bitmap extension: No space left on device" and keeps
+   * the target without them (exit 0); vmimg refuses before copying anything.
+   */
+  checkBitmaps(): void {
+    if (this.p.version < 3) return; // writeBitmaps refuses these
+    this.headerCluster(0, 0, 0, 0, { count: 1, directoryOffset: 0n, directorySize: 0n });
+  }
+
   async finish(): Promise<void> {
     await this.out.flush();
     if (this.data) {
@@ -260,7 +271,7 @@ class Qcow2Writer implements ImageWriter {
     await this.storage.flush();
   }
 
-  private headerCluster(l1Offset: number, reftableOffset: number, reftableClusters: number, l1Size: number): Uint8Array {
+  private headerCluster(l1Offset: number, reftableOffset: number, reftableClusters: number, l1Size: number, bitmaps = this.bitmaps): Uint8Array {
     const p = this.p;
     let incompatible = 0n;
     if (p.compressionType === COMPRESSION_ZSTD) incompatible |= INCOMPAT_COMPRESSION;
@@ -273,7 +284,7 @@ class Qcow2Writer implements ImageWriter {
         backingFile: p.backingFile,
         backingFormat: p.backingFormat,
         dataFile: p.dataFile,
-        ...(this.bitmaps ? { bitmaps: this.bitmaps } : {}),
+        ...(bitmaps ? { bitmaps } : {}),
         header: {
           magic: QCOW2_MAGIC,
           version: p.version,
@@ -290,13 +301,20 @@ class Qcow2Writer implements ImageWriter {
           snapshotsOffset: 0n,
           incompatibleFeatures: p.version >= 3 ? incompatible : 0n,
           compatibleFeatures: p.version >= 3 && p.lazyRefcounts ? COMPAT_LAZY_REFCOUNTS : 0n,
-          autoclearFeatures: (this.bitmaps ? AUTOCLEAR_BITMAPS : 0n) | dataFile.autoclear,
+          autoclearFeatures: (bitmaps ? AUTOCLEAR_BITMAPS : 0n) | dataFile.autoclear,
           refcountOrder: p.refcountOrder,
           headerLength: p.version >= 3 ? V3_HEADER_LENGTH : V2_HEADER_LENGTH,
           compressionType: p.compressionType,
         },
       });
     } catch (e) {
+      if (e instanceof HeaderNoSpace && bitmaps && this.headerCluster(l1Offset, reftableOffset, reftableClusters, l1Size, undefined)) {
+        throw new VmimgError(
+          'UNSUPPORTED_OPTION',
+          `Cannot store persistent bitmaps in '${this.filename}': its ${this.cs}-byte qcow2 header cluster has no room for the bitmaps extension next to the backing and data file names (qemu-img drops the bitmaps there: "Failed to update bitmap extension: No space left on device"); use a larger cluster_size or shorter file names`,
+          { file: this.filename, clusterSize: this.cs },
+        );
+      }
       if (e instanceof HeaderNoSpace) throw new VmimgError('PATH_TOO_LONG', `Backing file name '${p.backingFile}' does not fit in the qcow2 header cluster (${e.message})`, { backingFile: p.backingFile });
       throw e;
     }

@@ -67,6 +67,7 @@ export async function prepareBitmapCopy(req: BitmapCopyRequest, chain: ImageChai
   return {
     checkTarget(writer: ImageWriter): void {
       if (!writer.writeBitmaps) throw unsupported();
+      if (copied.length > 0) writer.checkBitmaps?.();
     },
     async store(writer: ImageWriter): Promise<void> {
       for (const b of broken) req.onWarning?.(`Skipping inconsistent bitmap '${b.name}'`);
