@@ -96,6 +96,11 @@ test('salvage a misaligned qcow2 L2 entry: block-status warnings twice, read war
   assert.deepEqual(cv.vErr, cv.qErr);
   assert.equal(cv.vErr.length, 2 + 128);
   assert.equal(qemuImg(['compare', cv.q, cv.v]).status, 0);
+  // A streamOptimized target compresses without -c: qemu-img steps whole grains there too.
+  const sv = await both(dir, 's.vmdk', ['--salvage', '-O', 'vmdk', '-o', 'subformat=streamOptimized', bad]);
+  assert.equal(sv.qErr.length, 2 + 128);
+  assert.deepEqual(sv.vErr, sv.qErr);
+  assert.equal(qemuImg(['compare', sv.q, sv.v]).status, 0);
 
   // Other target formats, and -p.
   for (const [fmt, extra] of [['vmdk', []], ['vpc', ['-p']], ['vhdx', []]] as const) {

@@ -26,7 +26,8 @@ export interface CopyOptions {
   /**
    * --salvage: unreadable sectors become zeros, with warnings through `warn` (none with -q).
    * `compress`: -c was given (qemu-img then steps whole target clusters, even where the target
-   * format writes a compressed request uncompressed, as vmdk monolithicSparse does).
+   * format writes a compressed request uncompressed, as vmdk monolithicSparse does; it also does
+   * for a target that compresses without -c, vmdk streamOptimized: `writer.compression`).
    */
   salvage?: { warn?: (message: string) => void; compress: boolean };
 }
@@ -103,7 +104,9 @@ export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: C
   const detect = o.minSparse === 0 ? 0 : Math.max(g, Math.ceil(o.minSparse / g) * g);
   const compression = writer.compression;
   const salvage = o.salvage
-    ? new Salvage({ warn: o.salvage.warn, step: o.salvage.compress ? g : 512, backing: o.backing, locate: reader.locate, filenames: chains.map((c) => c.top.filename) })
+    ? // qemu-img steps whole target clusters when it compresses: with -c, and for a target that
+      // only takes compressed writes (bdi.needs_compressed_writes: vmdk streamOptimized).
+      new Salvage({ warn: o.salvage.warn, step: o.salvage.compress || compression ? g : 512, backing: o.backing, locate: reader.locate, filenames: chains.map((c) => c.top.filename) })
     : undefined;
   const pool = compression ? new CompressPool(compression.codec) : undefined;
   const ahead = compression ? o.parallel : Math.min(o.parallel, READ_AHEAD);
