@@ -224,9 +224,10 @@ export interface Image {
   persistentBitmaps?(): PersistentBitmap[] | undefined;
   /**
    * The content of the persistent bitmap `name` (one that persistentBitmaps() lists and that is
-   * not inconsistent), its metadata checked as QEMU checks it when it loads the bitmap.
+   * not inconsistent), its metadata checked as QEMU checks it when it loads the bitmap. With
+   * `nameBytes` (from persistentBitmaps()) the bitmap stored under exactly those bytes.
    */
-  readPersistentBitmap?(name: string): Promise<BitmapBits>;
+  readPersistentBitmap?(name: string, nameBytes?: Uint8Array): Promise<BitmapBits>;
   /**
    * Adds persistent bitmaps to a writable image that has none (qcow2 v3), after its data was
    * written; refused (UNSUPPORTED_OPTION) when the image cannot hold them.

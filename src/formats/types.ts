@@ -139,6 +139,11 @@ export interface MeasureSource {
 /** A persistent dirty bitmap, as QEMU loads it (every directory entry counts, in-use ones too). */
 export interface PersistentBitmap {
   name: string;
+  /**
+   * The name as stored, present only when it is not valid UTF-8 (qcow2 does not check): then
+   * `name` is a lossy decoding (U+FFFD for each bad sequence) that two stored names may share.
+   */
+  nameBytes?: Uint8Array;
   /** Bytes per bit. */
   granularity: number;
   /** Tracks guest writes (qcow2 "auto" flag); a disabled bitmap is frozen. Absent: false. */

@@ -58,6 +58,8 @@ export interface ImageWriter {
 /** A persistent dirty bitmap for a writer to store. */
 export interface BitmapToStore {
   name: string;
+  /** The name's bytes as the source stores them (kept as they are; default: `name` in UTF-8). */
+  nameBytes?: Uint8Array;
   /** Bytes per bit: a power of two. */
   granularity: number;
   /** Tracks guest writes once opened by QEMU (qcow2 "auto" flag). */

@@ -60,13 +60,18 @@ export function checkConstraints(bitmaps: readonly BitmapToStore[], virtualSize:
     if (bits < MIN_GRANULARITY_BITS) throw cannotStore(b, file, `Granularity is under minimum (${2 ** MIN_GRANULARITY_BITS} bytes)`);
     const { bytes, tableEntries } = bitmapGeometry(virtualSize, b.granularity, clusterSize);
     if (BigInt(bytes) > MAX_PHYS_SIZE || bytes > MAX_TABLE_ENTRIES * clusterSize) throw cannotStore(b, file, 'Too much space will be occupied by the bitmap. Use larger granularity');
-    const nameBytes = new TextEncoder().encode(b.name).length;
+    const nameBytes = storedName(b).length;
     if (nameBytes > MAX_NAME_SIZE) throw cannotStore(b, file, `Name length exceeds maximum (${MAX_NAME_SIZE} characters)`);
     if (BigInt(tableEntries * clusterSize) > MAX_PHYS_SIZE) throw new VmimgError('UNSUPPORTED_OPTION', `Bitmap '${b.name}' is too big`, { bitmap: b.name });
     directorySize += Math.ceil((BITMAP_DIR_ENTRY_SIZE + nameBytes) / 8) * 8;
   }
   if (directorySize > MAX_BITMAP_DIRECTORY_SIZE) throw new VmimgError('UNSUPPORTED_OPTION', 'Bitmap directory is too large', { directorySize });
   return directorySize;
+}
+
+/** The name's bytes: the source's own (QEMU copies a name byte for byte, UTF-8 or not). */
+function storedName(b: BitmapToStore): Uint8Array {
+  return b.nameBytes ?? new TextEncoder().encode(b.name);
 }
 
 function isZero(bytes: Uint8Array): boolean {
@@ -115,7 +120,7 @@ export async function storeBitmaps(bitmaps: readonly BitmapToStore[], virtualSiz
   let at = 0;
   for (const b of bitmaps) {
     const { offset, entries } = await storeBitmapData(b, virtualSize, clusterSize, space);
-    const name = new TextEncoder().encode(b.name);
+    const name = storedName(b);
     dv.setBigUint64(at, BigInt(offset));
     dv.setUint32(at + 8, entries);
     dv.setUint32(at + 12, b.enabled ? BITMAP_FLAG_AUTO : 0);

@@ -150,6 +150,7 @@ class Qcow2Image implements Image {
     if (this.s.version < 3) return undefined;
     return this.bitmaps.map((b) => ({
       name: b.name,
+      ...(Buffer.from(b.name, 'utf8').equals(b.nameBytes) ? {} : { nameBytes: b.nameBytes }),
       granularity: 2 ** b.granularityBits,
       enabled: (b.flags & BITMAP_FLAG_AUTO) !== 0,
       inconsistent: (b.flags & BITMAP_FLAG_IN_USE) !== 0,
@@ -165,8 +166,8 @@ class Qcow2Image implements Image {
     return this.requireWriter().addBitmaps(bitmaps);
   }
 
-  async readPersistentBitmap(name: string): Promise<BitmapBits> {
-    const b = this.s.version >= 3 ? this.bitmaps.find((x) => x.name === name) : undefined;
+  async readPersistentBitmap(name: string, nameBytes?: Uint8Array): Promise<BitmapBits> {
+    const b = this.s.version >= 3 ? this.bitmaps.find((x) => (nameBytes ? Buffer.from(x.nameBytes).equals(nameBytes) : x.name === name)) : undefined;
     if (!b) throw new VmimgError('INVALID_OPTION', `qcow2 image '${this.filename}' has no bitmap '${name}'`, { file: this.filename, bitmap: name });
     if (b.flags & BITMAP_FLAG_IN_USE) throw new VmimgError('INCONSISTENT_BITMAP', `Bitmap '${name}' of '${this.filename}' is inconsistent (in use)`, { file: this.filename, bitmap: name });
     return loadBitmapBits(this.s.storage, this.filename, b, this.s.clusterSize, this.s.virtualSize);

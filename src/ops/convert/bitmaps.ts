@@ -59,7 +59,7 @@ export async function prepareBitmapCopy(req: BitmapCopyRequest, chain: ImageChai
   const copied = bitmaps.filter((b) => !b.inconsistent);
   const load = (b: PersistentBitmap): Promise<BitmapBits> => {
     if (!top.readPersistentBitmap) throw new VmimgError('UNSUPPORTED_OPTION', `Reading bitmaps of ${top.format} images is not supported`, { format: top.format });
-    return top.readPersistentBitmap(b.name);
+    return top.readPersistentBitmap(b.name, b.nameBytes);
   };
   for (const b of copied) await load(b);
 
@@ -81,7 +81,7 @@ export async function prepareBitmapCopy(req: BitmapCopyRequest, chain: ImageChai
           bitmap: name,
         });
       }
-      await writer.writeBitmaps(copied.map((b): BitmapToStore => ({ name: b.name, granularity: b.granularity, enabled: b.enabled ?? false, load: () => load(b) })));
+      await writer.writeBitmaps(copied.map((b): BitmapToStore => ({ name: b.name, ...(b.nameBytes ? { nameBytes: b.nameBytes } : {}), granularity: b.granularity, enabled: b.enabled ?? false, load: () => load(b) })));
     },
   };
 }

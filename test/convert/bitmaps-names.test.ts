@@ -1,0 +1,111 @@
+/**
+ * convert --bitmaps keeps bitmap names byte for byte, as qemu-img does, also when they are not
+ * UTF-8 (qcow2 does not require it; QEMU handles names as C strings). Two such names that decode
+ * to the same string ("x\xff\xfey" and "x\xfe\xffy" both read as "x\uFFFD\uFFFDy") stay two
+ * bitmaps, each with its own bits. Checked against qemu-img's target of the same source: the same
+ * directory (name bytes, flags, granularity) and, read by QEMU over NBD after both targets' names
+ * are patched back to ASCII, the same dirty areas.
+ */
+import assert from 'node:assert/strict';
+import { closeSync, openSync, readSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { vmimg } from '../helpers/cli.js';
+import { dirtyRanges } from '../helpers/nbd.js';
+import { oracle, qemuImg, run, tempDir } from '../helpers/oracle.js';
+
+function ok(r: { status: number; stderr: string }, what: string): void {
+  assert.equal(r.status, 0, `${what}: ${r.stderr}`);
+}
+
+interface Entry {
+  /** File offset of the directory entry. */
+  at: number;
+  /** Name bytes, hex. */
+  name: string;
+  flags: number;
+  granularityBits: number;
+}
+
+/** The bitmap directory entries of `path`, in order (spec "Bitmaps extension", "Bitmap directory"). */
+function directory(path: string): Entry[] {
+  const fd = openSync(path, 'r');
+  try {
+    const head = Buffer.alloc(65536);
+    readSync(fd, head, 0, head.length, 0);
+    for (let at = head.readUInt32BE(100); at + 8 <= head.length; ) {
+      const type = head.readUInt32BE(at);
+      const len = head.readUInt32BE(at + 4);
+      if (type === 0) break;
+      if (type === 0x23852875) {
+        const offset = Number(head.readBigUInt64BE(at + 24));
+        const d = Buffer.alloc(Number(head.readBigUInt64BE(at + 16)));
+        readSync(fd, d, 0, d.length, offset);
+        const out: Entry[] = [];
+        for (let e = 0; e < d.length; ) {
+          const nameSize = d.readUInt16BE(e + 18);
+          out.push({ at: offset + e, name: d.subarray(e + 24, e + 24 + nameSize).toString('hex'), flags: d.readUInt32BE(e + 12), granularityBits: d[e + 17]! });
+          e += Math.ceil((24 + nameSize) / 8) * 8;
+        }
+        return out;
+      }
+      at += 8 + Math.ceil(len / 8) * 8;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return [];
+}
+
+/** Overwrites the name bytes `from` of a bitmap of `path` with `to` (same length). */
+function rename(path: string, from: Buffer, to: Buffer): void {
+  const entry = directory(path).find((e) => e.name === from.toString('hex'));
+  assert.ok(entry, `no bitmap ${from.toString('hex')} in ${path}`);
+  const fd = openSync(path, 'r+');
+  try {
+    writeSync(fd, to, 0, to.length, entry.at + 24);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+test('convert --bitmaps: names that are not UTF-8 are copied byte for byte, and two that decode alike stay apart', async (t) => {
+  if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io') || !oracle(t, 'qemu-nbd')) return;
+  const dir = tempDir(t, 'vmimg-bitmap-names-');
+  const src = join(dir, 'src.qcow2');
+  ok(qemuImg(['create', '-q', '-f', 'qcow2', src, '4M']), 'create');
+  const io = (cmd: string): void => ok(run('qemu-io', ['-f', 'qcow2', '-c', cmd, src]), cmd);
+  ok(qemuImg(['bitmap', '--add', '-f', 'qcow2', src, 'xAAy']), 'add xAAy');
+  io('write 0 64k');
+  ok(qemuImg(['bitmap', '--disable', '-f', 'qcow2', src, 'xAAy']), 'disable xAAy');
+  ok(qemuImg(['bitmap', '--add', '-g', '4096', '-f', 'qcow2', src, 'xBBy']), 'add xBBy');
+  io('write 1M 8k');
+  const first = Buffer.from([0x78, 0xff, 0xfe, 0x79]);
+  const second = Buffer.from([0x78, 0xfe, 0xff, 0x79]);
+  rename(src, Buffer.from('xAAy'), first);
+  rename(src, Buffer.from('xBBy'), second);
+
+  const q = join(dir, 'q.qcow2');
+  const v = join(dir, 'v.qcow2');
+  ok(qemuImg(['convert', '--bitmaps', '-O', 'qcow2', src, q]), 'qemu-img convert');
+  const ours = await vmimg(['convert', '--bitmaps', '-O', 'qcow2', src, v]);
+  assert.equal(ours.status, 0, ours.stderr);
+  assert.ok(qemuImg(['check', v]).status === 0, 'check');
+
+  const wanted = [
+    { name: first.toString('hex'), flags: 0, granularityBits: 16 },
+    { name: second.toString('hex'), flags: 2, granularityBits: 12 },
+  ];
+  const summary = (path: string) => directory(path).map(({ name, flags, granularityBits }) => ({ name, flags, granularityBits }));
+  assert.deepEqual(summary(q), wanted);
+  assert.deepEqual(summary(v), wanted);
+
+  for (const image of [q, v]) {
+    rename(image, first, Buffer.from('xAAy'));
+    rename(image, second, Buffer.from('xBBy'));
+  }
+  const theirs = dirtyRanges(t, q, ['xAAy', 'xBBy']);
+  assert.deepEqual(theirs.get('xAAy'), [[0, 65536]]);
+  assert.deepEqual(theirs.get('xBBy'), [[1048576, 8192]]);
+  assert.deepEqual(dirtyRanges(t, v, ['xAAy', 'xBBy']), theirs);
+});
