@@ -109,3 +109,21 @@ test('convert --bitmaps: names that are not UTF-8 are copied byte for byte, and 
   assert.deepEqual(theirs.get('xBBy'), [[1048576, 8192]]);
   assert.deepEqual(dirtyRanges(t, v, ['xAAy', 'xBBy']), theirs);
 });
+
+test('measure: the bitmaps size counts a name that is not UTF-8 by its stored bytes, as qemu-img measure does', async (t) => {
+  if (!oracle(t, 'qemu-img')) return;
+  const dir = tempDir(t, 'vmimg-bitmap-names-');
+  const src = join(dir, 'src.qcow2');
+  ok(qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=512', src, '4M']), 'create');
+  const ascii = Buffer.alloc(600, 'A');
+  ok(qemuImg(['bitmap', '--add', '-f', 'qcow2', src, ascii.toString()]), 'add');
+  // 600 bytes 0xff: 1800 bytes once decoded (U+FFFD each) and encoded again.
+  rename(src, ascii, Buffer.alloc(600, 0xff));
+  const args = ['measure', '--output=json', '-O', 'qcow2', '-o', 'cluster_size=512', src];
+  const theirs = qemuImg(args);
+  ok(theirs, 'qemu-img measure');
+  const ours = await vmimg(args);
+  assert.equal(ours.status, 0, ours.stderr);
+  assert.equal(JSON.parse(theirs.stdout).bitmaps, 2048);
+  assert.deepEqual(JSON.parse(ours.stdout), JSON.parse(theirs.stdout));
+});

@@ -123,7 +123,7 @@ export function bitmapsSize(bitmaps: readonly PersistentBitmap[], virtualSize: b
     const clusters = (bytes + clusterSize - 1n) / clusterSize;
     total += clusters * clusterSize;
     total += roundUp(clusters * BITMAP_TABLE_ENTRY_SIZE, clusterSize);
-    directory += roundUp(BigInt(BITMAP_DIR_ENTRY_SIZE + new TextEncoder().encode(b.name).length), 8n);
+    directory += roundUp(BigInt(BITMAP_DIR_ENTRY_SIZE + (b.nameBytes ?? new TextEncoder().encode(b.name)).length), 8n);
   }
   return total + roundUp(directory, clusterSize);
 }
