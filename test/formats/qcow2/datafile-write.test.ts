@@ -5,13 +5,14 @@
  * file alone reads as the mirror.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { linkSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { openChain } from '../../../src/chain/open.js';
 import { defaultPolicy } from '../../../src/chain/policy.js';
 import { oracle, qemuImg, run, tempDir } from '../../helpers/oracle.js';
 import { seededRandom } from '../../helpers/random.js';
+import { VmimgError } from '../../../src/util/errors.js';
 
 const SIZE = 2 * 1024 * 1024 + 3 * 512;
 
@@ -67,5 +68,42 @@ test('random writes and zeroings into data-file images equal an in-memory mirror
       // The data file runs to the end of the last cluster (create's copy-on-write tail): sizes differ.
       assert.match(raw.stdout, /Images are identical\.\n$/, `${options}: raw data file: ${raw.stdout}${raw.stderr}`);
     }
+  }
+});
+
+/** Rewrites the data file name recorded in `image` (same length) to `to`. */
+function renameDataFile(image: string, from: string, to: string): void {
+  const bytes = readFileSync(image);
+  const at = bytes.indexOf(from);
+  assert.ok(at > 0 && from.length === to.length);
+  bytes.write(to, at, 'latin1');
+  writeFileSync(image, bytes);
+}
+
+test('a data file that is the image itself (same name, or a hard link) is refused for writing; the image is untouched', async (t) => {
+  if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
+  const dir = tempDir(t);
+  // [image, data file it is created with, the name it is then made to record (same length)]
+  const cases = [
+    ['a.qcow2', 'z.qcow2', 'a.qcow2'],
+    ['h.qcow2', 'z.hlnk', 'h.hlnk'],
+  ] as const;
+  for (const [name, created, selfName] of cases) {
+    assert.equal(qemuImg(['create', '-q', '-f', 'qcow2', '-o', `data_file=${created}`, name, '4M'], dir).status, 0);
+    assert.equal(run('qemu-io', ['-c', 'write -P 0x55 0 1M', name], { cwd: dir }).status, 0);
+    renameDataFile(join(dir, name), created, selfName);
+    if (selfName !== name) linkSync(join(dir, name), join(dir, selfName));
+    const before = readFileSync(join(dir, name));
+    // (qemu-img convert -n into such an image fails: its two opens of one file conflict on the image locks.)
+    const top = join(dir, name);
+    const chain = await openChain(top, { policy: defaultPolicy(top), writable: true });
+    try {
+      await assert.rejects(chain.top.write!(0, new Uint8Array(65536).fill(0x66)), (e: unknown) => e instanceof VmimgError && e.code === 'REFERENCE_DENIED' && /image file itself/.test(e.message));
+      await assert.rejects(chain.top.writeZeroes!(0, 65536), (e: unknown) => e instanceof VmimgError && e.code === 'REFERENCE_DENIED');
+    } finally {
+      await chain.close();
+    }
+    assert.deepEqual(readFileSync(join(dir, name)), before, name);
+    assert.equal(qemuImg(['check', name], dir).status, 0);
   }
 });
