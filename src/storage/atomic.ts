@@ -94,7 +94,7 @@ function kindOf(st: Stats): string {
  * The path `target` names once symbolic links at its end are followed, checked to be writable
  * whole, and the regular file already there (if any).
  */
-async function finalTarget(target: string): Promise<{ path: string; existing?: Stats }> {
+export async function finalTarget(target: string): Promise<{ path: string; existing?: Stats }> {
   let path = target;
   for (let hop = 0; hop <= MAX_SYMLINK_HOPS; hop++) {
     let st: Stats;
