@@ -107,3 +107,20 @@ test('a data file that is the image itself (same name, or a hard link) is refuse
     assert.equal(qemuImg(['check', name], dir).status, 0);
   }
 });
+
+test('a data file that is the image’s own backing file is refused for a writable open; the backing file is untouched', async (t) => {
+  if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
+  const dir = tempDir(t);
+  assert.equal(qemuImg(['create', '-q', '-f', 'qcow2', 'b.qcow2', '4M'], dir).status, 0);
+  assert.equal(run('qemu-io', ['-c', 'write -P 0x77 0 3M', 'b.qcow2'], { cwd: dir }).status, 0);
+  assert.equal(qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'data_file=x.qcow2', '-b', 'b.qcow2', '-F', 'qcow2', 'd.qcow2', '4M'], dir).status, 0);
+  renameDataFile(join(dir, 'd.qcow2'), 'x.qcow2', 'b.qcow2');
+  const before = readFileSync(join(dir, 'b.qcow2'));
+  // (qemu-img convert -n into it fails: Failed to get "write" lock on b.qcow2.)
+  const top = join(dir, 'd.qcow2');
+  await assert.rejects(openChain(top, { policy: defaultPolicy(top), writable: true }), (e: unknown) => e instanceof VmimgError && e.code === 'REFERENCE_DENIED' && /backing file/.test(e.message));
+  assert.deepEqual(readFileSync(join(dir, 'b.qcow2')), before);
+  // Read-only opens stay allowed.
+  const chain = await openChain(top, { policy: defaultPolicy(top) });
+  await chain.close();
+});
