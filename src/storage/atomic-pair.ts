@@ -10,7 +10,7 @@
 import { link, realpath, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { VmimgError } from '../util/errors.js';
-import { createAtomically, finalTarget, temporaryPathFor } from './atomic.js';
+import { createAtomically, finalTarget, temporaryPathFor, trackTemporary } from './atomic.js';
 import type { FileStorage } from './file.js';
 
 export async function createPairAtomically<T>(
@@ -39,7 +39,10 @@ export async function createPairAtomically<T>(
             if (existed) {
               const final = (await finalTarget(second)).path;
               const path = temporaryPathFor(final);
-              if (await link(final, path).then(() => true, () => false)) kept = { path, final };
+              if (await link(final, path).then(() => true, () => false)) {
+                kept = { path, final };
+                trackTemporary(path, true);
+              }
             }
             return out;
           },
@@ -57,6 +60,8 @@ export async function createPairAtomically<T>(
     else if (kept) await unlink(kept.path).catch(() => undefined);
     if (secondPlaced && !existed) await unlink(second).catch(() => undefined);
     throw e;
+  } finally {
+    if (kept) trackTemporary(kept.path, false);
   }
 }
 

@@ -33,6 +33,12 @@ export function cleanupTemporaryFiles(): void {
   pending.clear();
 }
 
+/** Registers (or forgets) another hidden file for cleanupTemporaryFiles (atomic-pair.ts's kept link). */
+export function trackTemporary(path: string, tracked: boolean): void {
+  if (tracked) pending.add(path);
+  else pending.delete(path);
+}
+
 /** The temporary path used for `target`: hidden, in the same directory, short. */
 export function temporaryPathFor(target: string): string {
   return join(dirname(target), `.vmimg-${randomBytes(6).toString('hex')}.tmp`);
