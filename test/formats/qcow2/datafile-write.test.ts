@@ -5,7 +5,7 @@
  * file alone reads as the mirror.
  */
 import assert from 'node:assert/strict';
-import { linkSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { openChain } from '../../../src/chain/open.js';
@@ -123,4 +123,26 @@ test('a data file that is the image’s own backing file is refused for a writab
   // Read-only opens stay allowed.
   const chain = await openChain(top, { policy: defaultPolicy(top) });
   await chain.close();
+});
+
+test('a writable open with bitmaps and a data file that fails (bitmap table on metadata) leaves no file descriptor open', async (t) => {
+  if (!oracle(t, 'qemu-img')) return;
+  if (!existsSync('/proc/self/fd')) return t.skip('no /proc/self/fd');
+  const dir = tempDir(t);
+  assert.equal(qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'data_file=x.data', 'i.qcow2', '1M'], dir).status, 0);
+  assert.equal(qemuImg(['bitmap', '--add', 'i.qcow2', 'b1'], dir).status, 0);
+  // Point the bitmap's table at the L1 table (header extension 0x23852875 → directory → entry 0).
+  const top = join(dir, 'i.qcow2');
+  const bytes = readFileSync(top);
+  const l1 = bytes.readBigUInt64BE(40);
+  const ext = bytes.indexOf(Buffer.from([0x23, 0x85, 0x28, 0x75]));
+  const directory = Number(bytes.readBigUInt64BE(ext + 8 + 16));
+  bytes.writeBigUInt64BE(l1, directory);
+  writeFileSync(top, bytes);
+  const fds = (): number => readdirSync('/proc/self/fd').length;
+  const before = fds();
+  for (let i = 0; i < 3; i++) {
+    await assert.rejects(openChain(top, { policy: defaultPolicy(top), writable: true }), (e: unknown) => e instanceof VmimgError && e.code === 'CORRUPT_IMAGE');
+  }
+  assert.equal(fds(), before);
 });
