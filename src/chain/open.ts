@@ -2,7 +2,7 @@
  * Opening images and backing chains. The top image is the one the user named; everything below
  * it is opened only through the chain Policy (src/chain/policy.ts), with depth and cycle limits.
  */
-import { realpathSync } from 'node:fs';
+import { realpathSync, statSync } from 'node:fs';
 import { FileStorage } from '../storage/file.js';
 import type { Storage } from '../storage/types.js';
 import { VmimgError } from '../util/errors.js';
@@ -142,6 +142,14 @@ export async function openChain(path: string, options: OpenImageOptions): Promis
     await new ImageChain(layers).close();
     throw e;
   }
+  if (top.writable) {
+    try {
+      refuseWrittenReferenceInChain(top, layers);
+    } catch (e) {
+      await new ImageChain(layers).close();
+      throw e;
+    }
+  }
   if (top.writable && top.setBackingReader && layers.length > 1) top.setBackingReader(backingReader(new ChainReader(layers.slice(1))));
   return new ImageChain(layers);
 }
@@ -161,5 +169,34 @@ function realOrSelf(path: string): string {
     return realpathSync(path);
   } catch {
     return path;
+  }
+}
+
+/**
+ * A writable top image writes into the files it references besides its backing file (a qcow2
+ * data file): none may be a file of its own backing chain, which copy-on-write reads and which
+ * must not change (QEMU fails to take the write lock there). Checked by inode, at open.
+ */
+function refuseWrittenReferenceInChain(top: Image, layers: readonly Image[]): void {
+  const id = (p: string): string | undefined => {
+    try {
+      const st = statSync(p);
+      return `${st.dev}:${st.ino}`;
+    } catch {
+      return undefined;
+    }
+  };
+  const chainFiles = new Map<string, string>();
+  for (const layer of layers.slice(1)) {
+    const key = id(layer.filename);
+    if (key !== undefined) chainFiles.set(key, layer.filename);
+  }
+  for (const ref of top.references()) {
+    if (ref.kind === 'backing') continue;
+    const key = id(resolveReferencedPath(top.filename, ref.name));
+    const layer = key === undefined ? undefined : chainFiles.get(key);
+    if (layer !== undefined) {
+      throw new VmimgError('REFERENCE_DENIED', `${ref.kind === 'data-file' ? 'external data file' : 'vmdk extent'} '${ref.name}' named by '${top.filename}' is the backing file '${layer}' of the same chain; it cannot be opened for writing`, { image: top.filename, kind: ref.kind, name: ref.name, backing: layer });
+    }
   }
 }

@@ -12,7 +12,7 @@
  * Depth and cycles are limited whatever the mode: a chain deeper than `maxDepth` or one that
  * revisits a file is refused.
  */
-import { realpathSync } from 'node:fs';
+import { realpathSync, statSync } from 'node:fs';
 import { dirname, relative, isAbsolute, sep } from 'node:path';
 import { VmimgError } from '../util/errors.js';
 import { FileStorage } from '../storage/file.js';
@@ -89,6 +89,7 @@ export function checkReference(policy: ChainPolicy, imagePath: string, ref: File
 /** Opens a permitted reference read-only (or read-write) as Storage. */
 export async function openReference(policy: ChainPolicy, imagePath: string, ref: FileReference, writable = false): Promise<Storage> {
   const path = checkReference(policy, imagePath, ref);
+  if (writable && ref.kind === 'data-file') refuseWritableSelf(imagePath, ref, path);
   try {
     return await FileStorage.open(path, { writable, name: resolveReferencedPath(imagePath, ref.name) });
   } catch (e) {
@@ -96,5 +97,25 @@ export async function openReference(policy: ChainPolicy, imagePath: string, ref:
       throw new VmimgError('BACKING_NOT_FOUND', `Could not open backing file '${ref.name}' of '${imagePath}': No such file or directory`, { image: imagePath, name: ref.name, path }, { cause: e });
     }
     throw e;
+  }
+}
+
+/**
+ * A reference opened for writing (a qcow2 data file written in place) must not be the image
+ * itself: guest data written at its guest offset would overwrite the image's own metadata.
+ * QEMU refuses the same open (its image locks conflict); a read-only open is allowed, as in QEMU.
+ */
+function refuseWritableSelf(imagePath: string, ref: FileReference, path: string): void {
+  const id = (p: string): string | undefined => {
+    try {
+      const st = statSync(p);
+      return `${st.dev}:${st.ino}`;
+    } catch {
+      return undefined;
+    }
+  };
+  const self = id(imagePath);
+  if (self !== undefined && self === id(path)) {
+    throw new VmimgError('REFERENCE_DENIED', `external data file '${ref.name}' named by '${imagePath}' is the image file itself; it cannot be opened for writing`, { image: imagePath, kind: ref.kind, name: ref.name, resolved: path });
   }
 }

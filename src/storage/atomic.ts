@@ -33,6 +33,12 @@ export function cleanupTemporaryFiles(): void {
   pending.clear();
 }
 
+/** Registers (or forgets) another hidden file for cleanupTemporaryFiles (atomic-pair.ts's kept link). */
+export function trackTemporary(path: string, tracked: boolean): void {
+  if (tracked) pending.add(path);
+  else pending.delete(path);
+}
+
 /** The temporary path used for `target`: hidden, in the same directory, short. */
 export function temporaryPathFor(target: string): string {
   return join(dirname(target), `.vmimg-${randomBytes(6).toString('hex')}.tmp`);
@@ -94,7 +100,7 @@ function kindOf(st: Stats): string {
  * The path `target` names once symbolic links at its end are followed, checked to be writable
  * whole, and the regular file already there (if any).
  */
-async function finalTarget(target: string): Promise<{ path: string; existing?: Stats }> {
+export async function finalTarget(target: string): Promise<{ path: string; existing?: Stats }> {
   let path = target;
   for (let hop = 0; hop <= MAX_SYMLINK_HOPS; hop++) {
     let st: Stats;

@@ -1,4 +1,5 @@
 /** File-backed Storage: positional I/O on one file descriptor. */
+import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { fromSystemError, VmimgError } from '../util/errors.js';
 import { checkRange } from './memory.js';
@@ -38,11 +39,14 @@ export class FileStorage implements Storage {
   static async open(path: string, options: { writable?: boolean; name?: string } = {}): Promise<FileStorage> {
     const writable = options.writable ?? false;
     try {
-      const fh = await open(path, writable ? 'r+' : 'r');
+      // O_NONBLOCK: opening a FIFO (a name inside a hostile image may point at one) must not
+      // block until a writer appears — a blocked open(2) holds a thread-pool thread that not
+      // even SIGTERM's exit gets past. Linux ignores the flag for regular files and block devices.
+      const fh = await open(path, (writable ? constants.O_RDWR : constants.O_RDONLY) | constants.O_NONBLOCK);
       const st = await fh.stat();
-      if (st.isDirectory()) {
+      if (st.isDirectory() || st.isFIFO() || st.isSocket()) {
         await fh.close();
-        throw new VmimgError('READ_FAILED', `Could not open '${path}': Is a directory`, { path });
+        throw new VmimgError('READ_FAILED', `Could not open '${path}': ${st.isDirectory() ? 'Is a directory' : 'it is a FIFO or socket, not an image file'}`, { path });
       }
       return new FileStorage(fh, options.name ?? path, writable);
     } catch (e) {

@@ -5,7 +5,7 @@
  * -c with a data file is refused up front, leaving nothing behind.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { vmimg } from '../helpers/cli.js';
@@ -108,4 +108,26 @@ test('convert -n into existing images with a data file (raw and not): identical,
     // vmimg leaves unallocated clusters unallocated where qemu-img sets their zero flag (both read zeros).
     if (options.includes('data_file_raw=on')) assert.equal(maps[1], maps[0], options);
   }
+});
+
+test('convert -n into an image whose data file is one of the sources is refused; source and target untouched', async (t) => {
+  if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
+  const dir = tempDir(t);
+  await inDir(dir, async () => {
+    assert.equal(qemuImg(['create', '-q', '-f', 'qcow2', 's.qcow2', '4M']).status, 0);
+    assert.equal(run('qemu-io', ['-c', 'write -P 0x77 0 3M', 's.qcow2']).status, 0);
+    // A target created with a data file of another name, then made to name the source (same length).
+    assert.equal(qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'data_file=x.qcow2', 'd.qcow2', '4M']).status, 0);
+    const image = readFileSync('d.qcow2');
+    image.write('s.qcow2', image.indexOf('x.qcow2'), 'latin1');
+    writeFileSync('d.qcow2', image);
+    const before = [readFileSync('s.qcow2'), readFileSync('d.qcow2')];
+    // qemu-img: Failed to get "write" lock.
+    assert.notEqual(qemuImg(['convert', '-n', '-O', 'qcow2', 's.qcow2', 'd.qcow2']).status, 0);
+    const r = await vmimg(['convert', '-n', '-O', 'qcow2', 's.qcow2', 'd.qcow2']);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /Failed to get "write" lock/);
+    assert.deepEqual([readFileSync('s.qcow2'), readFileSync('d.qcow2')], before);
+    assert.equal(qemuImg(['check', 's.qcow2']).status, 0);
+  });
 });

@@ -5,7 +5,7 @@
  * itself read as a raw image. The data file is opened (for writing) through the chain policy.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { openChain } from '../../src/chain/open.js';
@@ -65,12 +65,18 @@ test('a data file outside the policy is not opened for writing', async (t) => {
   mkdirSync(join(dir, 'images'));
   ok(qemuImg(['create', '-q', '-f', 'qcow2', '-o', `data_file=${join(dir, 'elsewhere.data')}`, 'images/x.qcow2', '1M'], dir), 'create');
   const top = join(dir, 'images', 'x.qcow2');
+  const outside = readFileSync(join(dir, 'elsewhere.data'));
+  const image = readFileSync(top);
   for (const policy of [defaultPolicy(top), DENY_ALL]) {
     const chain = await openChain(top, { policy, writable: true });
     try {
       await assert.rejects(chain.top.write!(0, new Uint8Array(512).fill(1)), (e: unknown) => e instanceof VmimgError && e.code === 'REFERENCE_DENIED');
+      await assert.rejects(chain.top.writeZeroes!(0, 65536, { mayUnmap: true }), (e: unknown) => e instanceof VmimgError && e.code === 'REFERENCE_DENIED');
     } finally {
       await chain.close();
     }
   }
+  // Neither the file outside nor the image changed.
+  assert.deepEqual(readFileSync(join(dir, 'elsewhere.data')), outside);
+  assert.deepEqual(readFileSync(top), image);
 });

@@ -38,7 +38,15 @@ export async function openQcow2(storage: Storage, options: OpenOptions): Promise
   const refusal = writable ? writeRefusal(state) : undefined;
   if (refusal) throw refusal;
   const image = new Qcow2Image(state, bitmaps, options, writable);
-  if (writable) await image.openBitmaps();
+  if (writable) {
+    try {
+      await image.openBitmaps();
+    } catch (e) {
+      // The write path may have opened the data file already; the caller closes the image file.
+      await image.closeDataFile();
+      throw e;
+    }
+  }
   return image;
 }
 
@@ -196,14 +204,19 @@ class Qcow2Image implements Image {
     return this.writer ? this.writer.exclusive(run) : run();
   }
 
+  /** Closes the external data file if it was opened (an open that fails after opening it). */
+  async closeDataFile(): Promise<void> {
+    const data = this.data;
+    this.data = undefined;
+    if (data) await (await data.catch(() => undefined))?.close().catch(() => undefined);
+  }
+
   /** Stores the bitmaps of a writable image (a failure is thrown after the files are closed). */
   async close(): Promise<void> {
     let failure: unknown;
     await this.writer?.closeBitmaps().catch((e: unknown) => (failure = e));
     await this.writer?.exclusive(async () => undefined).catch(() => undefined);
-    const data = this.data;
-    this.data = undefined;
-    if (data) await (await data.catch(() => undefined))?.close().catch(() => undefined);
+    await this.closeDataFile();
     await this.s.storage.close();
     if (failure !== undefined) throw failure;
   }

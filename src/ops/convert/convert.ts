@@ -120,7 +120,7 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
       });
 
     if (req.noCreate) {
-      await convertIntoExisting(req, total, withBitmaps(copy, bitmapCopy));
+      await convertIntoExisting(req, total, withBitmaps(copy, bitmapCopy), chains);
       return;
     }
     const prepared = await prepareCreate({
@@ -190,10 +190,10 @@ async function supportsBacking(format: string): Promise<boolean> {
  * format through its driver's in-place write path (Image.write: qcow2, vmdk, vpc, vhdx), with the target's
  * backing chain opened under the policy for copy-on-write.
  */
-async function convertIntoExisting(req: ConvertRequest, total: number, copy: (w: ImageWriter, zeroTarget: boolean) => Promise<void>): Promise<void> {
+async function convertIntoExisting(req: ConvertRequest, total: number, copy: (w: ImageWriter, zeroTarget: boolean) => Promise<void>, chains: readonly ImageChain[]): Promise<void> {
   const format = req.targetFormat ?? 'raw';
   if (req.compress) throw new VmimgError('UNSUPPORTED_OPTION', `Compression into an existing image is not supported by vmimg (convert -n -c, format ${format})`, { format });
-  if (format !== 'raw') return convertIntoImage(req, format, total, copy);
+  if (format !== 'raw') return convertIntoImage(req, format, total, copy, chains);
   const storage = await FileStorage.open(req.target, { writable: true });
   try {
     const size = await storage.size();
@@ -219,13 +219,16 @@ async function convertIntoExisting(req: ConvertRequest, total: number, copy: (w:
   }
 }
 
-async function convertIntoImage(req: ConvertRequest, format: string, total: number, copy: (w: ImageWriter, zeroTarget: boolean) => Promise<void>): Promise<void> {
+async function convertIntoImage(req: ConvertRequest, format: string, total: number, copy: (w: ImageWriter, zeroTarget: boolean) => Promise<void>, chains: readonly ImageChain[]): Promise<void> {
   // Write barriers (flushes between dependent metadata stages) only when the cache mode asks
   // for durability; qemu-img's default "unsafe" ignores flushes.
   const chain = await openChain(req.target, { format, policy: req.policyFor(req.target), writable: true, writeBarriers: req.sync ?? false });
   let closed = false;
   try {
     const top = chain.top;
+    // The files the target writes besides itself (a qcow2 data file, vmdk extents) must not be
+    // read by this convert either (qemu-img: "Failed to get "write" lock").
+    for (const r of top.references()) if (r.kind !== 'backing') await refuseTargetInSources(resolveReferencedPath(req.target, r.name), chains);
     if (!top.writable || !top.write || !top.writeZeroes) {
       throw new VmimgError('UNSUPPORTED_OPTION', `convert -n into an existing ${top.format} image is not supported by vmimg (its driver cannot write in place)`, { format: top.format });
     }

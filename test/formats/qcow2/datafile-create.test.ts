@@ -4,7 +4,7 @@
  * file), `qemu-img check` clean, and qemu-img's refusals with nothing left behind.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { vmimg } from '../../helpers/cli.js';
@@ -102,5 +102,20 @@ test('create -o data_file: refusals as qemu-img words them, nothing left behind;
     assert.equal(sub.status, 0, sub.stderr);
     assert.match(sub.stderr, /warning: data file 'sub\/d\.raw' is created relative to the working directory.*'sub\/sub\/d\.raw'/);
     assert.deepEqual(readdirSync('sub').sort(), ['d.raw', 'x.qcow2']);
+  });
+});
+
+test('create -o data_file: a name that lands on the image only through links (dangling link, directory link) is refused, nothing created', async (t) => {
+  const dir = tempDir(t);
+  await inDir(dir, async () => {
+    symlinkSync('x.qcow2', 'link.raw'); // dangling: the image does not exist yet
+    symlinkSync('.', 'here');
+    for (const options of ['data_file=link.raw', 'data_file=here/x.qcow2']) {
+      // (qemu-img fails here too: its image and data file opens conflict on the image locks)
+      const r = await vmimg(['create', '-f', 'qcow2', '-o', options, 'x.qcow2', '1M']);
+      assert.equal(r.status, 1, `${options}: ${r.stderr}`);
+      assert.match(r.stderr, /is the image file .* itself \[INVALID_OPTION\]/, options);
+      assert.deepEqual(readdirSync('.').sort(), ['here', 'link.raw'], options);
+    }
   });
 });
