@@ -110,6 +110,29 @@ test('convert --bitmaps: names that are not UTF-8 are copied byte for byte, and 
   assert.deepEqual(dirtyRanges(t, v, ['xAAy', 'xBBy']), theirs);
 });
 
+test('convert -n --bitmaps into a target that has bitmaps keeps non-UTF-8 source names byte for byte, as qemu-img does', async (t) => {
+  if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io')) return;
+  const dir = tempDir(t, 'vmimg-bitmap-names-');
+  const src = join(dir, 'src.qcow2');
+  ok(qemuImg(['create', '-q', '-f', 'qcow2', src, '4M']), 'create');
+  ok(qemuImg(['bitmap', '--add', '-f', 'qcow2', src, 'xAAy']), 'add xAAy');
+  ok(run('qemu-io', ['-f', 'qcow2', '-c', 'write 0 64k', src]), 'write');
+  const name = Buffer.from([0x78, 0xff, 0xfe, 0x79]);
+  rename(src, Buffer.from('xAAy'), name);
+  const targets = [join(dir, 'q.qcow2'), join(dir, 'v.qcow2')];
+  for (const target of targets) {
+    ok(qemuImg(['create', '-q', '-f', 'qcow2', target, '4M']), 'create target');
+    ok(qemuImg(['bitmap', '--add', '-f', 'qcow2', target, 'tgt']), 'add tgt');
+  }
+  ok(qemuImg(['convert', '-n', '--bitmaps', '-O', 'qcow2', src, targets[0]!]), 'qemu-img convert -n');
+  const ours = await vmimg(['convert', '-n', '--bitmaps', '-O', 'qcow2', src, targets[1]!]);
+  assert.equal(ours.status, 0, ours.stderr);
+  const names = (path: string) => directory(path).map((e) => e.name);
+  assert.deepEqual(names(targets[0]!), [Buffer.from('tgt').toString('hex'), name.toString('hex')]);
+  assert.deepEqual(names(targets[1]!), names(targets[0]!));
+  assert.equal(qemuImg(['check', targets[1]!]).status, 0);
+});
+
 test('measure: the bitmaps size counts a name that is not UTF-8 by its stored bytes, as qemu-img measure does', async (t) => {
   if (!oracle(t, 'qemu-img')) return;
   const dir = tempDir(t, 'vmimg-bitmap-names-');

@@ -138,7 +138,7 @@ export class LiveBitmaps {
     const created: Live[] = [];
     try {
       for (const b of [...bitmaps].reverse()) {
-        const nameBytes = new TextEncoder().encode(b.name);
+        const nameBytes = b.nameBytes ?? new TextEncoder().encode(b.name);
         const all = [...this.list, ...created];
         if (all.some((x) => sameBytes(x.nameBytes, nameBytes))) {
           throw new VmimgError('INVALID_OPTION', `Failed to create bitmap ${b.name}: Bitmap already exists: ${b.name}`, { file: s.name, bitmap: b.name });
