@@ -2,14 +2,14 @@
  * Opening images and backing chains. The top image is the one the user named; everything below
  * it is opened only through the chain Policy (src/chain/policy.ts), with depth and cycle limits.
  */
-import { realpathSync, statSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { FileStorage } from '../storage/file.js';
 import type { Storage } from '../storage/types.js';
 import { VmimgError } from '../util/errors.js';
 import type { FileReference, Image, SnapshotSelector } from '../formats/image.js';
 import { getDriver, isFormatName, probeFormat } from '../formats/registry.js';
 import type { FormatName } from '../formats/types.js';
-import { resolveReferencedPath } from './paths.js';
+import { fileIdentity, resolveReferencedPath } from './paths.js';
 import { ChainReader } from './read.js';
 import { checkReference, openReference, type ChainPolicy } from './policy.js';
 
@@ -178,14 +178,7 @@ function realOrSelf(path: string): string {
  * must not change (QEMU fails to take the write lock there). Checked by inode, at open.
  */
 function refuseWrittenReferenceInChain(top: Image, layers: readonly Image[]): void {
-  const id = (p: string): string | undefined => {
-    try {
-      const st = statSync(p);
-      return `${st.dev}:${st.ino}`;
-    } catch {
-      return undefined;
-    }
-  };
+  const id = fileIdentity;
   const chainFiles = new Map<string, string>();
   for (const layer of layers.slice(1)) {
     const key = id(layer.filename);

@@ -12,13 +12,13 @@
  * Depth and cycles are limited whatever the mode: a chain deeper than `maxDepth` or one that
  * revisits a file is refused.
  */
-import { realpathSync, statSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { dirname, relative, isAbsolute, sep } from 'node:path';
 import { VmimgError } from '../util/errors.js';
 import { FileStorage } from '../storage/file.js';
 import type { Storage } from '../storage/types.js';
 import type { FileReference } from '../formats/image.js';
-import { resolveReferencedPath } from './paths.js';
+import { fileIdentity, resolveReferencedPath } from './paths.js';
 
 export type PolicyMode = 'deny' | 'allow-dirs' | 'allow-all';
 
@@ -106,14 +106,7 @@ export async function openReference(policy: ChainPolicy, imagePath: string, ref:
  * QEMU refuses the same open (its image locks conflict); a read-only open is allowed, as in QEMU.
  */
 function refuseWritableSelf(imagePath: string, ref: FileReference, path: string): void {
-  const id = (p: string): string | undefined => {
-    try {
-      const st = statSync(p);
-      return `${st.dev}:${st.ino}`;
-    } catch {
-      return undefined;
-    }
-  };
+  const id = fileIdentity;
   const self = id(imagePath);
   if (self !== undefined && self === id(path)) {
     throw new VmimgError('REFERENCE_DENIED', `external data file '${ref.name}' named by '${imagePath}' is the image file itself; it cannot be opened for writing`, { image: imagePath, kind: ref.kind, name: ref.name, resolved: path });

@@ -17,7 +17,6 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { openChain, openImageFromStorage } from '../../../src/chain/open.js';
 import { FileStorage } from '../../../src/storage/file.js';
-import type { Storage } from '../../../src/storage/types.js';
 import { defaultPolicy } from '../../../src/chain/policy.js';
 import { sectors } from '../../../src/util/units.js';
 import { imageBackend } from '../../../src/virtio/device/backend.js';
@@ -25,6 +24,7 @@ import { dirtyRanges } from '../../helpers/nbd.js';
 import { setInUse } from '../../helpers/qcow2-bitmaps.js';
 import { rig } from '../../virtio/helpers.js';
 import { oracle, qemuImg, qemuInfo, run, tempDir } from '../../helpers/oracle.js';
+import { CrashingStorage } from '../../helpers/crashing-storage.js';
 
 /** 10 MiB + 1536: a multiple of no granularity above 512 bytes. */
 const SIZE = 10 * 1024 * 1024 + 1536;
@@ -240,46 +240,6 @@ test('a process killed before close leaves the bitmaps in use, as a crashed QEMU
   checkClean(ours, 'next session');
 });
 
-/** A storage whose writes (and truncates) fail after the first `budget`: a crash at that point. */
-class CrashingStorage implements Storage {
-  writes = 0;
-  constructor(
-    private readonly inner: Storage,
-    private readonly budget: number,
-  ) {}
-  get name(): string {
-    return this.inner.name;
-  }
-  get writable(): boolean {
-    return this.inner.writable;
-  }
-  size(): Promise<number> {
-    return this.inner.size();
-  }
-  read(offset: number, length: number): Promise<Uint8Array> {
-    return this.inner.read(offset, length);
-  }
-  readInto(offset: number, target: Uint8Array): Promise<void> {
-    return this.inner.readInto(offset, target);
-  }
-  async write(offset: number, data: Uint8Array): Promise<void> {
-    if (++this.writes > this.budget) throw new Error('simulated crash');
-    return this.inner.write(offset, data);
-  }
-  async truncate(length: number): Promise<void> {
-    if (++this.writes > this.budget) throw new Error('simulated crash');
-    return this.inner.truncate(length);
-  }
-  allocatedSize(): Promise<number> {
-    return this.inner.allocatedSize();
-  }
-  flush(): Promise<void> {
-    return this.inner.flush();
-  }
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-}
 
 test('a crash after any write of a session: no corruption; each bitmap is in use or holds the full result', { timeout: 600_000 }, async (t) => {
   if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io') || !oracle(t, 'qemu-nbd')) return;

@@ -18,10 +18,10 @@ import { ChainReader } from '../../../src/chain/read.js';
 import { defaultPolicy } from '../../../src/chain/policy.js';
 import type { Image } from '../../../src/formats/image.js';
 import { FileStorage } from '../../../src/storage/file.js';
-import type { Storage } from '../../../src/storage/types.js';
 import { VmimgError } from '../../../src/util/errors.js';
 import { qemuImg, run } from '../../helpers/oracle.js';
 import { be32, create, io, poke, sh, workDir } from './read-support.js';
+import { CrashingStorage } from '../../helpers/crashing-storage.js';
 
 /** mulberry32: a small seeded PRNG. */
 function rng(seed: number): () => number {
@@ -287,46 +287,6 @@ test('qcow2 write: unknown autoclear bits are cleared by the first write', async
   judge('ac.qcow2', mirror, 'autoclear');
 });
 
-/** A storage that fails every write after the first `budget` (a crash at that point). */
-class CrashingStorage implements Storage {
-  writes = 0;
-  constructor(
-    private readonly inner: Storage,
-    private readonly budget: number,
-  ) {}
-  get name(): string {
-    return this.inner.name;
-  }
-  get writable(): boolean {
-    return this.inner.writable;
-  }
-  size(): Promise<number> {
-    return this.inner.size();
-  }
-  read(offset: number, length: number): Promise<Uint8Array> {
-    return this.inner.read(offset, length);
-  }
-  readInto(offset: number, target: Uint8Array): Promise<void> {
-    return this.inner.readInto(offset, target);
-  }
-  async write(offset: number, data: Uint8Array): Promise<void> {
-    if (++this.writes > this.budget) throw new Error('simulated crash');
-    return this.inner.write(offset, data);
-  }
-  async truncate(length: number): Promise<void> {
-    if (++this.writes > this.budget) throw new Error('simulated crash');
-    return this.inner.truncate(length);
-  }
-  allocatedSize(): Promise<number> {
-    return this.inner.allocatedSize();
-  }
-  flush(): Promise<void> {
-    return this.inner.flush();
-  }
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-}
 
 test('qcow2 write: a crash after any write leaves at most leaked clusters (snapshots, compressed, tiny clusters)', async (t) => {
   if (!workDir(t)) return;
