@@ -54,6 +54,22 @@ interface Live {
   bits?: Uint8Array;
 }
 
+/**
+ * The memory the bitmaps of `entries` that would be loaded (those not in use) take, refused
+ * (UNSUPPORTED_IMAGE) above MAX_LIVE_BYTES from the directory alone, before anything is read.
+ */
+export function checkLiveMemory(s: Qcow2State, entries: readonly BitmapEntry[]): number {
+  let bytes = 0;
+  for (const e of entries) {
+    if ((e.flags & BITMAP_FLAG_IN_USE) !== 0) continue;
+    bytes += bitmapGeometry(s.virtualSize, 2 ** e.granularityBits, s.clusterSize).bytes;
+    if (bytes > MAX_LIVE_BYTES) {
+      throw new VmimgError('UNSUPPORTED_IMAGE', `qcow2 image '${s.name}': its persistent bitmaps need more than ${MAX_LIVE_BYTES} bytes of memory to be kept up to date`, { file: s.name, bytes });
+    }
+  }
+  return bytes;
+}
+
 function directoryEntrySize(nameBytes: Uint8Array): number {
   return Math.ceil((BITMAP_DIR_ENTRY_SIZE + nameBytes.length) / 8) * 8;
 }
@@ -70,18 +86,13 @@ export class LiveBitmaps {
    * on disk. Fails (CORRUPT_IMAGE, nothing written) on a bitmap QEMU cannot load either.
    */
   static async open(s: Qcow2State, entries: BitmapEntry[], barrier: () => Promise<void>): Promise<LiveBitmaps> {
+    const bytes = checkLiveMemory(s, entries);
     const list: Live[] = [];
-    let bytes = 0;
     for (const e of entries) {
       const live: Live = { entry: e, nameBytes: e.nameBytes, granularity: 2 ** e.granularityBits, enabled: (e.flags & BITMAP_FLAG_AUTO) !== 0 };
       if ((e.flags & BITMAP_FLAG_IN_USE) === 0) {
         const content = await loadBitmapBits(s.storage, s.name, e, s.clusterSize, s.virtualSize);
-        const n = bitmapGeometry(s.virtualSize, live.granularity, s.clusterSize).bytes;
-        bytes += n;
-        if (bytes > MAX_LIVE_BYTES) {
-          throw new VmimgError('UNSUPPORTED_IMAGE', `qcow2 image '${s.name}': its persistent bitmaps need more than ${MAX_LIVE_BYTES} bytes of memory to be kept up to date`, { file: s.name, bytes });
-        }
-        live.bits = await content.read(0, n);
+        live.bits = await content.read(0, bitmapGeometry(s.virtualSize, live.granularity, s.clusterSize).bytes);
       }
       list.push(live);
     }

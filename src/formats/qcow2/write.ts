@@ -17,7 +17,7 @@ import type { BackingRead, Extent, WriteZeroesOptions } from '../image.js';
 import type { BitmapToStore } from '../writer.js';
 import { Allocator } from './alloc.js';
 import { addBitmapsInPlace } from './bitmap-inplace.js';
-import { LiveBitmaps } from './bitmap-live.js';
+import { checkLiveMemory, LiveBitmaps } from './bitmap-live.js';
 import { checkBitmapClusters } from './bitmap-overlap.js';
 import type { BitmapEntry } from './bitmaps.js';
 import { AUTOCLEAR_BITMAPS, AUTOCLEAR_DATA_FILE_RAW, INCOMPAT_CORRUPT, INCOMPAT_DIRTY } from './constants.js';
@@ -139,6 +139,7 @@ export class Qcow2Writer {
   openBitmaps(entries: BitmapEntry[]): Promise<void> {
     return this.serial(async () => {
       if (!this.s.bitmaps) return;
+      checkLiveMemory(this.s, entries); // before the ownership scan reads every table
       const h = await this.host();
       await checkBitmapClusters(this.s, this.src.tables, h.alloc, entries);
       this.bitmaps = await LiveBitmaps.open(this.s, entries, this.barrier);

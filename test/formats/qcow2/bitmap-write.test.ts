@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync } from 'node:fs';
+import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
@@ -296,4 +296,17 @@ test('a crash after any write of a session: no corruption; each bitmap is in use
   }
   // Crashes late in the store (after the header switch) leave the stored bitmaps.
   assert.ok(consistentSeen > 0, `some of ${total} crash points leave stored bitmaps`);
+});
+
+test('bitmaps needing more than 512 MiB of memory: the writable open is refused from the directory alone, the image untouched', async (t) => {
+  if (!oracle(t, 'qemu-img')) return;
+  const dir = tempDir(t, 'vmimg-bitmap-mem-');
+  const path = join(dir, 'big.qcow2');
+  // Two bitmaps of 1 KiB granularity over 4 TiB: 512 MiB each, 1 GiB together.
+  assert.equal(qemuImg(['create', '-q', '-f', 'qcow2', path, '4T']).status, 0);
+  for (const name of ['a', 'b']) assert.equal(qemuImg(['bitmap', '--add', '-g', '1024', path, name]).status, 0);
+  const before = readFileSync(path);
+  await assert.rejects(openChain(path, { policy: defaultPolicy(path), writable: true }), { code: 'UNSUPPORTED_IMAGE', message: /more than 536870912 bytes/ });
+  assert.ok(readFileSync(path).equals(before), 'nothing written');
+  assert.equal(qemuImg(['check', path]).status, 0);
 });
