@@ -7,54 +7,21 @@
  * are patched back to ASCII, the same dirty areas.
  */
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { vmimg } from '../helpers/cli.js';
 import { dirtyRanges } from '../helpers/nbd.js';
 import { oracle, qemuImg, run, tempDir } from '../helpers/oracle.js';
+import { bitmapDirectory } from '../helpers/qcow2-bitmaps.js';
 
 function ok(r: { status: number; stderr: string }, what: string): void {
   assert.equal(r.status, 0, `${what}: ${r.stderr}`);
 }
 
-interface Entry {
-  /** File offset of the directory entry. */
-  at: number;
-  /** Name bytes, hex. */
-  name: string;
-  flags: number;
-  granularityBits: number;
-}
-
-/** The bitmap directory entries of `path`, in order (spec "Bitmaps extension", "Bitmap directory"). */
-function directory(path: string): Entry[] {
-  const fd = openSync(path, 'r');
-  try {
-    const head = Buffer.alloc(65536);
-    readSync(fd, head, 0, head.length, 0);
-    for (let at = head.readUInt32BE(100); at + 8 <= head.length; ) {
-      const type = head.readUInt32BE(at);
-      const len = head.readUInt32BE(at + 4);
-      if (type === 0) break;
-      if (type === 0x23852875) {
-        const offset = Number(head.readBigUInt64BE(at + 24));
-        const d = Buffer.alloc(Number(head.readBigUInt64BE(at + 16)));
-        readSync(fd, d, 0, d.length, offset);
-        const out: Entry[] = [];
-        for (let e = 0; e < d.length; ) {
-          const nameSize = d.readUInt16BE(e + 18);
-          out.push({ at: offset + e, name: d.subarray(e + 24, e + 24 + nameSize).toString('hex'), flags: d.readUInt32BE(e + 12), granularityBits: d[e + 17]! });
-          e += Math.ceil((24 + nameSize) / 8) * 8;
-        }
-        return out;
-      }
-      at += 8 + Math.ceil(len / 8) * 8;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return [];
+/** The bitmap directory of `path` with names as hex (they need not be UTF-8). */
+function directory(path: string): Array<{ at: number; name: string; flags: number; granularityBits: number }> {
+  return bitmapDirectory(path).map((e) => ({ at: e.at, name: e.nameBytes.toString('hex'), flags: e.flags, granularityBits: e.granularityBits }));
 }
 
 /** Overwrites the name bytes `from` of a bitmap of `path` with `to` (same length). */

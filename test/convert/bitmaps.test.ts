@@ -7,13 +7,14 @@
  * refusal, or with --skip-broken-bitmaps the same warnings and the rest copied.
  */
 import assert from 'node:assert/strict';
-import { closeSync, existsSync, openSync, readSync, statSync, writeSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { vmimg } from '../helpers/cli.js';
-import { readRange } from '../helpers/images.js';
+import { writeRange } from '../helpers/images.js';
 import { dirtyRanges } from '../helpers/nbd.js';
 import { oracle, qemuImg, qemuInfo, run, tempDir } from '../helpers/oracle.js';
+import { directoryEntryOf, setInUse } from '../helpers/qcow2-bitmaps.js';
 
 /** 10 MiB + 512: a multiple of no granularity above 512 bytes. */
 const SIZE = 10 * 1024 * 1024 + 512;
@@ -133,53 +134,6 @@ test('convert -n --bitmaps: the targets qemu-img refuses (qcow2 v2; another size
   }
 });
 
-/** Offset of bitmap `name`'s directory entry (spec "Bitmaps extension", "Bitmap directory"). */
-function directoryEntry(path: string, name: string): { entry: number; tableOffset: number } {
-  const fd = openSync(path, 'r');
-  try {
-    const head = Buffer.alloc(65536);
-    readSync(fd, head, 0, head.length, 0);
-    const clusterSize = 2 ** head.readUInt32BE(20);
-    for (let at = head.readUInt32BE(100); at + 8 <= clusterSize; ) {
-      const type = head.readUInt32BE(at);
-      const len = head.readUInt32BE(at + 4);
-      if (type === 0) break;
-      if (type === 0x23852875) {
-        const size = Number(head.readBigUInt64BE(at + 16));
-        const offset = Number(head.readBigUInt64BE(at + 24));
-        const dir = Buffer.alloc(size);
-        readSync(fd, dir, 0, size, offset);
-        for (let e = 0; e < size; ) {
-          const nameSize = dir.readUInt16BE(e + 18);
-          if (dir.subarray(e + 24, e + 24 + nameSize).toString() === name) return { entry: offset + e, tableOffset: Number(dir.readBigUInt64BE(e)) };
-          e += Math.ceil((24 + nameSize) / 8) * 8;
-        }
-      }
-      at += 8 + Math.ceil(len / 8) * 8;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  throw new Error(`no bitmap ${name} in ${path}`);
-}
-
-function patch(path: string, offset: number, bytes: Buffer): void {
-  const fd = openSync(path, 'r+');
-  try {
-    writeSync(fd, bytes, 0, bytes.length, offset);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** Sets in_use (bit 0 of the flags word) in bitmap `name`'s directory entry. */
-function setInUse(path: string, name: string): void {
-  const { entry } = directoryEntry(path, name);
-  const flags = readRange(path, entry + 12, 4);
-  flags.writeUInt32BE(flags.readUInt32BE(0) | 1);
-  patch(path, entry + 12, flags);
-}
-
 test('convert --bitmaps: an inconsistent bitmap is refused as qemu-img refuses it; --skip-broken-bitmaps skips it with the same warnings', async (t) => {
   if (!oracle(t, 'qemu-img') || !oracle(t, 'qemu-io') || !oracle(t, 'qemu-nbd')) return;
   const dir = tempDir(t);
@@ -238,8 +192,8 @@ test('convert --bitmaps: a source table entry "all ones" (no data cluster) is re
   ok(qemuImg(['bitmap', '--add', '-g', '512', '-f', 'qcow2', src, 'ones']), 'bitmap --add');
   qemuIo(src, ['write -P 1 1M 4k']);
   // 512-byte clusters: bitmap bytes 0..511 (the first 2 MiB) are table entry 0 → "all ones".
-  const { tableOffset } = directoryEntry(src, 'ones');
-  patch(src, tableOffset, Buffer.from([0, 0, 0, 0, 0, 0, 0, 1]));
+  const { tableOffset } = directoryEntryOf(src, 'ones');
+  writeRange(src, tableOffset, Buffer.from([0, 0, 0, 0, 0, 0, 0, 1]));
   const q = join(dir, 'q.qcow2');
   const v = join(dir, 'v.qcow2');
   ok(qemuImg(['convert', '--bitmaps', '-O', 'qcow2', src, q]), 'qemu-img convert');

@@ -10,16 +10,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { vmimg } from '../helpers/cli.js';
 import { oracle, qemuImg, run, tempDir } from '../helpers/oracle.js';
-
-async function inDir<T>(dir: string, fn: () => Promise<T>): Promise<T> {
-  const cwd = process.cwd();
-  process.chdir(dir);
-  try {
-    return await fn();
-  } finally {
-    process.chdir(cwd);
-  }
-}
+import { inDir } from '../helpers/cwd.js';
 
 const CASES: string[][] = [
   ['-o', 'data_file=d.raw'],

@@ -6,10 +6,11 @@
  * not inflate (QEMU: EINVAL). In each, guest cluster 3 (bytes 196608..262143) is the bad one.
  */
 import assert from 'node:assert/strict';
-import { openSync, closeSync, readSync, writeFileSync, writeSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { seededRandom } from '../helpers/random.js';
 import { qemuImg } from '../helpers/oracle.js';
+import { readRange, writeRange } from '../helpers/images.js';
 
 export const BAD_START = 3 * 65536;
 export const BAD_END = 4 * 65536;
@@ -27,31 +28,11 @@ export function sourceRaw(dir: string, name = 'src.raw'): string {
   return path;
 }
 
-function readAt(path: string, offset: number, length: number): Buffer {
-  const fd = openSync(path, 'r');
-  try {
-    const b = Buffer.alloc(length);
-    readSync(fd, b, 0, length, offset);
-    return b;
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function writeAt(path: string, offset: number, bytes: Uint8Array): void {
-  const fd = openSync(path, 'r+');
-  try {
-    writeSync(fd, bytes, 0, bytes.length, offset);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 /** Offset of L2 entry `index` of the first L2 table (qcow2 spec: header, L1, L2). */
 function l2EntryOffset(path: string, index: number): number {
-  const h = readAt(path, 0, 48);
+  const h = readRange(path, 0, 48);
   const l1 = Number(h.readBigUInt64BE(40));
-  const l2 = Number(readAt(path, l1, 8).readBigUInt64BE(0) & 0x00ff_ffff_ffff_fe00n);
+  const l2 = Number(readRange(path, l1, 8).readBigUInt64BE(0) & 0x00ff_ffff_ffff_fe00n);
   return l2 + 8 * index;
 }
 
@@ -64,10 +45,10 @@ function convert(args: string[]): void {
 export function brokenCompressedQcow2(dir: string, src: string): string {
   const path = join(dir, 'compressed.qcow2');
   convert(['-f', 'raw', '-O', 'qcow2', '-c', src, path]);
-  const entry = readAt(path, l2EntryOffset(path, 3), 8).readBigUInt64BE(0);
+  const entry = readRange(path, l2EntryOffset(path, 3), 8).readBigUInt64BE(0);
   assert.ok(entry & (1n << 62n), 'cluster 3 is compressed');
   const host = Number(entry & ((1n << 54n) - 1n)); // cluster_bits 16: offset in the low 62-(16-8) bits
-  writeAt(path, host + 5, new Uint8Array(40).fill(0xff));
+  writeRange(path, host + 5, new Uint8Array(40).fill(0xff));
   return path;
 }
 
@@ -76,10 +57,10 @@ export function misalignedQcow2(dir: string, src: string): string {
   const path = join(dir, 'misaligned.qcow2');
   convert(['-f', 'raw', '-O', 'qcow2', src, path]);
   const at = l2EntryOffset(path, 3);
-  const entry = readAt(path, at, 8).readBigUInt64BE(0);
+  const entry = readRange(path, at, 8).readBigUInt64BE(0);
   const patched = Buffer.alloc(8);
   patched.writeBigUInt64BE(entry + 512n);
-  writeAt(path, at, patched);
+  writeRange(path, at, patched);
   return path;
 }
 
@@ -87,12 +68,12 @@ export function misalignedQcow2(dir: string, src: string): string {
 export function brokenStreamVmdk(dir: string, src: string): string {
   const path = join(dir, 'stream.vmdk');
   convert(['-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', src, path]);
-  const header = readAt(path, 0, 64);
+  const header = readRange(path, 0, 64);
   const gd = Number(header.readBigUInt64LE(56)); // sectors (QEMU's flavour keeps the GD in the header area)
-  const gt = readAt(path, gd * 512, 4).readUInt32LE(0);
-  const grain = readAt(path, gt * 512 + 3 * 4, 4).readUInt32LE(0);
+  const gt = readRange(path, gd * 512, 4).readUInt32LE(0);
+  const grain = readRange(path, gt * 512 + 3 * 4, 4).readUInt32LE(0);
   // A grain record: lba u64, size u32, then the deflate data.
-  assert.equal(Number(readAt(path, grain * 512, 8).readBigUInt64LE(0)), BAD_START / 512);
-  writeAt(path, grain * 512 + 12 + 8, new Uint8Array(32).fill(0xff));
+  assert.equal(Number(readRange(path, grain * 512, 8).readBigUInt64LE(0)), BAD_START / 512);
+  writeRange(path, grain * 512 + 12 + 8, new Uint8Array(32).fill(0xff));
   return path;
 }

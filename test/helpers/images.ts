@@ -1,6 +1,6 @@
-/** Test images made by the oracle tools, and byte-range reads of files. */
+/** Test images made by the oracle tools, and byte-range reads and patches of files. */
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { qemuImg, run } from './oracle.js';
 
@@ -30,6 +30,16 @@ export function readRange(path: string, offset: number, length: number): Buffer 
     const buf = Buffer.alloc(length);
     readSync(fd, buf, 0, length, offset);
     return buf;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Writes `bytes` into the file at `offset` (a test's byte patch). */
+export function writeRange(path: string, offset: number, bytes: Uint8Array): void {
+  const fd = openSync(path, 'r+');
+  try {
+    writeSync(fd, bytes, 0, bytes.length, offset);
   } finally {
     closeSync(fd);
   }

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { vmimg } from '../../helpers/cli.js';
 import { oracle, qemuImg, qemuInfo, tempDir } from '../../helpers/oracle.js';
+import { inDir } from '../../helpers/cwd.js';
 
 const CASES: Array<[string, string]> = [
   ['16M', 'data_file=d.raw'],
@@ -25,17 +26,6 @@ const CASES: Array<[string, string]> = [
   ['1M', 'data_file=d.raw,backing_file=b.qcow2,backing_fmt=qcow2'],
   ['1M', 'data_file=d.raw,backing_file=b.qcow2,backing_fmt=qcow2,extended_l2=on,preallocation=metadata'],
 ];
-
-/** Runs `fn` with the process in `dir` (qemu-img resolves a relative data file name against the working directory). */
-async function inDir<T>(dir: string, fn: () => Promise<T>): Promise<T> {
-  const cwd = process.cwd();
-  process.chdir(dir);
-  try {
-    return await fn();
-  } finally {
-    process.chdir(cwd);
-  }
-}
 
 test('create -o data_file: image and data file match qemu-img byte for byte; check is clean', async (t) => {
   const dir = tempDir(t);
