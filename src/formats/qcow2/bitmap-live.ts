@@ -26,9 +26,10 @@ import { bitmapGeometry, loadBitmapBits } from './bitmap-data.js';
 import { switchBitmapsHeader } from './bitmap-inplace.js';
 import { checkConstraints, storeBitmapData, type BitmapSpace } from './bitmap-store.js';
 import {
-  BITMAP_DIR_ENTRY_SIZE,
   BITMAP_FLAG_AUTO,
   BITMAP_FLAG_IN_USE,
+  directoryEntrySize,
+  encodeDirectoryEntry,
   forEachBitmapTableEntry,
   MAX_BITMAP_DIRECTORY_SIZE,
   MAX_BITMAPS,
@@ -70,10 +71,6 @@ export function checkLiveMemory(s: Qcow2State, entries: readonly BitmapEntry[]):
   return bytes;
 }
 
-function directoryEntrySize(nameBytes: Uint8Array): number {
-  return Math.ceil((BITMAP_DIR_ENTRY_SIZE + nameBytes.length) / 8) * 8;
-}
-
 export class LiveBitmaps {
   private constructor(
     private readonly s: Qcow2State,
@@ -111,7 +108,7 @@ export class LiveBitmaps {
     let at = 0;
     for (const b of this.list) {
       if (b.bits) v.setUint32(at + 12, b.entry!.flags | BITMAP_FLAG_IN_USE);
-      at += directoryEntrySize(b.nameBytes);
+      at += directoryEntrySize(b.nameBytes.length);
     }
     const h = this.s.vh.header;
     await this.writeAutoclear(h.autoclearFeatures & ~AUTOCLEAR_BITMAPS);
@@ -155,7 +152,7 @@ export class LiveBitmaps {
           throw new VmimgError('INVALID_OPTION', `Failed to create bitmap ${b.name}: Bitmap already exists: ${b.name}`, { file: s.name, bitmap: b.name });
         }
         checkConstraints([b], s.virtualSize, s.clusterSize, s.name);
-        const dirSize = [...all.map((x) => x.nameBytes), nameBytes].reduce((n, x) => n + directoryEntrySize(x), 0);
+        const dirSize = [...all.map((x) => x.nameBytes), nameBytes].reduce((n, x) => n + directoryEntrySize(x.length), 0);
         if (all.length + 1 > MAX_BITMAPS || dirSize > MAX_BITMAP_DIRECTORY_SIZE) {
           throw new VmimgError('UNSUPPORTED_OPTION', `Failed to create bitmap ${b.name}: Can't make bitmap '${b.name}' persistent in '${s.name}': ${all.length + 1 > MAX_BITMAPS ? 'Maximum number of persistent bitmaps is already reached' : 'Not enough space in the bitmap directory'}`, { bitmap: b.name });
         }
@@ -196,20 +193,18 @@ export class LiveBitmaps {
       };
       stored.set(b, await storeBitmapData(source, s.virtualSize, cs, space));
     }
-    const dirSize = this.list.reduce((n, b) => n + directoryEntrySize(b.nameBytes), 0);
+    const dirSize = this.list.reduce((n, b) => n + directoryEntrySize(b.nameBytes.length), 0);
     const dir = new Uint8Array(dirSize);
-    const dv = new DataView(dir.buffer);
     let at = 0;
     for (const b of this.list) {
       const t = stored.get(b);
-      dv.setBigUint64(at, t ? BigInt(t.offset) : b.entry!.tableOffset);
-      dv.setUint32(at + 8, t ? t.entries : b.entry!.tableEntries);
-      dv.setUint32(at + 12, t ? (b.enabled ? BITMAP_FLAG_AUTO : 0) : b.entry!.flags);
-      dir[at + 16] = 1; // type: dirty tracking bitmap
-      dir[at + 17] = Math.log2(b.granularity);
-      dv.setUint16(at + 18, b.nameBytes.length);
-      dir.set(b.nameBytes, at + BITMAP_DIR_ENTRY_SIZE);
-      at += directoryEntrySize(b.nameBytes);
+      at = encodeDirectoryEntry(dir, at, {
+        tableOffset: t ? BigInt(t.offset) : b.entry!.tableOffset,
+        tableEntries: t ? t.entries : b.entry!.tableEntries,
+        flags: t ? (b.enabled ? BITMAP_FLAG_AUTO : 0) : b.entry!.flags,
+        granularityBits: Math.log2(b.granularity),
+        nameBytes: b.nameBytes,
+      });
     }
     const dirOffset = await alloc.alloc(Math.ceil(dirSize / cs));
     await s.storage.write(dirOffset, dir);

@@ -18,8 +18,9 @@ import { VmimgError } from '../../util/errors.js';
 import type { BitmapToStore } from '../writer.js';
 import { bitmapGeometry } from './bitmap-data.js';
 import {
-  BITMAP_DIR_ENTRY_SIZE,
   BITMAP_FLAG_AUTO,
+  directoryEntrySize,
+  encodeDirectoryEntry,
   MAX_BITMAP_DIRECTORY_SIZE,
   MAX_BITMAPS,
   MAX_GRANULARITY_BITS,
@@ -63,7 +64,7 @@ export function checkConstraints(bitmaps: readonly BitmapToStore[], virtualSize:
     const nameBytes = storedName(b).length;
     if (nameBytes > MAX_NAME_SIZE) throw cannotStore(b, file, `Name length exceeds maximum (${MAX_NAME_SIZE} characters)`);
     if (BigInt(tableEntries * clusterSize) > MAX_PHYS_SIZE) throw new VmimgError('UNSUPPORTED_OPTION', `Bitmap '${b.name}' is too big`, { bitmap: b.name });
-    directorySize += Math.ceil((BITMAP_DIR_ENTRY_SIZE + nameBytes) / 8) * 8;
+    directorySize += directoryEntrySize(nameBytes);
   }
   if (directorySize > MAX_BITMAP_DIRECTORY_SIZE) throw new VmimgError('UNSUPPORTED_OPTION', 'Bitmap directory is too large', { directorySize });
   return directorySize;
@@ -116,20 +117,16 @@ export async function storeBitmaps(bitmaps: readonly BitmapToStore[], virtualSiz
   if (bitmaps.length === 0) return undefined;
   const directorySize = checkConstraints(bitmaps, virtualSize, clusterSize, file);
   const dir = new Uint8Array(directorySize);
-  const dv = new DataView(dir.buffer);
   let at = 0;
   for (const b of bitmaps) {
     const { offset, entries } = await storeBitmapData(b, virtualSize, clusterSize, space);
-    const name = storedName(b);
-    dv.setBigUint64(at, BigInt(offset));
-    dv.setUint32(at + 8, entries);
-    dv.setUint32(at + 12, b.enabled ? BITMAP_FLAG_AUTO : 0);
-    dir[at + 16] = 1; // type: dirty tracking bitmap
-    dir[at + 17] = Math.log2(b.granularity);
-    dv.setUint16(at + 18, name.length);
-    dv.setUint32(at + 20, 0); // no extra data
-    dir.set(name, at + BITMAP_DIR_ENTRY_SIZE);
-    at += Math.ceil((BITMAP_DIR_ENTRY_SIZE + name.length) / 8) * 8;
+    at = encodeDirectoryEntry(dir, at, {
+      tableOffset: BigInt(offset),
+      tableEntries: entries,
+      flags: b.enabled ? BITMAP_FLAG_AUTO : 0,
+      granularityBits: Math.log2(b.granularity),
+      nameBytes: storedName(b),
+    });
   }
   const directoryOffset = await space.allocClusters(Math.ceil(directorySize / clusterSize));
   await space.append(directoryOffset, dir);

@@ -28,6 +28,34 @@ export const BITMAP_FLAG_AUTO = 2;
 /** Bytes of a directory entry before its name; entries are padded to a multiple of 8. */
 export const BITMAP_DIR_ENTRY_SIZE = 24;
 
+/** Bytes a directory entry with a `nameLength`-byte name and no extra data takes, padding included. */
+export function directoryEntrySize(nameLength: number): number {
+  return Math.ceil((BITMAP_DIR_ENTRY_SIZE + nameLength) / 8) * 8;
+}
+
+/** What a directory entry written by vmimg holds (type 1, dirty tracking; no extra data). */
+export interface DirectoryEntryFields {
+  tableOffset: bigint;
+  tableEntries: number;
+  flags: number;
+  granularityBits: number;
+  nameBytes: Uint8Array;
+}
+
+/** Writes one directory entry at `at` of `dir` (spec "Bitmap directory"); returns where the next one starts. */
+export function encodeDirectoryEntry(dir: Uint8Array, at: number, e: DirectoryEntryFields): number {
+  const dv = new DataView(dir.buffer, dir.byteOffset, dir.byteLength);
+  dv.setBigUint64(at, e.tableOffset);
+  dv.setUint32(at + 8, e.tableEntries);
+  dv.setUint32(at + 12, e.flags);
+  dir[at + 16] = 1; // type: dirty tracking bitmap
+  dir[at + 17] = e.granularityBits;
+  dv.setUint16(at + 18, e.nameBytes.length);
+  dv.setUint32(at + 20, 0); // no extra data
+  dir.set(e.nameBytes, at + BITMAP_DIR_ENTRY_SIZE);
+  return at + directoryEntrySize(e.nameBytes.length);
+}
+
 export interface BitmapsExtension {
   count: number;
   directoryOffset: bigint;

@@ -21,11 +21,11 @@
 import { VmimgError } from '../../util/errors.js';
 import type { CreateContext, MeasureResult, MeasureSource, PersistentBitmap } from '../types.js';
 import { DEFAULT_CLUSTER_SIZE, EXTL2_SUBCLUSTERS, L1E_SIZE, L2E_SIZE_EXTENDED, L2E_SIZE_NORMAL, MAX_CLUSTER_BITS, MAX_L1_SIZE_BYTES, MIN_CLUSTER_BITS } from './constants.js';
+import { directoryEntrySize } from './bitmaps.js';
 import { refcountMetadataSize } from './refcount.js';
 
 
 /** Sizes of the Bitmap directory entry header and of a bitmap table entry (spec "Bitmaps"). */
-const BITMAP_DIR_ENTRY_SIZE = 24;
 const BITMAP_TABLE_ENTRY_SIZE = 8n;
 
 function invalid(key: string, value: string, message: string): VmimgError {
@@ -123,7 +123,7 @@ export function bitmapsSize(bitmaps: readonly PersistentBitmap[], virtualSize: b
     const clusters = (bytes + clusterSize - 1n) / clusterSize;
     total += clusters * clusterSize;
     total += roundUp(clusters * BITMAP_TABLE_ENTRY_SIZE, clusterSize);
-    directory += roundUp(BigInt(BITMAP_DIR_ENTRY_SIZE + (b.nameBytes ?? new TextEncoder().encode(b.name)).length), 8n);
+    directory += BigInt(directoryEntrySize((b.nameBytes ?? new TextEncoder().encode(b.name)).length));
   }
   return total + roundUp(directory, clusterSize);
 }
