@@ -35,6 +35,12 @@ export interface NativeHelpers {
    * errno when they could not be read. Names and values at most 64 KiB each (Linux's limits).
    */
   readXattrs?(paths: Array<string | Uint8Array>): Array<Buffer[] | number | undefined>;
+  /**
+   * fallocate(fd, 0, offset, data.length) and then pwrite of all of `data` at `offset`, on a libuv
+   * pool thread: resolves with [write errno, fallocate errno] (0 = none; the write is attempted
+   * whatever fallocate answered).
+   */
+  writeAllocating?(fd: number, data: Uint8Array, offset: number): Promise<Float64Array>;
 }
 
 function load(): NativeHelpers | undefined {
