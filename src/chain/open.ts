@@ -26,6 +26,11 @@ export interface OpenImageOptions {
   check?: boolean;
   /** Read this internal snapshot of the top image (qcow2 only; see OpenOptions.snapshot). */
   snapshot?: SnapshotSelector;
+  /**
+   * Leave Image.activate to the caller (openChain runs it once the whole chain is open). By
+   * default a writable image is activated as soon as it is open.
+   */
+  deferActivation?: boolean;
 }
 
 export interface OpenedImage {
@@ -56,6 +61,7 @@ export async function openImageFromStorage(storage: Storage, filename: string, o
     await image.close();
     throw new VmimgError('UNSUPPORTED_IMAGE', `Virtual size of '${filename}' is beyond what vmimg can address (2^53 bytes)`, { filename });
   }
+  if (image.writable && !options.deferActivation) await image.activate?.();
   return { image, probedRaw: options.format === undefined && format === 'raw' };
 }
 
@@ -107,7 +113,9 @@ export class ImageChain {
  * A backing file without a recorded format is probed (never guessed from the name).
  */
 export async function openChain(path: string, options: OpenImageOptions): Promise<ImageChain> {
-  const { image: top } = await openImage(path, options);
+  // A writable top is activated (qcow2: bitmaps marked in use) only once nothing below can refuse
+  // the open: a missing or denied backing file must leave the image as it was.
+  const { image: top } = await openImage(path, { ...options, deferActivation: true });
   const layers: Image[] = [top];
   const seen = new Set<string>([realOrSelf(path)]);
   try {
@@ -145,6 +153,7 @@ export async function openChain(path: string, options: OpenImageOptions): Promis
   if (top.writable) {
     try {
       refuseWrittenReferenceInChain(top, layers);
+      await top.activate?.();
     } catch (e) {
       await new ImageChain(layers).close();
       throw e;

@@ -233,8 +233,20 @@ export interface Image {
    * written; refused (UNSUPPORTED_OPTION) when the image cannot hold them.
    */
   storePersistentBitmaps?(bitmaps: readonly BitmapToStore[]): Promise<void>;
+  /**
+   * Throws what storePersistentBitmaps would throw for the image itself (a version without
+   * bitmaps, no room for them in its header), without writing: asked before any guest data.
+   */
+  checkPersistentBitmaps?(): Promise<void>;
   /** Allocated bytes of the image and the files it consists of (default: its own storage). */
   allocatedSize?(): Promise<number>;
+  /**
+   * The change a writable open makes to the file before any guest write (qcow2: loading its
+   * persistent bitmaps and marking them in use on disk). Run once, by the opener, only after
+   * everything that could still refuse the open has passed (the whole backing chain opened and
+   * checked), so a refused open leaves the file untouched. Writes need it to have run.
+   */
+  activate?(): Promise<void>;
   /**
    * Consistency check (qemu-img check). Per-problem messages go to `report` (qemu-img prints
    * them on stderr). With `fix`, repairs what it may (the image must be opened writable).

@@ -52,7 +52,7 @@ export interface ImageWriter {
    * Throws when `writeBitmaps` could not store any bitmap in this target (e.g. no room for the
    * bitmaps extension in a qcow2 header cluster); called before any guest data is copied.
    */
-  checkBitmaps?(): void;
+  checkBitmaps?(): void | Promise<void>;
 }
 
 /** A persistent dirty bitmap for a writer to store. */

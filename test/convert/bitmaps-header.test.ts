@@ -4,10 +4,12 @@
  * data, then fails to store the bitmaps at close ("Lost persistent bitmaps … Failed to update
  * bitmap extension: No space left on device") and exits 0 with a target without them. vmimg
  * refuses before creating anything, naming the bitmaps extension as the cause (not the backing
- * file name, which fits: the same convert without --bitmaps succeeds).
+ * file name, which fits: the same convert without --bitmaps succeeds). With -n into such an existing
+ * image qemu-img writes the data and then loses the bitmaps the same way; vmimg refuses before
+ * writing anything, and the target stays byte-identical.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { vmimg } from '../helpers/cli.js';
@@ -41,4 +43,15 @@ test('convert --bitmaps: no room for the bitmaps extension next to a long backin
   assert.match(ours.stderr, /Cannot store persistent bitmaps in .*no room for the bitmaps extension/);
   assert.match(ours.stderr, /\[UNSUPPORTED_OPTION\]/);
   assert.equal(existsSync(join(dir, 'v.qcow2')), false);
+
+  // -n into the existing image without room (plain.qcow2): refused before any guest write.
+  copyFileSync(join(dir, 'plain.qcow2'), join(dir, 'n-theirs.qcow2'));
+  const intoTheirs = qemuImg(['convert', '-n', '--bitmaps', '-f', 'qcow2', '-O', 'qcow2', src, join(dir, 'n-theirs.qcow2')], dir);
+  assert.equal(intoTheirs.status, 0, intoTheirs.stderr);
+  assert.match(intoTheirs.stderr, /Lost persistent bitmaps .*No space left on device/);
+  const before = readFileSync(join(dir, 'plain.qcow2'));
+  const intoOurs = await vmimg(['convert', '-n', '--bitmaps', '-f', 'qcow2', '-O', 'qcow2', src, join(dir, 'plain.qcow2')]);
+  assert.equal(intoOurs.status, 1, intoOurs.stderr);
+  assert.match(intoOurs.stderr, /no room in the header cluster for the bitmaps extension/);
+  assert.ok(readFileSync(join(dir, 'plain.qcow2')).equals(before), 'the target changed');
 });

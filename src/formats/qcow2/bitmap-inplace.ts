@@ -42,6 +42,16 @@ export async function addBitmapsInPlace(s: Qcow2State, alloc: Allocator, barrier
 }
 
 /**
+ * Throws what addBitmapsInPlace would throw before allocating anything (qcow2 v2, bitmaps already
+ * there, no room for the extension in cluster 0), reading only cluster 0: convert -n --bitmaps
+ * asks before it writes any guest data.
+ */
+export async function checkBitmapsInPlace(s: Qcow2State): Promise<void> {
+  if (s.version < 3) throw new VmimgError('UNSUPPORTED_OPTION', "Format driver 'qcow2' does not support bitmaps", { file: s.name, version: s.version });
+  if (!s.bitmaps) await bitmapsHeader(s, { count: 0, directoryOffset: 0n, directorySize: 0n });
+}
+
+/**
  * Points the header at bitmap directory `ext` (QEMU's update_header_sync in
  * update_ext_header_and_dir): cluster 0 rewritten in one write, then a barrier; the autoclear
  * bit set. Everything `ext` names must be written (and counted) before.

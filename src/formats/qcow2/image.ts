@@ -37,17 +37,7 @@ export async function openQcow2(storage: Storage, options: OpenOptions): Promise
   const writable = (options.writable ?? false) && !(options.check ?? false);
   const refusal = writable ? writeRefusal(state) : undefined;
   if (refusal) throw refusal;
-  const image = new Qcow2Image(state, bitmaps, options, writable);
-  if (writable) {
-    try {
-      await image.openBitmaps();
-    } catch (e) {
-      // The write path may have opened the data file already; the caller closes the image file.
-      await image.closeDataFile();
-      throw e;
-    }
-  }
-  return image;
+  return new Qcow2Image(state, bitmaps, options, writable);
 }
 
 class Qcow2Image implements Image {
@@ -165,13 +155,26 @@ class Qcow2Image implements Image {
     }));
   }
 
-  /** A writable open keeps the bitmaps up to date from here until close (bitmap-live.ts). */
-  async openBitmaps(): Promise<void> {
-    await this.writer?.openBitmaps(this.bitmaps);
+  /**
+   * Image.activate: a writable image keeps its bitmaps up to date from here until close
+   * (bitmap-live.ts), marking them in use now. On failure the data file the write path may have
+   * opened is closed; the caller closes the image file.
+   */
+  async activate(): Promise<void> {
+    try {
+      await this.writer?.openBitmaps(this.bitmaps);
+    } catch (e) {
+      await this.closeDataFile();
+      throw e;
+    }
   }
 
   storePersistentBitmaps(bitmaps: readonly BitmapToStore[]): Promise<void> {
     return this.requireWriter().addBitmaps(bitmaps);
+  }
+
+  checkPersistentBitmaps(): Promise<void> {
+    return this.requireWriter().checkAddBitmaps();
   }
 
   async readPersistentBitmap(name: string, nameBytes?: Uint8Array): Promise<BitmapBits> {

@@ -16,7 +16,7 @@ import { decodeUnit } from '../compression.js';
 import type { BackingRead, Extent, WriteZeroesOptions } from '../image.js';
 import type { BitmapToStore } from '../writer.js';
 import { Allocator } from './alloc.js';
-import { addBitmapsInPlace } from './bitmap-inplace.js';
+import { addBitmapsInPlace, checkBitmapsInPlace } from './bitmap-inplace.js';
 import { checkLiveMemory, LiveBitmaps } from './bitmap-live.js';
 import { checkBitmapClusters } from './bitmap-overlap.js';
 import type { BitmapEntry } from './bitmaps.js';
@@ -132,6 +132,16 @@ export class Qcow2Writer {
       if (this.bitmaps) return this.bitmaps.add(bitmaps);
       const h = await this.host();
       await addBitmapsInPlace(this.s, h.alloc, this.barrier, bitmaps);
+    });
+  }
+
+  /**
+   * Throws when addBitmaps could not store bitmaps in this image (see checkBitmapsInPlace); an
+   * image that already has bitmaps has its extension, so the live store has room.
+   */
+  checkAddBitmaps(): Promise<void> {
+    return this.serial(async () => {
+      if (!this.bitmaps) await checkBitmapsInPlace(this.s);
     });
   }
 

@@ -30,8 +30,8 @@ export interface BitmapCopyRequest {
 }
 
 export interface BitmapCopy {
-  /** Before any data: the target must be able to hold bitmaps (a -n target may be qcow2 v2). */
-  checkTarget(writer: ImageWriter): void;
+  /** Before any data: the target must be able to hold bitmaps (a -n target may be qcow2 v2, or lack header room). */
+  checkTarget(writer: ImageWriter): Promise<void>;
   /** Warns about the bitmaps skipped and hands the others to the writer (after all guest data, before finish). */
   store(writer: ImageWriter): Promise<void>;
 }
@@ -65,9 +65,9 @@ export async function prepareBitmapCopy(req: BitmapCopyRequest, chain: ImageChai
 
   const unsupported = (): VmimgError => new VmimgError('UNSUPPORTED_OPTION', `Format driver '${format}' does not support bitmaps`, { format });
   return {
-    checkTarget(writer: ImageWriter): void {
+    async checkTarget(writer: ImageWriter): Promise<void> {
       if (!writer.writeBitmaps) throw unsupported();
-      if (copied.length > 0) writer.checkBitmaps?.();
+      if (copied.length > 0) await writer.checkBitmaps?.();
     },
     async store(writer: ImageWriter): Promise<void> {
       for (const b of broken) req.onWarning?.(`Skipping inconsistent bitmap '${b.name}'`);
@@ -92,7 +92,7 @@ type Copy = (writer: ImageWriter, zeroTarget: boolean) => Promise<void>;
 export function withBitmaps(copy: Copy, bitmaps: BitmapCopy | undefined): Copy {
   if (!bitmaps) return copy;
   return async (writer, zeroTarget) => {
-    bitmaps.checkTarget(writer);
+    await bitmaps.checkTarget(writer);
     await copy(writer, zeroTarget);
     await bitmaps.store(writer);
   };

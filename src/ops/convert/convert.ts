@@ -238,13 +238,16 @@ async function convertIntoImage(req: ConvertRequest, format: string, total: numb
     const write = top.write.bind(top);
     const writeZeroes = top.writeZeroes.bind(top);
     const storeBitmaps = top.persistentBitmaps?.() !== undefined ? top.storePersistentBitmaps?.bind(top) : undefined;
+    // No room for the bitmaps extension in the header: refused before any data is written, as for
+    // a new target (qemu-img copies the data, then warns "Lost persistent bitmaps" and exits 0).
+    const checkBitmaps = top.checkPersistentBitmaps?.bind(top);
     const writer: ImageWriter = {
       virtualSize: top.virtualSize,
       granularity: top.info().clusterSize ?? 512,
       write,
       // qemu-img convert zeroes with BDRV_REQ_MAY_UNMAP.
       writeZeroes: (offset, length) => writeZeroes(offset, length, { mayUnmap: true }),
-      ...(storeBitmaps ? { writeBitmaps: storeBitmaps } : {}),
+      ...(storeBitmaps ? { writeBitmaps: storeBitmaps, ...(checkBitmaps ? { checkBitmaps } : {}) } : {}),
       finish: async () => {
         if (req.sync) await top.flush?.();
       },
