@@ -38,6 +38,7 @@ export async function mapRange(src: MapSource, start: number, length: number): P
   const out: Extent[] = [];
   const end = start + length;
   let pos = start;
+  let storage: Storage | undefined;
   while (pos < end) {
     const l1Index = Math.floor(pos / span);
     if (l1Index >= s.l1Size) {
@@ -71,7 +72,9 @@ export async function mapRange(src: MapSource, start: number, length: number): P
         while (pos < cEnd) {
           const run = subclusterRun(type, bitmap, s.extendedL2, sc, s.subclusters);
           const runEnd = Math.min(cEnd, cStart + (sc + run.count) * s.subclusterSize);
-          await emit(src, out, run.type, entry, { pos, length: runEnd - pos, cStart, l2Offset, l2Index: i });
+          const w = { pos, length: runEnd - pos, cStart, l2Offset, l2Index: i };
+          // The data storage is awaited once per call, not once per cluster (a data file opens lazily).
+          if (!emit(src, out, run.type, entry, w, storage)) emit(src, out, run.type, entry, w, (storage = await src.dataStorage()));
           pos = runEnd;
           sc += run.count;
         }
@@ -89,7 +92,12 @@ interface Where {
   l2Index: number;
 }
 
-async function emit(src: MapSource, out: Extent[], type: SubclusterType, entry: Word, w: Where): Promise<void> {
+/**
+ * Appends the extent for one run of a cluster. False (nothing appended) when it is host data and
+ * `storage` (src.dataStorage()) is not known yet: the caller awaits it and calls again, so the
+ * corruption checks still come before opening a data file.
+ */
+function emit(src: MapSource, out: Extent[], type: SubclusterType, entry: Word, w: Where, storage: Storage | undefined): boolean {
   const s = src.s;
   // Only built for an error message: this runs once per cluster.
   const at = (): string => `(L2 offset: ${altHex(w.l2Offset)}, L2 index: ${altHex(w.l2Index)})`;
@@ -98,14 +106,16 @@ async function emit(src: MapSource, out: Extent[], type: SubclusterType, entry: 
     case 'invalid':
       throw corrupt(s, `Invalid cluster entry found  ${at()}`);
     case 'unallocated-plain':
-      return push(out, { kind: 'unallocated', start: w.pos, length: w.length });
+      push(out, { kind: 'unallocated', start: w.pos, length: w.length });
+      return true;
     case 'zero-plain':
-      return push(out, { kind: 'zero', start: w.pos, length: w.length });
+      push(out, { kind: 'zero', start: w.pos, length: w.length });
+      return true;
     case 'compressed': {
       if (s.hasDataFile) throw corrupt(s, `Compressed cluster entry found in image with external data file ${at()}`);
       const ref = compressedRef(entry, s.clusterBits);
       if (!Number.isSafeInteger(ref.offset + ref.length)) throw corrupt(s, `compressed cluster offset ${altHex(ref.offset)} is beyond what vmimg can address ${at()}`);
-      return push(out, {
+      push(out, {
         kind: 'compressed',
         start: w.pos,
         length: w.length,
@@ -116,16 +126,18 @@ async function emit(src: MapSource, out: Extent[], type: SubclusterType, entry: 
         unitStart: w.cStart,
         unitLength: s.clusterSize,
       });
+      return true;
     }
     default: {
       const cluster = entryOffset(entry);
       if (cluster % s.clusterSize !== 0) throw corrupt(s, `Cluster allocation offset ${altHex(cluster)} unaligned ${at()}`);
       const offset = cluster + (w.pos - w.cStart);
       if (!Number.isSafeInteger(offset + w.length)) throw corrupt(s, `cluster offset ${altHex(cluster)} is beyond what vmimg can address ${at()}`);
-      const storage = await src.dataStorage();
-      if (type === 'normal') return push(out, { kind: 'data', start: w.pos, length: w.length, storage, offset });
-      if (type === 'zero-alloc') return push(out, { kind: 'zero', start: w.pos, length: w.length, storage, offset });
-      return push(out, { kind: 'unallocated', start: w.pos, length: w.length, storage, offset });
+      if (!storage) return false;
+      if (type === 'normal') push(out, { kind: 'data', start: w.pos, length: w.length, storage, offset });
+      else if (type === 'zero-alloc') push(out, { kind: 'zero', start: w.pos, length: w.length, storage, offset });
+      else push(out, { kind: 'unallocated', start: w.pos, length: w.length, storage, offset });
+      return true;
     }
   }
 }

@@ -37,6 +37,27 @@ export function getRefcount(block: Uint8Array, order: number, i: number): number
   return Number(v.getBigUint64(i * 8));
 }
 
+/** How many of the first n entries of `bytes` bytes each (8-bit refcounts or wider) are non-zero, up to `limit`. */
+function countNonZeroEntries(block: Uint8Array, bytes: number, n: number, limit: number): number {
+  let count = 0;
+  for (let i = 0, at = 0; i < n && count < limit; i++, at += bytes) {
+    for (let k = 0; k < bytes; k++) {
+      if (block[at + k] !== 0) {
+        count++;
+        break;
+      }
+    }
+  }
+  return count;
+}
+
+/** The same for refcounts narrower than a byte. */
+function countNonZeroRefcounts(block: Uint8Array, order: number, n: number, limit: number): number {
+  let count = 0;
+  for (let i = 0; i < n && count < limit; i++) if (getRefcount(block, order, i) !== 0) count++;
+  return count;
+}
+
 /** Sets refcount `i` (0 ≤ value ≤ 2^refcount_bits - 1). */
 export function setRefcount(block: Uint8Array, order: number, i: number, value: number): void {
   const bits = 2 ** order;
@@ -123,9 +144,8 @@ export class RefcountReader {
       const offset = await this.blockOffset(first);
       if (offset === 0) continue;
       const block = await this.block(offset);
-      for (let i = first; i < Math.min(end, first + perBlock) && count < limit; i++) {
-        if (getRefcount(block, this.order, i - first) !== 0) count++;
-      }
+      const n = Math.min(end, first + perBlock) - first;
+      count += this.order >= 3 ? countNonZeroEntries(block, 2 ** (this.order - 3), n, limit - count) : countNonZeroRefcounts(block, this.order, n, limit - count);
     }
     return count;
   }
