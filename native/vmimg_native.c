@@ -232,17 +232,21 @@ static void batch_execute(napi_env env, void *data) {
   if (lo >= 0 && hi > lo) sync_file_range(b->dst_fd, (off_t)lo, (off_t)(hi - lo), SYNC_FILE_RANGE_WRITE);
 }
 
+/* Resolves `deferred` with `out`, or rejects it with an Error saying `failure` when out is NULL. */
+static void settle(napi_env env, napi_deferred deferred, napi_value out, const char *failure) {
+  if (out) {
+    napi_resolve_deferred(env, deferred, out);
+    return;
+  }
+  napi_value msg, err;
+  napi_create_string_utf8(env, failure, NAPI_AUTO_LENGTH, &msg);
+  napi_create_error(env, NULL, msg, &err);
+  napi_reject_deferred(env, deferred, err);
+}
+
 static void batch_complete(napi_env env, napi_status status, void *data) {
   file_batch *b = data;
-  napi_value out = status == napi_ok ? batch_results(env, b) : NULL;
-  if (out) {
-    napi_resolve_deferred(env, b->deferred, out);
-  } else {
-    napi_value msg, err;
-    napi_create_string_utf8(env, "copyFiles: could not deliver results", NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, NULL, msg, &err);
-    napi_reject_deferred(env, b->deferred, err);
-  }
+  settle(env, b->deferred, status == napi_ok ? batch_results(env, b) : NULL, "copyFiles: could not deliver results");
   napi_delete_async_work(env, b->work);
   batch_free(env, b);
 }
@@ -539,13 +543,10 @@ static void alloc_write_complete(napi_env env, napi_status status, void *data) {
       napi_create_typedarray(env, napi_float64_array, 2, ab, 0, &out) == napi_ok) {
     ((double *)raw)[0] = j->werr;
     ((double *)raw)[1] = j->ferr;
-    napi_resolve_deferred(env, j->deferred, out);
   } else {
-    napi_value msg, err;
-    napi_create_string_utf8(env, "writeAllocating: could not deliver the result", NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, NULL, msg, &err);
-    napi_reject_deferred(env, j->deferred, err);
+    out = NULL;
   }
+  settle(env, j->deferred, out, "writeAllocating: could not deliver the result");
   napi_delete_reference(env, j->data_ref);
   napi_delete_async_work(env, j->work);
   free(j);
