@@ -55,8 +55,17 @@ export async function createAtomically<T>(target: string, fill: (storage: FileSt
   }
   const { path, existing } = await finalTarget(target);
   const tmp = temporaryPathFor(path);
-  const storage = await FileStorage.createExclusive(tmp);
+  // Registered before it exists: a signal that lands while the file is being created (its open
+  // and statfs take turns of the event loop) must still remove it.
   pending.add(tmp);
+  let storage: FileStorage;
+  try {
+    // Errors while it is written name the file the user asked for, not the hidden temporary one.
+    storage = await FileStorage.createExclusive(tmp, path);
+  } catch (e) {
+    pending.delete(tmp);
+    throw e;
+  }
   let result: T;
   try {
     // A file replaced keeps its permissions (and, as root, its owner), as a file qemu-img or

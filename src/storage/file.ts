@@ -72,7 +72,8 @@ export class FileStorage implements Storage {
   }
 
   /**
-   * Creates a new file that must not exist yet (O_EXCL), mode 0644 before umask. On ext4, large
+   * Creates a new file that must not exist yet (O_EXCL), mode 0644 before umask, named `name` in
+   * messages (atomic creation names the target, not its temporary file). On ext4, large
    * writes into it allocate their blocks with fallocate just before the data goes in
    * (native.writeAllocating): a buffered write into allocated (unwritten) blocks skips delayed
    * allocation's per-block work, and filling a new file that way costs the kernel about 40% less
@@ -80,14 +81,14 @@ export class FileStorage implements Storage {
    * blocks, so the file ends up allocated exactly as with plain writes. Other file systems keep
    * plain writes: on tmpfs fallocate would zero pages the write then fills.
    */
-  static async createExclusive(path: string): Promise<FileStorage> {
+  static async createExclusive(path: string, name = path): Promise<FileStorage> {
     let fh: FileHandle;
     try {
       fh = await open(path, 'wx+', 0o644);
     } catch (e) {
       throw fromSystemError(e, path, 'create');
     }
-    const storage = new FileStorage(fh, path, true);
+    const storage = new FileStorage(fh, name, true);
     if (native?.writeAllocating) {
       const fs = await statfs(path).catch(() => undefined);
       storage.#allocateWrites = fs?.type === EXT4_SUPER_MAGIC;
