@@ -3,7 +3,7 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
-import { cleanupTemporaryFiles } from '../storage/atomic.js';
+import { cleanupTemporaryFiles, settleCreations } from '../storage/atomic.js';
 import { processIO, type CliIO } from './run.js';
 
 type Register = (program: Command, io: CliIO, setStatus: (s: number) => void) => void;
@@ -68,8 +68,16 @@ function invokedDirectly(): boolean {
 export function main(): void {
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(signal, () => {
+      const status = 128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1);
       cleanupTemporaryFiles();
-      process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1));
+      // A temporary file whose creation is still running on a pool thread appears after the
+      // clean-up above: wait for it (at most 1 s) and clean again.
+      const creations = settleCreations();
+      if (!creations) process.exit(status);
+      void creations.then(() => {
+        cleanupTemporaryFiles();
+        process.exit(status);
+      });
     });
   }
   runCli(process.argv.slice(2)).then((status) => {

@@ -21,16 +21,34 @@ import { FileStorage } from './file.js';
 
 const pending = new Set<string>();
 
-/** Removes every temporary file still in flight (for signal handlers; synchronous). */
+/** Temporary files whose open(O_CREAT) is still running on the pool (see settleCreations). */
+const creating = new Set<Promise<unknown>>();
+
+/**
+ * Undefined when no temporary file is being created; else a promise that resolves once each has
+ * been created (or failed), after at most `limitMs`. A signal handler that removed the files it
+ * knew of waits on it and removes them again, so a file whose open was still running on a pool
+ * thread is not left behind.
+ */
+export function settleCreations(limitMs = 1000): Promise<void> | undefined {
+  if (creating.size === 0) return undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<void>((resolve) => (timer = setTimeout(resolve, limitMs)));
+  return Promise.race([Promise.allSettled([...creating]).then(() => undefined), limit]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Removes every temporary file still in flight (for signal handlers; synchronous). The paths stay
+ * registered: a file still being created is removed by the next call (see settleCreations).
+ */
 export function cleanupTemporaryFiles(): void {
   for (const path of pending) {
     try {
       unlinkSync(path);
     } catch {
-      /* already gone */
+      /* already gone, or not created yet */
     }
   }
-  pending.clear();
 }
 
 /** Registers (or forgets) another hidden file for cleanupTemporaryFiles (atomic-pair.ts's kept link). */
@@ -56,15 +74,19 @@ export async function createAtomically<T>(target: string, fill: (storage: FileSt
   const { path, existing } = await finalTarget(target);
   const tmp = temporaryPathFor(path);
   // Registered before it exists: a signal that lands while the file is being created (its open
-  // and statfs take turns of the event loop) must still remove it.
+  // and statfs take turns of the event loop) must still remove it (see settleCreations).
   pending.add(tmp);
   let storage: FileStorage;
+  // Errors while it is written name the file the user asked for, not the hidden temporary one.
+  const created = FileStorage.createExclusive(tmp, path);
+  creating.add(created);
   try {
-    // Errors while it is written name the file the user asked for, not the hidden temporary one.
-    storage = await FileStorage.createExclusive(tmp, path);
+    storage = await created;
   } catch (e) {
     pending.delete(tmp);
     throw e;
+  } finally {
+    creating.delete(created);
   }
   let result: T;
   try {

@@ -32,6 +32,27 @@ export class FileStorage implements Storage {
     return this.#allocateWrites;
   }
 
+  /**
+   * Native calls running on the pool with this file's descriptor: close() waits for them. Node's
+   * FileHandle.close() waits only for its own operations; closing under a native pwrite would let
+   * the number be reused by the next open() and the write land in that file.
+   */
+  readonly #native = new Set<Promise<unknown>>();
+  #closing = false;
+
+  /** The descriptor for a native call, or EBADF (as a closed FileHandle reports it) once closing. */
+  #nativeFd(): number {
+    if (this.#closing || this.fh.fd < 0) throw errnoError(constantsErrno.EBADF, this.name, 'write');
+    return this.fh.fd;
+  }
+
+  #track<T>(p: Promise<T>): Promise<T> {
+    this.#native.add(p);
+    const done = (): void => void this.#native.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
   private constructor(private readonly fh: FileHandle, name: string, writable: boolean) {
     this.name = name;
     this.writable = writable;
@@ -40,11 +61,14 @@ export class FileStorage implements Storage {
 
   async #copyFiles(files: readonly FileCopy[]): Promise<Array<VmimgError | undefined>> {
     for (const f of files) checkRange(this.name, f.offset, f.size, Number.MAX_SAFE_INTEGER);
-    const r = await native!.copyFiles!(
-      this.fh.fd,
-      files.map((f) => f.fsPath),
-      files.map((f) => f.size),
-      files.map((f) => f.offset),
+    const fd = this.#nativeFd();
+    const r = await this.#track(
+      native!.copyFiles!(
+        fd,
+        files.map((f) => f.fsPath),
+        files.map((f) => f.size),
+        files.map((f) => f.offset),
+      ),
     );
     return files.map((f, i) => (r[3 * i + 2]! !== 0 ? errnoError(r[3 * i + 2]!, this.name, 'write') : nativeReadError(r[3 * i]!, r[3 * i + 1]!, f.path, f.size)));
   }
@@ -150,7 +174,7 @@ export class FileStorage implements Storage {
   }
 
   async #writeAllocating(offset: number, data: Uint8Array): Promise<void> {
-    const [writeErrno, allocateErrno] = await native!.writeAllocating!(this.fh.fd, data, offset);
+    const [writeErrno, allocateErrno] = await this.#track(native!.writeAllocating!(this.#nativeFd(), data, offset));
     // A file system that cannot allocate ahead (EOPNOTSUPP) is not asked again; the write went in anyway.
     if (allocateErrno === constantsErrno.EOPNOTSUPP || allocateErrno === constantsErrno.ENOSYS) this.#allocateWrites = false;
     if (writeErrno !== 0) throw errnoError(writeErrno!, this.name, 'write');
@@ -205,6 +229,8 @@ export class FileStorage implements Storage {
   }
 
   async close(): Promise<void> {
+    this.#closing = true;
+    while (this.#native.size > 0) await Promise.allSettled([...this.#native]);
     await this.fh.close();
   }
 

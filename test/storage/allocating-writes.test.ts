@@ -2,10 +2,12 @@
  * Writes into a new file on ext4 allocate their blocks first (FileStorage.createExclusive,
  * native writeAllocating): the file must come out byte-identical to, and allocated exactly like,
  * the same writes made with plain pwrite — holes stay holes, partial blocks are not rounded out
- * further than a write would — and a failing write still fails with the errno named.
+ * further than a write would — and a failing write still fails with the errno named. close()
+ * waits for a native write still running (else its descriptor number could be reused by the next
+ * open and the write land there), and a write after close fails as a VmimgError.
  */
 import assert from 'node:assert/strict';
-import { openSync, closeSync, readSync, statSync, writeSync } from 'node:fs';
+import { openSync, closeSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -109,4 +111,30 @@ test('an allocating write that fails reports the errno and the file name; storag
   }
   assert.throws(() => native!.writeAllocating!(-1, new Uint8Array(1), 0), TypeError);
   assert.throws(() => native!.writeAllocating!(3, new Uint8Array(1), -5), TypeError);
+});
+
+test('close() waits for an allocating write in flight; a write after close fails as WRITE_FAILED', async (t) => {
+  const dir = tempDir(t, 'vmimg-allocw-');
+  if ((await statfs(dir)).type !== 0xef53 || !native?.writeAllocating) return t.skip('needs ext4 under the temporary directory and the native helpers');
+  const data = new Uint8Array(32 << 20).fill(0x5a);
+  for (let round = 0; round < 20; round++) {
+    const a = join(dir, `a${round}`);
+    const b = join(dir, `b${round}`);
+    const s = await FileStorage.createExclusive(a);
+    assert.equal(s.allocatesWrites, true);
+    const pending = s.write(0, data);
+    await s.close();
+    // The descriptor number is free again: the next open may get it.
+    const fd = openSync(b, 'w+');
+    try {
+      await pending; // finished before close() returned
+    } finally {
+      closeSync(fd);
+    }
+    assert.equal(statSync(b).size, 0, `round ${round}: the write landed in another file`);
+    assert.equal(statSync(a).size, data.length);
+    assert.ok(readFileSync(a).equals(Buffer.from(data.buffer)), `round ${round}`);
+    await assert.rejects(s.write(0, data), { code: 'WRITE_FAILED' });
+    await assert.rejects(s.write(0, new Uint8Array(16)), { code: 'WRITE_FAILED' });
+  }
 });
