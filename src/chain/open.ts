@@ -27,8 +27,9 @@ export interface OpenImageOptions {
   /** Read this internal snapshot of the top image (qcow2 only; see OpenOptions.snapshot). */
   snapshot?: SnapshotSelector;
   /**
-   * Leave Image.activate to the caller (openChain runs it once the whole chain is open). By
-   * default a writable image is activated as soon as it is open.
+   * Leave Image.activate of a writable top image to the caller, to run once its own checks have
+   * passed. By default openImage activates as soon as the image is open, and openChain once the
+   * whole chain is open and checked.
    */
   deferActivation?: boolean;
 }
@@ -153,7 +154,7 @@ export async function openChain(path: string, options: OpenImageOptions): Promis
   if (top.writable) {
     try {
       refuseWrittenReferenceInChain(top, layers);
-      await top.activate?.();
+      if (!options.deferActivation) await top.activate?.();
     } catch (e) {
       await new ImageChain(layers).close();
       throw e;

@@ -3,6 +3,8 @@
  * openChain once the chain is open): a qcow2 with persistent bitmaps used to have them marked in
  * use and stored again (the file rewritten) before its backing chain was found missing or its
  * data file found to be a file of that chain. qemu-img refuses both without touching the image.
+ * convert -n's own refusals after the open (a target smaller than the source) leave it untouched
+ * too: it activates the target only after them.
  */
 import assert from 'node:assert/strict';
 import { linkSync, readFileSync, unlinkSync } from 'node:fs';
@@ -57,4 +59,19 @@ test('convert -n into a qcow2 with bitmaps whose data file is its own backing fi
   assert.match(r.stderr, /REFERENCE_DENIED/);
   assert.ok(readFileSync(top).equals(before), 'the image changed');
   assert.ok(readFileSync(data).equals(dataBefore), 'the data file changed');
+});
+
+test('convert -n into a qcow2 with bitmaps that is smaller than the source is refused and leaves it byte-identical', async (t) => {
+  if (!oracle(t, 'qemu-img')) return;
+  const dir = tempDir(t, 'vmimg-activate-');
+  const top = join(dir, 't.qcow2');
+  const src = join(dir, 's.raw');
+  ok(qemuImg(['create', '-f', 'qcow2', top, '4M']), 'create target');
+  ok(qemuImg(['bitmap', '--add', '-f', 'qcow2', top, 'b0']), 'bitmap --add');
+  ok(qemuImg(['create', '-f', 'raw', src, '8M']), 'create source');
+  const before = readFileSync(top);
+  const r = await vmimg(['convert', '-n', '-f', 'raw', '-O', 'qcow2', src, top]);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /output image is smaller than input .*\[SIZE_OUT_OF_RANGE\]/);
+  assert.ok(readFileSync(top).equals(before), 'the image changed');
 });

@@ -222,7 +222,9 @@ async function convertIntoExisting(req: ConvertRequest, total: number, copy: (w:
 async function convertIntoImage(req: ConvertRequest, format: string, total: number, copy: (w: ImageWriter, zeroTarget: boolean) => Promise<void>, chains: readonly ImageChain[]): Promise<void> {
   // Write barriers (flushes between dependent metadata stages) only when the cache mode asks
   // for durability; qemu-img's default "unsafe" ignores flushes.
-  const chain = await openChain(req.target, { format, policy: req.policyFor(req.target), writable: true, writeBarriers: req.sync ?? false });
+  // Activated (qcow2: bitmaps marked in use) only after the checks below, so a refused convert
+  // leaves the target untouched.
+  const chain = await openChain(req.target, { format, policy: req.policyFor(req.target), writable: true, writeBarriers: req.sync ?? false, deferActivation: true });
   let closed = false;
   try {
     const top = chain.top;
@@ -235,6 +237,7 @@ async function convertIntoImage(req: ConvertRequest, format: string, total: numb
     if (top.virtualSize < total) {
       throw new VmimgError('SIZE_OUT_OF_RANGE', `output image is smaller than input (${top.virtualSize} < ${total} bytes)`, { size: top.virtualSize, total });
     }
+    await top.activate?.();
     const write = top.write.bind(top);
     const writeZeroes = top.writeZeroes.bind(top);
     const storeBitmaps = top.persistentBitmaps?.() !== undefined ? top.storePersistentBitmaps?.bind(top) : undefined;
