@@ -9,12 +9,13 @@
  * the image's directory, and here the two are the same.
  */
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
 import type { TestContext } from 'node:test';
 import { openChain } from '../../../src/chain/open.js';
 import { defaultPolicy } from '../../../src/chain/policy.js';
 import { ChainReader } from '../../../src/chain/read.js';
 import { vmimg, type CliResult } from '../../helpers/cli.js';
+import { writeRange } from '../../helpers/images.js';
 import { oracle, qemuImg, run, tempDir, type RunResult } from '../../helpers/oracle.js';
 
 /** A temporary directory made the working directory for the test; undefined without oracles. */
@@ -45,15 +46,8 @@ export function io(name: string, commands: string[], format = 'qcow2'): void {
   assert.ok(r.status === 0 && !/error|failed|can't/i.test(r.stdout + r.stderr), `qemu-io ${commands.join('; ')} ${name}: ${r.stdout}${r.stderr}`);
 }
 
-/** Overwrites bytes of a file in place. */
-export function poke(path: string, offset: number, bytes: Uint8Array): void {
-  const fd = openSync(path, 'r+');
-  try {
-    writeSync(fd, bytes, 0, bytes.length, offset);
-  } finally {
-    closeSync(fd);
-  }
-}
+/** Overwrites bytes of a file in place (test/helpers/images.ts writeRange). */
+export const poke = writeRange;
 
 export function be64(value: bigint | number): Uint8Array {
   const b = new Uint8Array(8);

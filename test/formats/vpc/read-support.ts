@@ -3,13 +3,13 @@
  * vmimg says about an image (info, map, check, the guest bytes) with what qemu-img 7.2 says.
  */
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ChainReader } from '../../../src/chain/read.js';
 import { openImage } from '../../../src/chain/open.js';
 import { DENY_ALL } from '../../../src/chain/policy.js';
 import type { Extent, Image } from '../../../src/formats/image.js';
 import { vmimg, type CliResult } from '../../helpers/cli.js';
+import { readRange, writeRange } from '../../helpers/images.js';
 import { qemuImg, run } from '../../helpers/oracle.js';
 
 /** Runs a tool in `dir` and fails the test on a non-zero status. */
@@ -24,26 +24,10 @@ export function qemuIo(dir: string, format: string, file: string, commands: stri
   assert.ok(r.status === 0 && !/error|failed/i.test(r.stdout + r.stderr), `qemu-io ${commands.join('; ')} on ${file}: ${r.stdout}${r.stderr}`);
 }
 
-/** Overwrites bytes of a file in place. */
-export function poke(path: string, offset: number, bytes: Uint8Array): void {
-  const fd = openSync(path, 'r+');
-  try {
-    writeSync(fd, bytes, 0, bytes.length, offset);
-  } finally {
-    closeSync(fd);
-  }
-}
+/** Overwrites bytes of a file in place (test/helpers/images.ts writeRange). */
+export const poke = writeRange;
 
-export function readRange(path: string, offset: number, length: number): Buffer {
-  const out = Buffer.alloc(length);
-  const fd = openSync(path, 'r');
-  try {
-    readSync(fd, out, 0, length, offset);
-  } finally {
-    closeSync(fd);
-  }
-  return out;
-}
+export { readRange };
 
 export function u32be(value: number): Uint8Array {
   const b = new Uint8Array(4);
