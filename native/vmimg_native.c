@@ -186,6 +186,23 @@ static void read_one(file_job *j) {
 static napi_value batch_results(napi_env env, file_batch *b);
 
 /* Copies exactly j->size bytes of j->path to dst at j->dst_offset through a bounce buffer (see copyFiles). */
+/*
+ * Writes all `length` bytes of `bytes` at `offset`: short writes resumed, EINTR retried, a write
+ * of 0 bytes taken as EIO. Returns 0 or the errno; *written says how many bytes went in.
+ */
+static int pwrite_all(int fd, const uint8_t *bytes, size_t length, off_t offset, size_t *written) {
+  size_t done = 0;
+  int err = 0;
+  while (done < length) {
+    ssize_t k = pwrite(fd, bytes + done, length - done, offset + (off_t)done);
+    if (k < 0) { if (errno == EINTR) continue; err = errno; break; }
+    if (k == 0) { err = EIO; break; }
+    done += (size_t)k;
+  }
+  *written = done;
+  return err;
+}
+
 static void copy_one(file_job *j, int dst, uint8_t *bounce, size_t bounce_size) {
   int fd = open_source(j);
   if (fd < 0) return;
@@ -197,11 +214,7 @@ static void copy_one(file_job *j, int dst, uint8_t *bounce, size_t bounce_size) 
     if (r < 0) { if (errno == EINTR) continue; j->status = errno; break; }
     if (r == 0) { j->status = -1; break; }
     size_t w = 0;
-    while (w < (size_t)r) {
-      ssize_t k = pwrite(dst, bounce + w, (size_t)r - w, (off_t)j->dst_offset + (off_t)(done + w));
-      if (k < 0) { if (errno == EINTR) continue; j->werr = errno; break; }
-      w += (size_t)k;
-    }
+    j->werr = pwrite_all(dst, bounce, (size_t)r, (off_t)j->dst_offset + (off_t)done, &w);
     done += w;
   }
   if (j->status == 0 && j->werr == 0) probe_end(fd, j);
@@ -526,13 +539,8 @@ static void alloc_write_execute(napi_env env, void *data) {
   (void)env;
   alloc_write_job *j = data;
   if (j->length > 0 && fallocate(j->fd, 0, j->offset, (off_t)j->length) != 0) j->ferr = errno;
-  size_t done = 0;
-  while (done < j->length) {
-    ssize_t k = pwrite(j->fd, j->bytes + done, j->length - done, j->offset + (off_t)done);
-    if (k < 0) { if (errno == EINTR) continue; j->werr = errno; break; }
-    if (k == 0) { j->werr = EIO; break; }
-    done += (size_t)k;
-  }
+  size_t written;
+  j->werr = pwrite_all(j->fd, j->bytes, j->length, j->offset, &written);
 }
 
 static void alloc_write_complete(napi_env env, napi_status status, void *data) {
