@@ -109,18 +109,22 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
     await refuseTargetInSources(req.target, chains);
     const bitmapCopy = req.bitmaps ? await prepareBitmapCopy(req, chains[0]!) : undefined;
     const total = chains.reduce((n, c) => n + c.top.virtualSize, 0);
-    const copy = (writer: ImageWriter, zeroTarget: boolean): Promise<void> =>
-      copyChains(chains, writer, {
-        minSparse,
-        backing: backingFile !== undefined,
-        zeroTarget,
-        parallel,
-        onProgress: req.onProgress,
-        ...(req.salvage ? { salvage: { warn: req.quiet ? undefined : req.onWarning, compress: req.compress ?? false } } : {}),
-      });
+    // The data copy, with the bitmap steps around it when --bitmaps asks for them.
+    const copy = withBitmaps(
+      (writer: ImageWriter, zeroTarget: boolean): Promise<void> =>
+        copyChains(chains, writer, {
+          minSparse,
+          backing: backingFile !== undefined,
+          zeroTarget,
+          parallel,
+          onProgress: req.onProgress,
+          ...(req.salvage ? { salvage: { warn: req.quiet ? undefined : req.onWarning, compress: req.compress ?? false } } : {}),
+        }),
+      bitmapCopy,
+    );
 
     if (req.noCreate) {
-      await convertIntoExisting(req, total, withBitmaps(copy, bitmapCopy), chains);
+      await convertIntoExisting(req, total, copy, chains);
       return;
     }
     const prepared = await prepareCreate({
@@ -150,7 +154,7 @@ export async function convertImages(req: ConvertRequest): Promise<void> {
       const writer = await driver.createWriter!(storage, prepared.ctx, req.compress ?? false, dataStorage).catch((e: unknown) => {
         throw backingSizeError(prepared, e);
       });
-      await withBitmaps(copy, bitmapCopy)(writer, false);
+      await copy(writer, false);
       await writer.finish();
     };
     const options = { sync: req.sync ?? false };
