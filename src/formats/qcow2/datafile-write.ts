@@ -11,6 +11,7 @@
  * - Compressed clusters cannot exist with a data file (QEMU reports corruption).
  */
 import type { Storage } from '../../storage/types.js';
+import { zeroRange } from '../../storage/zero.js';
 import { VmimgError } from '../../util/errors.js';
 import type { WriteDecision, ZeroDecision } from './cow.js';
 import type { ClusterType } from './l2.js';
@@ -30,12 +31,7 @@ export function onDataFile<T extends WriteDecision | ZeroDecision>(s: Qcow2State
   return out;
 }
 
-const ZERO_CHUNK = 1024 * 1024;
-
 /** data_file_raw: makes [offset, offset+length) of the data file read zeros (hole, or zero bytes). */
 export async function zeroRawDataFile(s: Qcow2State, data: Storage | undefined, offset: number, length: number): Promise<void> {
-  if (!s.dataFileRaw || !data || length === 0) return;
-  if (await data.punchHole?.(offset, length)) return;
-  const zeros = new Uint8Array(Math.min(ZERO_CHUNK, length));
-  for (let at = 0; at < length; at += zeros.length) await data.write(offset + at, zeros.subarray(0, Math.min(zeros.length, length - at)));
+  if (s.dataFileRaw && data) await zeroRange(data, offset, length);
 }

@@ -34,6 +34,7 @@ import { VmimgError } from '../../util/errors.js';
 import { vhdxChecksum } from './crc32c.js';
 import { guidEquals, type Guid } from './guid.js';
 import { MiB, type VhdxHeader } from './structs.js';
+import { zeroRange } from '../../storage/zero.js';
 
 export const LOG_SECTOR = 4096;
 const ENTRY_HEADER_SIZE = 64;
@@ -291,8 +292,3 @@ async function walkSequence(storage: Storage, header: VhdxHeader, seq: LogSequen
   return Number(length);
 }
 
-async function zeroRange(storage: Storage, offset: number, length: number): Promise<void> {
-  if (storage.punchHole && (await storage.punchHole(offset, length))) return;
-  const zeros = new Uint8Array(Math.min(MiB, length));
-  for (let at = 0; at < length; at += zeros.length) await storage.write(offset + at, zeros.subarray(0, Math.min(zeros.length, length - at)));
-}

@@ -14,6 +14,7 @@ import { createPairAtomically } from '../../storage/atomic-pair.js';
 import type { Storage } from '../../storage/types.js';
 import { FileStorage } from '../../storage/file.js';
 import { unsynced } from '../../storage/unsynced.js';
+import { zeroRange } from '../../storage/zero.js';
 import { VmimgError } from '../../util/errors.js';
 import { backingSizeError, dataFileWhereWarning, prepareCreate } from '../create.js';
 import { getDriver, isFormatName } from '../../formats/registry.js';
@@ -202,16 +203,12 @@ async function convertIntoExisting(req: ConvertRequest, total: number, copy: (w:
   try {
     const size = await storage.size();
     if (size < total) throw new VmimgError('SIZE_OUT_OF_RANGE', `output file is smaller than input file (${size} < ${total} bytes)`, { size, total });
-    const zeros = new Uint8Array(1 << 20);
     const writer: ImageWriter = {
       virtualSize: size,
       granularity: 512,
       write: (offset, data) => storage.write(offset, data),
       // qemu-img convert zeroes with BDRV_REQ_MAY_UNMAP: file-posix punches a hole first.
-      async writeZeroes(offset, length) {
-        if (await storage.punchHole(offset, length)) return;
-        for (let done = 0; done < length; done += zeros.length) await storage.write(offset + done, zeros.subarray(0, Math.min(zeros.length, length - done)));
-      },
+      writeZeroes: (offset, length) => zeroRange(storage, offset, length),
       finish: async () => {
         if (req.sync) await storage.flush();
       },
