@@ -77,7 +77,7 @@ export async function compareImages(req: CompareRequest): Promise<CompareOutcome
     }
     // The longer image's tail must read as zeros.
     const [longer, reader] = sizeA > sizeB ? [ca, ra] : [cb, rb];
-    for await (const e of mapChain(longer, common, total - common)) {
+    for await (const e of mapChain(longer, common, total - common, { split: true })) {
       if (isZeroEntry(e)) continue;
       const at = await firstNonZero(reader, e.start, e.start + e.length);
       if (at !== undefined) return { status: 1, message: `Content mismatch at offset ${at}!`, sizeWarning, offset: at };
@@ -94,7 +94,7 @@ function isZeroEntry(e: MapEntry): boolean {
 }
 
 function entries(chain: ImageChain, start: number, length: number): AsyncIterator<MapEntry> {
-  return mapChain(chain, start, length)[Symbol.asyncIterator]();
+  return mapChain(chain, start, length, { split: true })[Symbol.asyncIterator]();
 }
 
 async function next(it: AsyncIterator<MapEntry>): Promise<MapEntry | undefined> {

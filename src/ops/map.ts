@@ -18,15 +18,31 @@ export interface MapEntry {
   filename?: string;
 }
 
-/** Work per driver call: the chain is walked in windows of this many guest bytes. */
-const WINDOW = 1 << 30;
+/**
+ * Work per driver call: the chain is walked in windows of guest bytes, the first FIRST_WINDOW
+ * long and each next one twice the last, up to MAX_WINDOW, so a long walk makes few calls while
+ * a streaming consumer (`split`) gets its first entries after a small query.
+ */
+const FIRST_WINDOW = 1 << 24;
+const MAX_WINDOW = 1 << 28;
+
+export interface MapChainOptions {
+  /**
+   * Yield what is merged so far at the end of every window (entries then end at window
+   * boundaries, FIRST_WINDOW-aligned from `start`) instead of merging across windows: convert and
+   * compare start on the first window while the rest is mapped. Unset, entries are merged as
+   * qemu-img map reports them.
+   */
+  split?: boolean;
+}
 
 /** Yields merged map entries for [start, start+length) of the chain's top image. */
-export async function* mapChain(chain: ImageChain, start: number, length: number): AsyncGenerator<MapEntry> {
+export async function* mapChain(chain: ImageChain, start: number, length: number, o: MapChainOptions = {}): AsyncGenerator<MapEntry> {
   let pending: MapEntry | undefined;
   const end = start + length;
-  for (let pos = start; pos < end; ) {
-    const n = Math.min(WINDOW, end - pos);
+  let window = FIRST_WINDOW;
+  for (let pos = start; pos < end; window = Math.min(MAX_WINDOW, window * 2)) {
+    const n = Math.min(window, end - pos);
     for (const e of await resolve(chain.layers, 0, pos, n)) {
       if (pending && mergeable(pending, e)) {
         pending.length += e.length;
@@ -34,6 +50,10 @@ export async function* mapChain(chain: ImageChain, start: number, length: number
       }
       if (pending) yield pending;
       pending = { ...e };
+    }
+    if (o.split && pending) {
+      yield pending;
+      pending = undefined;
     }
     pos += n;
   }

@@ -49,3 +49,26 @@ test('with a new backing file: top zeros and top holes without a backing file be
     { kind: 'data', start: 12288, length: 1000 },
   ]);
 });
+
+test('yieldFrom: a long run is handed on before the entries after it exist', async () => {
+  const MiB = 1 << 20;
+  let release!: () => void;
+  const later = new Promise<void>((r) => (release = r));
+  async function* gen(): AsyncGenerator<MapEntry> {
+    yield entry(0, 4 * MiB, {});
+    yield entry(4 * MiB, 4 * MiB, {});
+    await later; // the rest of the map is not walked until the consumer has the first run
+    yield entry(8 * MiB, 4 * MiB, {});
+    yield entry(12 * MiB, 4 * MiB, { zero: true, data: false });
+  }
+  const out: Run[] = [];
+  for await (const r of classify(gen(), 0, 16 * MiB, 65536, { backing: false, fullAllocation: false, yieldFrom: 8 * MiB })) {
+    out.push(r);
+    if (out.length === 1) release();
+  }
+  assert.deepEqual(out, [
+    { kind: 'data', start: 0, length: 8 * MiB },
+    { kind: 'data', start: 8 * MiB, length: 4 * MiB },
+    { kind: 'zero', start: 12 * MiB, length: 4 * MiB },
+  ]);
+});

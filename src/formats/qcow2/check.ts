@@ -17,6 +17,7 @@ import { L1E_SIZE, MAX_L1_SIZE_BYTES, REFTABLE_ENTRY_SIZE } from './constants.js
 import { Imrt } from './imrt.js';
 import { readAt, view } from './io.js';
 import {
+  altHex,
   clusterType,
   compressedRef,
   entryOffset,
@@ -34,11 +35,6 @@ import type { RefcountReader } from './reftable.js';
 import { reftableOffset, reftableReserved } from './reftable.js';
 import type { Qcow2State, TableReader } from './state.js';
 import { fixL2EntryByZero } from './repair.js';
-
-/** C's "%#x": "0" for zero, else 0x-prefixed lowercase hex. */
-export function altHex(n: number | bigint): string {
-  return n === 0 || n === 0n ? '0' : '0x' + hex(n);
-}
 
 /** The state one check run works on. */
 export interface CheckCtx {

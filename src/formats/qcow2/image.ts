@@ -7,23 +7,23 @@
  * the chain Policy decides whether it may be opened at all. Note that QEMU opens a relative data
  * file name relative to its working directory; vmimg resolves it against the image's directory,
  * like backing files.
+ *
+ * What only some opens need loads on first use (start-up time): the write path for writable
+ * opens, check and repair, snapshot tables, and bitmap bits.
  */
 import type { Storage } from '../../storage/types.js';
 import { VmimgError } from '../../util/errors.js';
 import { checkMapRange } from '../extents.js';
 import type { BackingRead, CheckFix, CheckResult, Extent, FileReference, Image, ImageInfoFields, OpenOptions, WriteZeroesOptions } from '../image.js';
 import { BITMAP_FLAG_AUTO, BITMAP_FLAG_IN_USE, type BitmapEntry } from './bitmaps.js';
-import { loadBitmapBits } from './bitmap-data.js';
-import { checkQcow2 } from './checkrun.js';
 import { infoFields, qcow2SafetyIssues } from './info.js';
 import { mapRange } from './map.js';
 import type { BitmapBits, PersistentBitmap } from '../types.js';
 import type { BitmapToStore } from '../writer.js';
 import { openQcow2State } from './open.js';
-import { loadSnapshotTables } from './snapshot-load.js';
 import { RefcountReader } from './reftable.js';
 import { TableReader, type Qcow2State } from './state.js';
-import { Qcow2Writer, writeRefusal } from './write.js';
+import type { Qcow2Writer } from './write.js';
 
 export async function openQcow2(storage: Storage, options: OpenOptions): Promise<Image> {
   const opened = await openQcow2State(storage, options.filename, { check: options.check ?? false });
@@ -31,13 +31,14 @@ export async function openQcow2(storage: Storage, options: OpenOptions): Promise
   let state = opened.state;
   if (options.snapshot) {
     if (options.writable) throw new VmimgError('UNSUPPORTED_OPTION', `qcow2 image '${options.filename}': an internal snapshot is opened read-only`, { file: options.filename });
-    state = loadSnapshotTables(state, options.snapshot);
+    state = (await import('./snapshot-load.js')).loadSnapshotTables(state, options.snapshot);
   }
   // The write path (write.ts) is for plain writable opens; check's repairs write on their own.
   const writable = (options.writable ?? false) && !(options.check ?? false);
-  const refusal = writable ? writeRefusal(state) : undefined;
+  const write = writable ? await import('./write.js') : undefined;
+  const refusal = write?.writeRefusal(state);
   if (refusal) throw refusal;
-  return new Qcow2Image(state, bitmaps, options, writable);
+  return new Qcow2Image(state, bitmaps, options, write?.Qcow2Writer);
 }
 
 class Qcow2Image implements Image {
@@ -50,21 +51,24 @@ class Qcow2Image implements Image {
   private data: Promise<Storage> | undefined;
   private metadataPrealloc: Promise<boolean> | undefined;
   private readonly writer: Qcow2Writer | undefined;
+  readonly writable: boolean;
 
   constructor(
     private readonly s: Qcow2State,
     private readonly bitmaps: BitmapEntry[],
     private readonly options: OpenOptions,
-    readonly writable = false,
+    /** The write path's class (write.ts), given for a writable open. */
+    Writer?: typeof Qcow2Writer,
   ) {
     this.filename = options.filename;
     this.storage = s.storage;
     this.virtualSize = s.virtualSize;
     if (s.vh.backingFile !== undefined) this.backing = { name: s.vh.backingFile, format: s.vh.backingFormat };
     this.tables = new TableReader(s);
-    if (writable) {
+    this.writable = Writer !== undefined;
+    if (Writer) {
       const map = (start: number, length: number): Promise<Extent[]> => this.map(start, length);
-      this.writer = new Qcow2Writer({ s, tables: this.tables, map, barriers: options.writeBarriers ?? true, dataStorage: () => this.dataStorage() });
+      this.writer = new Writer({ s, tables: this.tables, map, barriers: options.writeBarriers ?? true, dataStorage: () => this.dataStorage() });
     }
   }
 
@@ -181,7 +185,7 @@ class Qcow2Image implements Image {
     const b = this.s.version >= 3 ? this.bitmaps.find((x) => (nameBytes ? Buffer.from(x.nameBytes).equals(nameBytes) : x.name === name)) : undefined;
     if (!b) throw new VmimgError('INVALID_OPTION', `qcow2 image '${this.filename}' has no bitmap '${name}'`, { file: this.filename, bitmap: name });
     if (b.flags & BITMAP_FLAG_IN_USE) throw new VmimgError('INCONSISTENT_BITMAP', `Bitmap '${name}' of '${this.filename}' is inconsistent (in use)`, { file: this.filename, bitmap: name });
-    return loadBitmapBits(this.s.storage, this.filename, b, this.s.clusterSize, this.s.virtualSize);
+    return (await import('./bitmap-data.js')).loadBitmapBits(this.s.storage, this.filename, b, this.s.clusterSize, this.s.virtualSize);
   }
 
   info(): ImageInfoFields {
@@ -199,7 +203,7 @@ class Qcow2Image implements Image {
     this.requireDataFileName();
     const run = async (): Promise<CheckResult> => {
       try {
-        return await checkQcow2(this.s, this.tables, fix, report);
+        return await (await import('./checkrun.js')).checkQcow2(this.s, this.tables, fix, report);
       } finally {
         this.tables.invalidate();
       }

@@ -52,6 +52,11 @@ export function hex(w: Word | bigint | number): string {
   return b.toString(16);
 }
 
+/** C's "%#x": "0" for zero, else 0x-prefixed lowercase hex. */
+export function altHex(n: number | bigint): string {
+  return n === 0 || n === 0n ? '0' : '0x' + hex(n);
+}
+
 /** Bits 9..55 of an L1 or standard L2 entry as a byte offset (0 = none). */
 export function entryOffset(w: Word): number {
   return (w.hi & OFFSET_HI) * TWO32 + ((w.lo & OFFSET_LO) >>> 0);

@@ -13,8 +13,7 @@ import type { Storage } from '../../storage/types.js';
 import { VmimgError } from '../../util/errors.js';
 import { pushExtent as push } from '../extents.js';
 import type { Extent } from '../image.js';
-import { altHex } from './check.js';
-import { clusterType, compressedRef, entryOffset, NO_BITMAP, readBitmap, readWord, subclusterRun, type SubclusterType, type Word } from './l2.js';
+import { altHex, clusterType, compressedRef, entryOffset, NO_BITMAP, readBitmap, readWord, subclusterRun, type SubclusterType, type Word } from './l2.js';
 import type { Qcow2State, TableReader } from './state.js';
 
 export interface MapSource {

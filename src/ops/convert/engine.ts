@@ -207,7 +207,7 @@ export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: C
 
   try {
     await salvage?.prescan(chains, reader.bases);
-    const runs = classify(concatEntries(chains, reader.locate, salvage, o.backing), 0, total, g, { backing: o.backing, fullAllocation: o.minSparse === 0 });
+    const runs = classify(concatEntries(chains, reader.locate, salvage, o.backing), 0, total, g, { backing: o.backing, fullAllocation: o.minSparse === 0, yieldFrom: chunk });
     for await (const run of runs) {
       if (run.kind !== 'data') {
         inFlight.push(Promise.resolve(prepareRun(run)));

@@ -21,6 +21,11 @@ export interface ClassifyOptions {
   backing: boolean;
   /** -S 0: everything the source holds, zeros included, is written as data. */
   fullAllocation: boolean;
+  /**
+   * A merged run is yielded once it is at least this long (default: only when a run of another
+   * kind follows), so the consumer starts on it while later entries are still being mapped.
+   */
+  yieldFrom?: number;
 }
 
 export function kindOf(e: MapEntry, o: ClassifyOptions): RunKind {
@@ -46,12 +51,15 @@ export async function* classify(entries: AsyncIterable<MapEntry>, base: number, 
 
   const emit = function* (run: Run): Generator<Run> {
     if (run.length <= 0) return;
-    if (pending && pending.kind === run.kind && pending.start + pending.length === run.start) {
-      pending.length += run.length;
-      return;
+    if (pending && pending.kind === run.kind && pending.start + pending.length === run.start) pending.length += run.length;
+    else {
+      if (pending) yield pending;
+      pending = { ...run };
     }
-    if (pending) yield pending;
-    pending = { ...run };
+    if (pending.length >= (o.yieldFrom ?? Infinity)) {
+      yield pending;
+      pending = undefined;
+    }
   };
 
   for await (const e of entries) {

@@ -188,7 +188,7 @@ export async function* statusWalk(chain: ImageChain, onBad: (offset: number, err
   const query = async (at: number, n: number): Promise<MapEntry[] | VmimgError> => {
     try {
       const got: MapEntry[] = [];
-      for await (const e of mapChain(chain, at, n)) got.push(e);
+      for await (const e of mapChain(chain, at, n, { split: true })) got.push(e);
       return got;
     } catch (e) {
       if (!isReadError(e)) throw e;
@@ -196,7 +196,7 @@ export async function* statusWalk(chain: ImageChain, onBad: (offset: number, err
     }
     try {
       const got: MapEntry[] = [];
-      for await (const e of mapChain(top, at, n)) got.push(e.present ? e : { ...e, depth: 1 });
+      for await (const e of mapChain(top, at, n, { split: true })) got.push(e.present ? e : { ...e, depth: 1 });
       return got;
     } catch (e) {
       if (!isReadError(e)) throw e;
@@ -211,7 +211,7 @@ export async function* statusWalk(chain: ImageChain, onBad: (offset: number, err
     if (!afterBad) {
       let reached = pos;
       try {
-        for await (const e of mapChain(chain, pos, end - pos)) {
+        for await (const e of mapChain(chain, pos, end - pos, { split: true })) {
           yield e;
           reached = e.start + e.length;
         }
