@@ -44,6 +44,8 @@ if (!existsSync(src)) {
   sh('sh', ['-c', `head -c ${2 * GiB} /dev/urandom > src.raw && head -c ${GiB} /dev/zero >> src.raw && truncate -s ${4 * GiB} src.raw`]);
 }
 sh('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', 'src.raw', 'src.qcow2']);
+// Write the set-up's 2 GiB back now: otherwise its writeback lands in the first case's timed runs.
+sh('sync', []);
 
 const cases: Array<{ name: string; args: string[] }> = [
   { name: 'raw→qcow2', args: ['-f', 'raw', '-O', 'qcow2', 'src.raw', 'out.qcow2'] },
@@ -53,12 +55,27 @@ const cases: Array<{ name: string; args: string[] }> = [
   { name: 'raw→qcow2 -c zstd', args: ['-c', '-f', 'raw', '-O', 'qcow2', '-o', 'compression_type=zstd', 'src.raw', 'out.zst.qcow2'] },
 ];
 
-console.log(`convert of a 4 GiB virtual / 2 GiB data image (1 GiB zeros, 1 GiB hole); ${rounds} interleaved rounds, ${settle} s settle before each run`);
-console.log('case                 qemu best/median s  vmimg best/median s  ratio best/median  qemu RSS MiB  vmimg RSS MiB');
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
+/** Median wall time (ms) of `node -e 0` in `env`: what every vmimg run pays before any vmimg code. */
+function nodeStartMs(env: NodeJS.ProcessEnv): number {
+  const xs: number[] = [];
+  for (let i = 0; i < 11; i++) {
+    const t0 = process.hrtime.bigint();
+    spawnSync(process.execPath, ['-e', '0'], { env, stdio: 'ignore' });
+    xs.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  return median(xs);
+}
+const start = nodeStartMs(process.env);
+// NODE_EXTRA_CA_CERTS makes Node parse that certificate file at every start, before any script.
+const { NODE_EXTRA_CA_CERTS: extraCerts, ...withoutCerts } = process.env;
+const startNote = extraCerts === undefined ? '' : ` (NODE_EXTRA_CA_CERTS is set: ${nodeStartMs(withoutCerts).toFixed(0)} ms without it)`;
+console.log(`Node start-up here (node -e 0, median of 11): ${start.toFixed(0)} ms${startNote}`);
+console.log(`convert of a 4 GiB virtual / 2 GiB data image (1 GiB zeros, 1 GiB hole); ${rounds} interleaved rounds, ${settle} s settle before each run`);
+console.log('case                 qemu best/median s  vmimg best/median s  ratio best/median  qemu RSS MiB  vmimg RSS MiB');
 for (const c of cases) {
   const q: number[] = [];
   const v: number[] = [];

@@ -4,9 +4,11 @@
  * read from storage, compressed units are decoded (bounded) with a one-unit cache.
  */
 import { VmimgError } from '../util/errors.js';
-import { decodeUnit } from '../formats/compression.js';
 import type { Extent, Image } from '../formats/image.js';
 import { MAX_IO_CHUNK } from '../storage/types.js';
+
+/** The decoders (and zlib), loaded for the first compressed unit: most reads need none. */
+let compression: typeof import('../formats/compression.js') | undefined;
 
 type CompressedExtent = Extent & { kind: 'compressed' };
 
@@ -93,6 +95,7 @@ export class ChainReader {
       throw new VmimgError('INTERNAL', `compressed extent ${e.start}+${e.length} lies outside its unit ${e.unitStart}+${e.unitLength}`, {});
     }
     const raw = await e.storage.read(e.offset, e.compressedLength);
+    const { decodeUnit } = (compression ??= await import('../formats/compression.js'));
     const bytes = decodeUnit(e.codec, raw, e.unitLength, `${layer.filename} at guest offset ${e.unitStart}`);
     this.unitCache = { key, bytes };
     return bytes;

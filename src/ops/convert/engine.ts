@@ -8,7 +8,7 @@ import type { ImageChain } from '../../chain/open.js';
 import { ChainReader } from '../../chain/read.js';
 import type { ImageWriter } from '../../formats/writer.js';
 import type { MapEntry } from '../map.js';
-import { CompressPool } from './compress-pool.js';
+import type { CompressPool } from './compress-pool.js';
 import { classify, type Run } from './runs.js';
 import { isZero, zeroRuns } from './zero.js';
 import { readOrFail, Salvage, statusFailure, statusWalk, type Locate, type SalvageWarning } from './salvage.js';
@@ -118,7 +118,9 @@ export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: C
       // only takes compressed writes (bdi.needs_compressed_writes: vmdk streamOptimized).
       new Salvage({ warn: o.salvage.warn, step: o.salvage.compress || compression ? g : 512, backing: o.backing, locate: reader.locate, filenames: chains.map((c) => c.top.filename) })
     : undefined;
-  const pool = compression ? new CompressPool(compression.codec) : undefined;
+  // The worker pool (and worker_threads) loads only when something is compressed.
+  const Pool = compression ? (await import('./compress-pool.js')).CompressPool : undefined;
+  const pool: CompressPool | undefined = Pool && compression ? new Pool(compression.codec) : undefined;
   const ahead = compression ? o.parallel : Math.min(o.parallel, READ_AHEAD);
   let done = 0;
   const inFlight: Array<Promise<Prepared>> = [];
@@ -130,7 +132,7 @@ export async function copyChains(chains: ImageChain[], writer: ImageWriter, o: C
   // Read buffers are recycled: steady-state copying allocates nothing per chunk.
   const free: Uint8Array[] = [];
   // With compression they are shared with the workers, so posting a chunk copies nothing.
-  const take = (n: number): Uint8Array => (free.pop() ?? (pool ? CompressPool.sharedBuffer(chunk) : new Uint8Array(chunk))).subarray(0, n);
+  const take = (n: number): Uint8Array => (free.pop() ?? (Pool ? Pool.sharedBuffer(chunk) : new Uint8Array(chunk))).subarray(0, n);
   const give = (b: Uint8Array): void => void free.push(new Uint8Array(b.buffer, b.byteOffset, chunk));
 
   const prepareData = async (offset: number, length: number): Promise<Prepared> => {
