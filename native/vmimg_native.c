@@ -185,7 +185,6 @@ static void read_one(file_job *j) {
 
 static napi_value batch_results(napi_env env, file_batch *b);
 
-/* Copies exactly j->size bytes of j->path to dst at j->dst_offset through a bounce buffer (see copyFiles). */
 /*
  * Writes all `length` bytes of `bytes` at `offset`: short writes resumed, EINTR retried, a write
  * of 0 bytes taken as EIO. Returns 0 or the errno; *written says how many bytes went in.
@@ -203,6 +202,7 @@ static int pwrite_all(int fd, const uint8_t *bytes, size_t length, off_t offset,
   return err;
 }
 
+/* Copies exactly j->size bytes of j->path to dst at j->dst_offset through a bounce buffer (see copyFiles). */
 static void copy_one(file_job *j, int dst, uint8_t *bounce, size_t bounce_size) {
   int fd = open_source(j);
   if (fd < 0) return;
