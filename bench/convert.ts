@@ -4,7 +4,8 @@
  * 1 GiB hole (qemu-img's reference measurement shape). Cases: raw→qcow2, qcow2→raw, raw→vmdk,
  * raw→vhdx, raw→qcow2 -c zstd. Each round runs both tools on every case (interleaved, so both see
  * the same machine state; qemu-img first in even rounds, vmimg first in odd ones); prints the
- * best and the median wall time of each tool, the ratios vmimg/qemu-img of both, and peak RSS. On a VM the kernel's cost of filling fresh page
+ * best and the median wall time of each tool, the ratios vmimg/qemu-img of both, peak RSS, and
+ * every run's time in the order the runs ran. On a VM the kernel's cost of filling fresh page
  * cache pages varies several-fold between runs of the same command; the median shows it.
  * Settling: on this VM a run started right after the previous run's output was deleted costs a
  * fraction of one started a few seconds later (freed memory goes back to the host and idle page
@@ -81,6 +82,8 @@ for (const c of cases) {
   const v: number[] = [];
   let rss = { q: 0, v: 0 };
   let err: string | undefined;
+  /** Every run in the order it ran (q = qemu-img, v = vmimg), rounds separated by '|'. */
+  const order: string[] = [];
   for (let i = 0; i < rounds; i++) {
     const out = c.args[c.args.length - 1]!;
     const runQemu = (): ReturnType<typeof timed> => (sh('sleep', [String(settle)]), timed('qemu-img', ['convert', ...c.args]));
@@ -98,6 +101,8 @@ for (const c of cases) {
       a = runQemu();
     }
     sh('rm', ['-f', out]);
+    const shown = (tool: string, r: ReturnType<typeof timed>): string => `${tool}${'s' in r ? r.s.toFixed(2) : '!'}`;
+    order.push(i % 2 === 0 ? `${shown('q', a)} ${shown('v', b)}` : `${shown('v', b)} ${shown('q', a)}`);
     if ('s' in a) (q.push(a.s), (rss.q = Math.max(rss.q, a.rssMiB)));
     if ('s' in b) (v.push(b.s), (rss.v = Math.max(rss.v, b.rssMiB)));
     else err = b.error;
@@ -106,5 +111,7 @@ for (const c of cases) {
   const pair = (xs: number[]): string => (xs.length ? `${f(Math.min(...xs))}/${f(median(xs))}` : '-');
   const ratio = q.length && v.length ? `${f(Math.min(...v) / Math.min(...q))}/${f(median(v) / median(q))}` : '-';
   console.log(`${c.name.padEnd(20)} ${pair(q).padStart(18)} ${pair(v).padStart(20)} ${ratio.padStart(18)} ${rss.q.toFixed(0).padStart(13)} ${rss.v.toFixed(0).padStart(14)}${err ? `   vmimg: ${err}` : ''}`);
+  // Which tool drew the slow page state, and after which run, shows here.
+  console.log(`  runs in order: ${order.join(' | ')}`);
 }
 if (process.argv[3] === undefined) rmSync(dir, { recursive: true, force: true });
